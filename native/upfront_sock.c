@@ -1,0 +1,135 @@
+// Two things Node cannot do by itself, kept as small as possible:
+//  1. create a listening unix socket whose fd the parent never accepts on, so it
+//     can be handed to children as fd 0 (FCGI_LISTENSOCK_FILENO), as spawn-fcgi does;
+//     libuv starts accepting as soon as Node listens, which would steal connections.
+//  2. read the kernel's accept queue of listening unix sockets (sock_diag,
+//     UNIX_DIAG_RQLEN: what `ss -xl` shows as Recv-Q / Send-Q).
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+
+#define TCP_LISTEN_STATE 10
+
+static napi_value throw_errno(napi_env env, const char *syscall, int err, const char *path) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s %s failed: %s (%d)", syscall, path ? path : "", strerror(err), err);
+  napi_value m, e, code, errnoV, sc;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_error(env, NULL, m, &e);
+  const char *name = err == EADDRINUSE ? "EADDRINUSE" : err == EACCES ? "EACCES" : err == ENOENT ? "ENOENT"
+                   : err == ENAMETOOLONG ? "ENAMETOOLONG" : err == EINVAL ? "EINVAL" : "EIO";
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_set_named_property(env, e, "code", code);
+  napi_create_int32(env, -err, &errnoV);
+  napi_set_named_property(env, e, "errno", errnoV);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
+  napi_set_named_property(env, e, "syscall", sc);
+  napi_throw(env, e);
+  return NULL;
+}
+
+// listenUnix(path: string, backlog: number): number (fd, close-on-exec)
+static napi_value ListenUnix(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "path must be a string");
+    return NULL;
+  }
+  if (len >= sizeof path - 1) return throw_errno(env, "bind", ENAMETOOLONG, path);
+  int32_t backlog = 1024;
+  napi_get_value_int32(env, argv[1], &backlog);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno, path);
+  struct sockaddr_un addr; memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX; memcpy(addr.sun_path, path, len);
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) { int e = errno; close(fd); return throw_errno(env, "bind", e, path); }
+  if (listen(fd, backlog) < 0) { int e = errno; close(fd); return throw_errno(env, "listen", e, path); }
+  napi_value r; napi_create_int32(env, fd, &r); return r;
+}
+
+// closeFd(fd: number): void
+static napi_value CloseFd(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1]; int32_t fd = -1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_get_value_int32(env, argv[0], &fd);
+  if (fd > 2) close(fd);
+  return NULL;
+}
+
+// acceptQueues(): Array<[inode, path, queued, backlog]> for every listening unix socket
+static napi_value AcceptQueues(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out; napi_create_array(env, &out); uint32_t n = 0;
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return throw_errno(env, "socket(NETLINK_SOCK_DIAG)", errno, NULL);
+  struct { struct nlmsghdr nlh; struct unix_diag_req req; } msg;
+  memset(&msg, 0, sizeof msg);
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = AF_UNIX;
+  msg.req.udiag_states = 1 << TCP_LISTEN_STATE;
+  msg.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
+  struct sockaddr_nl sa; memset(&sa, 0, sizeof sa); sa.nl_family = AF_NETLINK;
+  if (sendto(nl, &msg, sizeof msg, 0, (struct sockaddr *)&sa, sizeof sa) < 0) { int e = errno; close(nl); return throw_errno(env, "sendto(sock_diag)", e, NULL); }
+  static char buf[65536];
+  for (;;) {
+    ssize_t got = recv(nl, buf, sizeof buf, 0);
+    if (got < 0) { if (errno == EINTR) continue; int e = errno; close(nl); return throw_errno(env, "recv(sock_diag)", e, NULL); }
+    if (got == 0) break;
+    struct nlmsghdr *h = (struct nlmsghdr *)buf;
+    int done = 0;
+    for (; NLMSG_OK(h, (size_t)got); h = NLMSG_NEXT(h, got)) {
+      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) { done = 1; break; }
+      struct unix_diag_msg *d = NLMSG_DATA(h);
+      struct rtattr *a = (struct rtattr *)(d + 1);
+      int alen = h->nlmsg_len - NLMSG_LENGTH(sizeof *d);
+      char name[256]; size_t nameLen = 0; uint32_t rq = 0, wq = 0;
+      for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+        if (a->rta_type == UNIX_DIAG_NAME) {
+          nameLen = RTA_PAYLOAD(a); if (nameLen > sizeof name - 1) nameLen = sizeof name - 1;
+          memcpy(name, RTA_DATA(a), nameLen);
+          if (nameLen > 0 && name[0] == 0) name[0] = '@'; // abstract namespace, as ss prints it
+          while (nameLen > 0 && name[nameLen - 1] == 0) nameLen--;
+        } else if (a->rta_type == UNIX_DIAG_RQLEN) {
+          struct unix_diag_rqlen *q = RTA_DATA(a); rq = q->udiag_rqueue; wq = q->udiag_wqueue;
+        }
+      }
+      napi_value row, v; napi_create_array_with_length(env, 4, &row);
+      napi_create_double(env, (double)d->udiag_ino, &v); napi_set_element(env, row, 0, v);
+      napi_create_string_utf8(env, name, nameLen, &v); napi_set_element(env, row, 1, v);
+      napi_create_uint32(env, rq, &v); napi_set_element(env, row, 2, v);
+      napi_create_uint32(env, wq, &v); napi_set_element(env, row, 3, v);
+      napi_set_element(env, out, n++, row);
+    }
+    if (done) break;
+  }
+  close(nl);
+  return out;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    { "listenUnix", NULL, ListenUnix, NULL, NULL, NULL, napi_default, NULL },
+    { "closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_default, NULL },
+    { "acceptQueues", NULL, AcceptQueues, NULL, NULL, NULL, napi_default, NULL },
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// upfront's command line: parses flags, loads the config, hands over. Thin on purpose.
+import { Command, CommanderError, Option } from 'commander';
+import { loadConfigFile } from './config/load.js';
+import { ConfigError, validateRunConfig } from './config/schema.js';
+import { startFront } from './front.js';
+import { createLogger } from './log.js';
+
+const EXIT_USAGE = 2;
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`upfront: ${message}\n`);
+  process.exit(code);
+}
+
+const program = new Command();
+program
+  .name('upfront')
+  .description('A front server and process manager for FastCGI apps: spawns N backends, balances them, shows backpressure.')
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(`upfront: ${str.replace(/^error: /, '').trim()}\n`) });
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+program.command('run')
+  .description('spawn N backend processes from COMMAND and serve them over FastCGI')
+  .usage('[options] [-- COMMAND [ARGS...]]')
+  .option('-c, --config <file>', 'YAML or JSON config file; flags override it')
+  .option('--listen <addr>', 'public listener, HOST:PORT or unix:PATH (default 127.0.0.1:8080)')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH, or "off" (default 127.0.0.1:8081)')
+  .option('-n, --procs <n>', 'backend processes to spawn from COMMAND (default 1)')
+  .addOption(new Option('--socket <mode>', 'per-process: a unix socket per child; shared: one socket for all as fd 0 (spawn-fcgi -F N) (default per-process)'))
+  .option('--backlog <n>', 'listen backlog of the sockets upfront creates (default 1024, as spawn-fcgi)')
+  .option('--multithreaded <v>', 'true|false|auto: may a backend take more than one request at once (default auto)')
+  .option('--multiplexed <v>', 'true|false|auto: may requests share one FastCGI connection (default auto)')
+  .option('--max-requests-per-backend <n>', 'slots of a multithreaded backend (default: its FCGI_MAX_REQS, else 8)')
+  .option('--upstream <addr>', 'a backend upfront does not spawn: unix:PATH or HOST:PORT (repeatable)', collect)
+  .option('--document-root <dir>', 'for SCRIPT_FILENAME / DOCUMENT_ROOT (default: the current directory)')
+  .option('--read-timeout <ms>', 'no response byte from the backend for this long → 504 (default 60000)')
+  .option('--connect-timeout <ms>', 'connect() to a backend gives up after this long (default 1000)')
+  .option('--overflow <mode>', 'when no slot is free: queue (wait in the front) or shed (503 at once) (default queue)')
+  .option('--queue-size <n>', 'requests that may wait in the front queue (default 1024)')
+  .option('--queue-timeout <ms>', 'longest wait in the queue before 503 (default 10000)')
+  .option('--retries <n>', 'times a request that never started is tried on another backend (default 1)')
+  .option('--pipeline-depth <n>', 'requests written on one connection to a single-threaded backend (default 2)')
+  .option('--keep-conn <bool>', 'FCGI_KEEP_CONN and connection reuse (default true)')
+  .option('--shutdown-grace <ms>', 'on SIGTERM, how long in-flight requests may take (default 30000)')
+  .option('--socket-dir <dir>', 'where backend sockets are created (default a fresh dir under the temp dir)')
+  .option('--log-level <level>', 'trace|debug|info|warn|error|silent (default info)')
+  .argument('[command...]', 'the backend command and its arguments ({socket} is replaced by a socket path the child binds itself)')
+  .action(async (command: string[], flags: Record<string, unknown>, cmd: Command) => {
+    let raw: Record<string, unknown> = {};
+    if (flags.config) raw = loadConfigFile(String(flags.config));
+    for (const [key, value] of Object.entries(flags)) {
+      if (key === 'config' || value === undefined) continue;
+      if (cmd.getOptionValueSource(key) !== 'cli') continue;
+      raw[kebab(key)] = value;
+    }
+    if (command.length) raw.command = command;
+    const config = validateRunConfig(raw);
+    const log = createLogger(config['log-level']);
+    const front = await startFront(config, log);
+    const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;
+    if (process.stdout.isTTY || config['log-level'] !== 'silent') {
+      process.stderr.write(`upfront: serving on ${base} (${config.procs} process${config.procs === 1 ? '' : 'es'}${config.upstream.length ? ` + ${config.upstream.length} upstream(s)` : ''}); try:\n`
+        + `  curl ${base}/Hello/100\n`
+        + (front.adminAddress ? `  curl http://${front.adminAddress}/stats\n` : '')
+        + `Ctrl-C stops it (in-flight requests finish first).\n`);
+    }
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        log.warn({ signal: sig }, 'second signal: stopping now');
+        process.exit(130);
+      }
+      log.info({ signal: sig }, `${sig}: graceful stop`);
+      front.stop().then(() => { log.flush?.(); setTimeout(() => process.exit(0), 10); });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+
+function kebab(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(0);
+      process.exit(EXIT_USAGE);
+    }
+    if (err instanceof ConfigError) fail(err.message, EXIT_USAGE);
+    fail((err as Error).message);
+  }
+}
+
+void main();

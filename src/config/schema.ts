@@ -1,0 +1,146 @@
+// The settings of `upfront run`, their defaults, and validation that names the
+// option and the problem. File keys are the flag names (kebab-case).
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+const durationRe = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/;
+
+/** "250ms", "10s", "2m" or a number of milliseconds. */
+const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v) || v < 0) { ctx.addIssue({ code: 'custom', message: `expected a duration ≥ 0, got ${v}` }); return z.NEVER; }
+    return v;
+  }
+  const m = durationRe.exec(v.trim());
+  if (!m) { ctx.addIssue({ code: 'custom', message: `expected a duration such as 500ms, 10s or 60000, got ${JSON.stringify(v)}` }); return z.NEVER; }
+  const n = Number(m[1]);
+  return m[2] === 's' ? n * 1000 : m[2] === 'm' ? n * 60_000 : n;
+});
+
+const int = (min: number, max: number) => z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const n = typeof v === 'number' ? v : /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) {
+    ctx.addIssue({ code: 'custom', message: `expected a whole number from ${min} to ${max}, got ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return n;
+});
+
+const switchValue = z.union([z.boolean(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'boolean') return v;
+  const s = v.trim().toLowerCase();
+  if (s === 'true' || s === 'yes' || s === '1') return true;
+  if (s === 'false' || s === 'no' || s === '0') return false;
+  if (s === 'auto') return 'auto' as const;
+  ctx.addIssue({ code: 'custom', message: `expected true, false or auto, got ${JSON.stringify(v)}` });
+  return z.NEVER;
+});
+
+const bool = z.union([z.boolean(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'boolean') return v;
+  const s = v.trim().toLowerCase();
+  if (['true', 'yes', '1', 'on'].includes(s)) return true;
+  if (['false', 'no', '0', 'off'].includes(s)) return false;
+  ctx.addIssue({ code: 'custom', message: `expected true or false, got ${JSON.stringify(v)}` });
+  return z.NEVER;
+});
+
+/** HOST:PORT or unix:PATH. */
+export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+export function parseAddress(v: string): ListenAddress | string {
+  const s = v.trim();
+  if (s.startsWith('unix:')) {
+    const p = s.slice(5);
+    if (!p) return 'unix: needs a path, as in unix:/run/upfront.sock';
+    return { kind: 'unix', path: path.resolve(p) };
+  }
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
+  if (!m) return `expected HOST:PORT or unix:PATH, got ${JSON.stringify(v)}`;
+  const port = Number(m[3]);
+  if (port > 65535) return `port ${port} is out of range (0-65535)`;
+  return { kind: 'tcp', host: m[1] ?? m[2], port };
+}
+
+const address = z.string().transform((v, ctx) => {
+  const a = parseAddress(v);
+  if (typeof a === 'string') { ctx.addIssue({ code: 'custom', message: a }); return z.NEVER; }
+  return a;
+});
+
+const adminAddress = z.string().transform((v, ctx) => {
+  if (v.trim() === 'off') return null;
+  const a = parseAddress(v);
+  if (typeof a === 'string') { ctx.addIssue({ code: 'custom', message: `${a}, or "off"` }); return z.NEVER; }
+  return a;
+});
+
+const stringList = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v]));
+
+export const runSchema = z.object({
+  listen: address.prefault('127.0.0.1:8080'),
+  admin: adminAddress.prefault('127.0.0.1:8081'),
+  procs: int(0, 1024).prefault(1),
+  socket: z.enum(['per-process', 'shared'], { message: 'expected per-process or shared' }).prefault('per-process'),
+  backlog: int(1, 65535).prefault(1024),
+  multithreaded: switchValue.prefault('auto'),
+  multiplexed: switchValue.prefault('auto'),
+  'max-requests-per-backend': int(1, 100_000).optional(),
+  upstream: stringList.prefault([]),
+  'document-root': z.string().prefault(process.cwd()),
+  'read-timeout': duration.prefault(60_000),
+  'connect-timeout': duration.prefault(1000),
+  'start-timeout': duration.prefault(30_000),
+  'get-values-timeout': duration.prefault(1000),
+  'kill-timeout': duration.prefault(5000),
+  'shutdown-grace': duration.prefault(30_000),
+  'restart-backoff': duration.prefault(100),
+  'restart-backoff-max': duration.prefault(30_000),
+  policy: z.enum(['least-conn'], { message: 'expected least-conn' }).prefault('least-conn'),
+  overflow: z.enum(['queue', 'shed'], { message: 'expected queue or shed' }).prefault('queue'),
+  'queue-size': int(0, 10_000_000).prefault(1024),
+  'queue-timeout': duration.prefault(10_000),
+  retries: int(0, 10).prefault(1),
+  'pipeline-depth': int(1, 16).prefault(2),
+  'keep-conn': bool.prefault(true),
+  'max-head-bytes': int(1024, 64 * 1024 * 1024).prefault(1024 * 1024),
+  'pass-underscore-headers': bool.prefault(false),
+  'pass-proxy-header': bool.prefault(false),
+  'socket-dir': z.string().optional(),
+  cwd: z.string().optional(),
+  env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).prefault({}),
+  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { message: 'expected trace, debug, info, warn, error, fatal or silent' }).prefault('info'),
+  command: z.array(z.string()).prefault([]),
+}).strict();
+
+export type RunConfigInput = z.input<typeof runSchema>;
+export type RunConfigParsed = z.output<typeof runSchema>;
+
+export interface RunConfig extends RunConfigParsed {
+  socketDir: string;
+}
+
+export class ConfigError extends Error {}
+
+export function validateRunConfig(input: Record<string, unknown>): RunConfig {
+  const result = runSchema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = issue.path.length ? issue.path.join('.') : '(config)';
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') message = `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    throw new ConfigError(`${where}: ${message}`);
+  }
+  const c = result.data;
+  if (c.procs > 0 && c.command.length === 0) throw new ConfigError('command: --procs needs a backend command after "--" (or set command: in the config file), or use --upstream');
+  if (c.procs === 0 && c.upstream.length === 0) throw new ConfigError('procs: 0 processes and no --upstream: nothing to serve');
+  if (c.command.length > 0 && c.procs === 0) throw new ConfigError('procs: a command was given but --procs is 0');
+  for (const u of c.upstream) {
+    const a = parseAddress(u);
+    if (typeof a === 'string') throw new ConfigError(`upstream: ${a}`);
+  }
+  if (c['pipeline-depth'] > 1 && c['keep-conn'] === false) c['pipeline-depth'] = 1;
+  const socketDir = c['socket-dir'] ?? path.join(os.tmpdir(), `upfront-${process.pid}`);
+  return { ...c, 'document-root': path.resolve(c['document-root']), socketDir };
+}

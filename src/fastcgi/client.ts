@@ -1,0 +1,249 @@
+// A FastCGI client for one application address: opens, keeps and reuses
+// connections, puts requests on them (multiplexed or one-per-connection with an
+// optional pipeline), enforces the read timeout. The caller decides how many
+// requests it may give it; this class decides where on the wire they go.
+import net from 'node:net';
+import { FcgiConnection, FcgiRequest, advanceTick, currentTick, type FcgiHandler } from './connection.js';
+import { FcgiError } from './errors.js';
+
+export type FcgiAddress = { path: string } | { host: string; port: number };
+
+export interface FcgiClientOptions {
+  address: FcgiAddress;
+  /** Several requests in flight on one connection, distinct ids (FCGI_MPXS_CONNS). */
+  multiplexed: boolean;
+  /** FCGI_KEEP_CONN and reuse of connections. false: a new connection per request, as nginx by default. */
+  keepConn: boolean;
+  /** Connections this client may keep open: the application's concurrent connections (slots). */
+  maxConns: number;
+  /**
+   * Requests written on one non-multiplexed connection before the previous answer
+   * completed. 2 keeps a single-threaded application busy: its next request is
+   * already in its socket when it finishes the current one.
+   */
+  pipelineDepth: number;
+  readTimeoutMs: number;
+  connectTimeoutMs: number;
+  maxHeadBytes: number;
+  /** Something learned about the application (e.g. it cannot take pipelined requests). */
+  onAdapt?(what: 'no-pipeline' | 'closes-connections', why: string): void;
+}
+
+export interface FcgiRequestInit {
+  /** Flat [name, value, ...] CGI params, latin1. */
+  params: readonly string[];
+  hasBody: boolean;
+  /** The request may be written behind another one on a busy connection. */
+  pipelinable: boolean;
+}
+
+/** Receives the request once it is on the wire (or the connect failure). */
+export interface FcgiStartHandler extends FcgiHandler {
+  onStart(request: FcgiRequest): void;
+}
+
+export interface ConnectErrorInfo {
+  code: string;
+  message: string;
+}
+
+const MIN_SWEEP_MS = 20;
+
+export class FcgiClient {
+  private readonly connections = new Set<FcgiConnection>();
+  private connecting = 0;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private timeoutTicks: number;
+  /** Connections opened over the client's life (to count keep-alive reuse). */
+  connectionsOpened = 0;
+  closing = false;
+
+  constructor(readonly options: FcgiClientOptions) {
+    const sweepMs = Math.max(MIN_SWEEP_MS, Math.min(1000, Math.floor(options.readTimeoutMs / 4)));
+    this.timeoutTicks = Math.ceil(options.readTimeoutMs / sweepMs);
+    this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
+    this.sweepTimer.unref();
+  }
+
+  get openConnections(): number {
+    return this.connections.size + this.connecting;
+  }
+
+  /** Sends a request: on an idle kept connection, a new one, or pipelined behind another. */
+  dispatch(init: FcgiRequestInit, handler: FcgiStartHandler): void {
+    const conn = this.pickConnection(init);
+    if (conn) {
+      handler.onStart(conn.begin(init.params, init.hasBody, handler, currentTick));
+      return;
+    }
+    this.openConnection((err, fresh) => {
+      if (err || !fresh) {
+        handler.onError(err ?? new FcgiError('connect', 'connect failed', { notStarted: true }));
+        handler.onRelease();
+        return;
+      }
+      handler.onStart(fresh.begin(init.params, init.hasBody, handler, currentTick));
+    });
+  }
+
+  private pickConnection(init: FcgiRequestInit): FcgiConnection | null {
+    if (!this.options.keepConn) return null;
+    let best: FcgiConnection | null = null;
+    if (this.options.multiplexed) {
+      for (const c of this.connections) {
+        if (!c.closed && (best === null || c.inflight < best.inflight)) best = c;
+      }
+      // A further connection only while under maxConns and all are busy.
+      if (best && best.inflight > 0 && this.openConnections < this.options.maxConns) return null;
+      return best;
+    }
+    for (const c of this.connections) {
+      if (!c.closed && c.inflight === 0) return c;
+    }
+    if (this.openConnections < this.options.maxConns) return null;
+    if (this.options.pipelineDepth > 1 && init.pipelinable) {
+      for (const c of this.connections) {
+        if (!c.closed && c.inflight < this.options.pipelineDepth && c.stdinComplete && !c.anyAbandoned
+          && (best === null || c.inflight < best.inflight)) best = c;
+      }
+    }
+    return best; // null: open one more connection beyond maxConns (the caller bounds requests)
+  }
+
+  private openConnection(cb: (err: FcgiError | null, conn?: FcgiConnection) => void): void {
+    const opts = this.options;
+    this.connecting++;
+    const socket = 'path' in opts.address
+      ? net.connect({ path: opts.address.path })
+      : net.connect({ host: opts.address.host, port: opts.address.port, noDelay: true });
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      this.connecting--;
+      socket.destroy();
+      cb(new FcgiError('connect', `connect() to ${describeAddress(opts.address)} timed out after ${opts.connectTimeoutMs} ms`,
+        { code: 'ETIMEDOUT', notStarted: true }));
+    }, opts.connectTimeoutMs);
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.connecting--;
+      cb(new FcgiError('connect', connectErrorMessage(opts.address, err), { code: err.code, notStarted: true, cause: err }));
+    });
+    socket.once('connect', () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.connecting--;
+      this.connectionsOpened++;
+      const conn = new FcgiConnection(socket, {
+        maxHeadBytes: opts.maxHeadBytes,
+        keepConn: opts.keepConn,
+        onClose: (c, hadRequests) => this.onConnectionClose(c, hadRequests),
+      });
+      this.connections.add(conn);
+      cb(null, conn);
+    });
+  }
+
+  private onConnectionClose(conn: FcgiConnection, hadRequests: boolean): void {
+    this.connections.delete(conn);
+    // A kept connection closed by the app right after a completed request, with none pending:
+    // it ignores FCGI_KEEP_CONN (node-fastcgi 2.0.0 does). Stop pipelining to it.
+    if (this.options.keepConn && !hadRequests && conn.completed > 0 && conn.lastError === null && this.options.pipelineDepth > 1) {
+      this.options.pipelineDepth = 1;
+      this.options.onAdapt?.('closes-connections', 'the application closed a kept-alive connection (it ignores FCGI_KEEP_CONN)');
+    }
+    if (!this.options.keepConn) return;
+  }
+
+  /** The application refused a pipelined request: one request per connection from now on. */
+  stopPipelining(why: string): void {
+    if (this.options.pipelineDepth > 1) {
+      this.options.pipelineDepth = 1;
+      this.options.onAdapt?.('no-pipeline', why);
+    }
+  }
+
+  /** Asks FCGI_GET_VALUES on a connection of its own; null when there is no answer in time. */
+  async getValues(names: readonly string[], timeoutMs: number): Promise<Map<string, string> | null> {
+    const socket = 'path' in this.options.address
+      ? net.connect({ path: this.options.address.path })
+      : net.connect({ host: this.options.address.host, port: this.options.address.port });
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (value: Map<string, string> | null, err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.destroy();
+        if (err) reject(err); else resolve(value);
+      };
+      const timer = setTimeout(() => finish(null), timeoutMs);
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        finish(null, new FcgiError('connect', connectErrorMessage(this.options.address, err), { code: err.code, cause: err }));
+      });
+      socket.once('connect', () => {
+        const conn = new FcgiConnection(socket, { maxHeadBytes: 0, keepConn: false });
+        conn.getValues(names).then((pairs) => finish(pairs ? new Map(pairs) : null));
+      });
+    });
+  }
+
+  /** Closes idle kept connections; with `force`, every connection. */
+  close(force = false): void {
+    this.closing = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    for (const c of this.connections) {
+      if (force || c.inflight === 0) c.destroy();
+    }
+  }
+
+  /** Idle kept connections are closed; busy ones once their requests are done. */
+  closeIdle(): void {
+    for (const c of this.connections) if (c.inflight === 0) c.destroy();
+  }
+
+  private sweep(): void {
+    const tick = advanceTick();
+    const limit = this.timeoutTicks;
+    for (const conn of this.connections) {
+      if (conn.inflight === 0) {
+        if (this.closing) conn.destroy();
+        continue;
+      }
+      let stuck = false;
+      conn.forEachRequest((r) => {
+        if (tick - r.lastTick <= limit) return;
+        if (r.abandoned) {
+          stuck = true; // no END_REQUEST even after the abort: give the connection up
+          return;
+        }
+        r.lastTick = tick;
+        conn.failRequest(r, new FcgiError('timeout',
+          `backend sent nothing for ${this.options.readTimeoutMs} ms (read timeout)`, { code: 'ETIMEDOUT', notStarted: !r.anyResponseByte }));
+      });
+      if (stuck) conn.destroy(new FcgiError('timeout', 'backend did not end an aborted request'));
+    }
+  }
+}
+
+export function describeAddress(address: FcgiAddress): string {
+  return 'path' in address ? `unix:${address.path}` : `${address.host}:${address.port}`;
+}
+
+const ERRNO: Record<string, number> = { EAGAIN: 11, ECONNREFUSED: 111, ENOENT: 2, EACCES: 13, ETIMEDOUT: 110, ECONNRESET: 104, ENOTSOCK: 88, EHOSTUNREACH: 113 };
+const STRERROR: Record<string, string> = {
+  EAGAIN: 'Resource temporarily unavailable', ECONNREFUSED: 'Connection refused', ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied', ETIMEDOUT: 'Connection timed out', ECONNRESET: 'Connection reset by peer',
+};
+
+/** nginx's wording, so users can grep for the line they know: `connect() to unix:PATH failed (11: Resource temporarily unavailable)`. */
+export function connectErrorMessage(address: FcgiAddress, err: NodeJS.ErrnoException): string {
+  const code = err.code ?? 'EIO';
+  const num = ERRNO[code] ?? (typeof err.errno === 'number' ? Math.abs(err.errno) : 0);
+  return `connect() to ${describeAddress(address)} failed (${num}: ${STRERROR[code] ?? err.message})`;
+}

@@ -1,0 +1,151 @@
+// Name-value pairs (specification 3.4): lengths of 1 byte (< 128) or 4 bytes with
+// the top bit set. Strings are handled as latin1 ("binary"), so the bytes a client
+// sent in its request line and headers reach the backend unchanged.
+import { HEADER_LEN, MAX_CONTENT, RecordType } from './protocol.js';
+import { writeHeader } from './records.js';
+
+export const MAX_NAME_VALUE_LENGTH = 0x7fffffff;
+
+// Buffer's latin1 writer without the encoding lookup of buf.write(); present in every Node since 0.x.
+type LatinBuffer = Buffer & { latin1Write(s: string, offset: number): number };
+
+function lengthSize(len: number): number {
+  return len < 128 ? 1 : 4;
+}
+
+function writeLength(buf: Buffer, offset: number, len: number): number {
+  if (len < 128) {
+    buf[offset] = len;
+    return offset + 1;
+  }
+  buf.writeUInt32BE((len | 0x80000000) >>> 0, offset);
+  return offset + 4;
+}
+
+/** Encoded size of flat [name, value, name, value, ...] pairs (latin1). */
+export function pairsLength(pairs: readonly string[]): number {
+  let total = 0;
+  for (let i = 0; i < pairs.length; i += 2) {
+    const n = pairs[i].length;
+    const v = pairs[i + 1].length;
+    total += lengthSize(n) + lengthSize(v) + n + v;
+  }
+  return total;
+}
+
+/** Writes the pair stream (unframed) into `buf` at `offset`; returns the new offset. */
+export function writePairs(buf: Buffer, offset: number, pairs: readonly string[]): number {
+  for (let i = 0; i < pairs.length; i += 2) {
+    const name = pairs[i];
+    const value = pairs[i + 1];
+    offset = writeLength(buf, offset, name.length);
+    offset = writeLength(buf, offset, value.length);
+    offset += (buf as LatinBuffer).latin1Write(name, offset);
+    offset += (buf as LatinBuffer).latin1Write(value, offset);
+  }
+  return offset;
+}
+
+/** Unframed name-value stream of the pairs. */
+export function encodePairs(pairs: readonly string[]): Buffer {
+  const buf = Buffer.allocUnsafe(pairsLength(pairs));
+  writePairs(buf, 0, pairs);
+  return buf;
+}
+
+/**
+ * BEGIN_REQUEST + PARAMS records + empty PARAMS (+ empty STDIN when the request has
+ * no body) in one buffer: one write, one syscall, for the common request.
+ */
+export function encodeRequestHead(requestId: number, role: number, flags: number,
+  pairs: readonly string[], endStdin: boolean): Buffer {
+  const streamLen = pairsLength(pairs);
+  const paramRecords = Math.max(1, Math.ceil(streamLen / MAX_CONTENT));
+  // Each PARAMS record is padded to 8; the final PARAMS and STDIN end records are empty.
+  const size = 16 + streamLen + paramRecords * (HEADER_LEN + 7) + HEADER_LEN + (endStdin ? HEADER_LEN : 0);
+  const buf = Buffer.allocUnsafe(size);
+  let offset = writeHeader(buf, 0, RecordType.BeginRequest, requestId, 8, 0);
+  buf[offset] = role >> 8;
+  buf[offset + 1] = role & 0xff;
+  buf[offset + 2] = flags;
+  buf.fill(0, offset + 3, offset + 8);
+  offset += 8;
+  if (streamLen > 0) {
+    if (streamLen <= MAX_CONTENT) {
+      const pad = (8 - (streamLen & 7)) & 7;
+      offset = writeHeader(buf, offset, RecordType.Params, requestId, streamLen, pad);
+      offset = writePairs(buf, offset, pairs);
+      buf.fill(0, offset, offset + pad);
+      offset += pad;
+    } else {
+      // Rare (huge headers): encode the stream once, then frame it; pairs straddle records.
+      const stream = encodePairs(pairs);
+      for (let start = 0; start < stream.length; start += MAX_CONTENT) {
+        const len = Math.min(MAX_CONTENT, stream.length - start);
+        const pad = (8 - (len & 7)) & 7;
+        offset = writeHeader(buf, offset, RecordType.Params, requestId, len, pad);
+        stream.copy(buf, offset, start, start + len);
+        offset += len;
+        buf.fill(0, offset, offset + pad);
+        offset += pad;
+      }
+    }
+  }
+  offset = writeHeader(buf, offset, RecordType.Params, requestId, 0, 0);
+  if (endStdin) offset = writeHeader(buf, offset, RecordType.Stdin, requestId, 0, 0);
+  return offset === size ? buf : buf.subarray(0, offset);
+}
+
+/**
+ * Streaming decoder of a name-value stream: pairs may straddle record (chunk)
+ * boundaries. `end()` reports a truncated pair.
+ */
+export class NameValueDecoder {
+  private buffered: Buffer = Buffer.alloc(0);
+  readonly pairs: Array<[string, string]> = [];
+
+  constructor(private readonly maxTotal = 1 << 20) {}
+
+  push(chunk: Buffer): void {
+    const data = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
+    if (data.length > this.maxTotal) throw new Error(`name-value stream exceeds ${this.maxTotal} bytes`);
+    let offset = 0;
+    for (;;) {
+      const start = offset;
+      const nameLen = readLength(data, offset);
+      if (nameLen < 0) break;
+      offset += data[offset] < 128 ? 1 : 4;
+      const valueLen = readLength(data, offset);
+      if (valueLen < 0) { offset = start; break; }
+      offset += data[offset] < 128 ? 1 : 4;
+      if (offset + nameLen + valueLen > data.length) { offset = start; break; }
+      const name = data.toString('latin1', offset, offset + nameLen);
+      offset += nameLen;
+      const value = data.toString('latin1', offset, offset + valueLen);
+      offset += valueLen;
+      this.pairs.push([name, value]);
+    }
+    this.buffered = Buffer.from(data.subarray(offset));
+  }
+
+  /** Throws when the stream ended inside a pair. */
+  end(): Array<[string, string]> {
+    if (this.buffered.length) throw new Error(`name-value stream truncated: ${this.buffered.length} bytes of an incomplete pair`);
+    return this.pairs;
+  }
+}
+
+/** Reads a length at offset; -1 when not enough bytes. */
+function readLength(data: Buffer, offset: number): number {
+  if (offset >= data.length) return -1;
+  const first = data[offset];
+  if (first < 128) return first;
+  if (offset + 4 > data.length) return -1;
+  return data.readUInt32BE(offset) & 0x7fffffff;
+}
+
+export function decodePairs(content: Buffer): Array<[string, string]> {
+  const decoder = new NameValueDecoder();
+  decoder.push(content);
+  return decoder.end();
+}

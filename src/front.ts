@@ -1,0 +1,170 @@
+// The composition root of `upfront run`: pool, supervisor (or upstreams), public
+// and admin listeners, and the orderly stop. Used by the CLI and by the tests.
+import type { Logger } from 'pino';
+import { AdminServer } from './admin/adminServer.js';
+import { parseAddress, type RunConfig } from './config/schema.js';
+import { FcgiClient, type FcgiAddress } from './fastcgi/client.js';
+import { Backend } from './pool/backend.js';
+import { createPolicy } from './pool/policies/index.js';
+import { Pool } from './pool/pool.js';
+import { FrontServer } from './server/frontServer.js';
+import { probeBackend } from './supervisor/readiness.js';
+import { Supervisor, decideSwitches } from './supervisor/supervisor.js';
+
+export const SERVER_SOFTWARE = 'upfront/0.1';
+
+export interface Front {
+  address: string;
+  adminAddress: string | null;
+  pool: Pool;
+  supervisor: Supervisor | null;
+  server: FrontServer;
+  /** Stop accepting, finish in-flight requests (bounded by shutdown-grace), stop the children. */
+  stop(): Promise<void>;
+}
+
+export async function startFront(config: RunConfig, log: Logger): Promise<Front> {
+  const pool = new Pool({
+    name: 'app',
+    policy: createPolicy(config.policy),
+    overflow: config.overflow,
+    queueSize: config['queue-size'],
+    queueTimeoutMs: config['queue-timeout'],
+  });
+  const transport = {
+    readTimeoutMs: config['read-timeout'],
+    connectTimeoutMs: config['connect-timeout'],
+    maxHeadBytes: config['max-head-bytes'],
+    pipelineDepth: config['pipeline-depth'],
+    keepConn: config['keep-conn'],
+  };
+  const switches = {
+    multithreaded: config.multithreaded,
+    multiplexed: config.multiplexed,
+    maxRequestsPerBackend: config['max-requests-per-backend'],
+  };
+  const startedAt = Date.now();
+  const server = new FrontServer({
+    listen: config.listen,
+    cgi: {
+      documentRoot: config['document-root'],
+      serverSoftware: SERVER_SOFTWARE,
+      passUnderscoreHeaders: config['pass-underscore-headers'],
+      passProxyHeader: config['pass-proxy-header'],
+      extra: [],
+      https: false,
+    },
+    proxy: { pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)) },
+  }, log);
+
+  let supervisor: Supervisor | null = null;
+  let admin: AdminServer | null = null;
+  const cleanups: Array<() => void> = [];
+  try {
+    // Listen first: a port in use should fail before any child is spawned.
+    const address = await server.listen();
+    cleanups.push(() => server.destroyAll());
+    if (config.admin) {
+      admin = new AdminServer(config.admin, {
+        pools: [pool],
+        startedAt,
+        acceptedConn: () => server.acceptedConn,
+        children: () => supervisor?.children() ?? [],
+      });
+      const adminAddress = await admin.listen();
+      cleanups.push(() => admin?.close());
+      log.info({ admin: adminAddress }, `admin on http://${adminAddress}/stats`);
+    }
+    await addUpstreams(config, pool, transport, switches, log);
+    if (config.procs > 0) {
+      supervisor = new Supervisor({
+        command: config.command[0],
+        args: config.command.slice(1),
+        procs: config.procs,
+        socketMode: config.socket,
+        backlog: config.backlog,
+        socketDir: config.socketDir,
+        cwd: config.cwd ?? process.cwd(),
+        env: config.env,
+        switches,
+        transport,
+        startTimeoutMs: config['start-timeout'],
+        getValuesTimeoutMs: config['get-values-timeout'],
+        killTimeoutMs: config['kill-timeout'],
+        restartBackoffMs: config['restart-backoff'],
+        restartBackoffMaxMs: config['restart-backoff-max'],
+      }, pool, log);
+      await supervisor.start();
+    }
+    log.info({ listen: address, procs: config.procs, socket: config.socket, upstreams: config.upstream }, `upfront listening on ${address}`);
+
+    let stopping: Promise<void> | null = null;
+    const stop = (): Promise<void> => {
+      if (stopping) return stopping;
+      stopping = (async () => {
+        log.info({ inflight: server.active, queued: pool.queue.length }, 'stopping: no new connections; finishing in-flight requests');
+        server.stopAccepting();
+        const graceOver = new Promise<'grace'>((r) => setTimeout(() => r('grace'), config['shutdown-grace']).unref());
+        const result = await Promise.race([server.whenIdle().then(() => 'idle' as const), graceOver]);
+        if (result === 'grace') {
+          log.warn({ inflight: server.active, queued: pool.queue.length }, `shutdown grace (${config['shutdown-grace']} ms) is over: cutting the requests still in flight`);
+          pool.rejectQueued();
+        }
+        pool.close();
+        if (supervisor) await supervisor.stop();
+        for (const b of pool.backends) b.client.close(true);
+        server.destroyAll();
+        admin?.close();
+        log.info('stopped');
+      })();
+      return stopping;
+    };
+    return { address, adminAddress: admin ? admin.http.address() ? describe(admin) : null : null, pool, supervisor, server, stop };
+  } catch (err) {
+    if (supervisor) await supervisor.stop().catch(() => {});
+    for (const c of cleanups.reverse()) c();
+    throw err;
+  }
+}
+
+function describe(admin: AdminServer): string {
+  const a = admin.http.address();
+  return typeof a === 'string' ? `unix:${a}` : a ? `${a.address}:${a.port}` : '';
+}
+
+async function addUpstreams(config: RunConfig, pool: Pool, transport: { readTimeoutMs: number; connectTimeoutMs: number; maxHeadBytes: number; pipelineDepth: number; keepConn: boolean },
+  switches: Parameters<typeof decideSwitches>[0], log: Logger): Promise<void> {
+  const probes: Promise<void>[] = [];
+  config.upstream.forEach((u, i) => {
+    const a = parseAddress(u);
+    if (typeof a === 'string') throw new Error(`upstream ${u}: ${a}`);
+    const address: FcgiAddress = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
+    const id = `u${i}`;
+    const client = new FcgiClient({
+      address, multiplexed: false, maxConns: 1, ...transport,
+      onAdapt: (what, why) => log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}; writing one request at a time to it from now on`),
+    });
+    const backend = new Backend(id, address, client, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, pool.backends.length);
+    pool.add(backend);
+    // An upstream is not ours to wait for forever: probe in the background, serve once it answers.
+    probes.push((async () => {
+      for (;;) {
+        try {
+          const result = await probeBackend({ address, ownSocket: true, getValuesTimeoutMs: config['get-values-timeout'], deadline: Date.now() + config['start-timeout'], isAlive: () => true }, client);
+          const s = decideSwitches(switches, result.values);
+          backend.applySwitches(s);
+          backend.state = 'ready';
+          log.info({ backend: id, address: backend.addressText, multithreaded: s.multithreaded, multiplexed: s.multiplexed, slots: s.slots, source: s.source },
+            `upstream ${id} ${backend.addressText} ready (multithreaded=${s.multithreaded}, multiplexed=${s.multiplexed}, slots=${s.slots}, from ${s.source})`);
+          pool.serveQueue();
+          return;
+        } catch (err) {
+          log.warn({ backend: id, address: backend.addressText }, `upstream ${backend.addressText} not reachable: ${(err as Error).message}; trying again`);
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+    })());
+  });
+  // Wait briefly so the first requests find the upstreams ready; don't block start on a dead one.
+  await Promise.race([Promise.all(probes), new Promise((r) => setTimeout(r, config['get-values-timeout'] + 500))]);
+}

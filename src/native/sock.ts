@@ -1,0 +1,42 @@
+// The small native addon (native/upfront_sock.c): listening unix sockets the parent
+// never accepts on, and the kernel's accept queues (sock_diag).
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface SockAddon {
+  listenUnix(path: string, backlog: number): number;
+  closeFd(fd: number): void;
+  acceptQueues(): Array<[number, string, number, number]>;
+}
+
+const require = createRequire(import.meta.url);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+let addon: SockAddon;
+try {
+  addon = require(path.join(root, 'build', 'Release', 'upfront_sock.node')) as SockAddon;
+} catch (err) {
+  throw new Error(`upfront's native addon is not built (${(err as Error).message.split('\n')[0]}); run "npm ci" or "npx node-gyp rebuild" in ${root}`);
+}
+
+export const listenUnix = addon.listenUnix;
+export const closeFd = addon.closeFd;
+
+export interface AcceptQueue {
+  inode: number;
+  path: string;
+  /** Connections waiting for accept() (ss -xl Recv-Q). */
+  queued: number;
+  /** The listen backlog (ss -xl Send-Q). */
+  backlog: number;
+}
+
+export function acceptQueues(): AcceptQueue[] {
+  return addon.acceptQueues().map(([inode, p, queued, backlog]) => ({ inode, path: p, queued, backlog }));
+}
+
+/** The accept queue of the listening socket bound at `socketPath`, or undefined. */
+export function acceptQueueOf(socketPath: string): AcceptQueue | undefined {
+  for (const row of addon.acceptQueues()) if (row[1] === socketPath) return { inode: row[0], path: row[1], queued: row[2], backlog: row[3] };
+  return undefined;
+}

@@ -1,0 +1,109 @@
+// The public listener: node:http, CGI params, and a ProxyRequest per request.
+import fs from 'node:fs';
+import http from 'node:http';
+import type { Logger } from 'pino';
+import type { ListenAddress } from '../config/schema.js';
+import { clearSocketPath } from '../supervisor/sockets.js';
+import { BadRequestPath, CgiParamsBuilder, type CgiParamsOptions } from './cgiParams.js';
+import { sendError } from './errorResponse.js';
+import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
+
+export interface FrontServerOptions {
+  listen: ListenAddress;
+  cgi: CgiParamsOptions;
+  proxy: ProxyContext;
+}
+
+export class FrontServer {
+  readonly http: http.Server;
+  private readonly params: CgiParamsBuilder;
+  /** Responses not finished yet (for a graceful stop). */
+  active = 0;
+  acceptedConn = 0;
+  draining = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly options: FrontServerOptions, private readonly log: Logger) {
+    this.params = new CgiParamsBuilder(options.cgi);
+    this.http = http.createServer({
+      keepAlive: true,
+      requestTimeout: 0, // uploads may take long; the backend read timeout bounds the waiting
+      headersTimeout: 60_000,
+    }, (req, res) => this.onRequest(req, res));
+    this.http.on('connection', () => { this.acceptedConn++; });
+    this.http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      // Malformed HTTP from a client: answer 400 where the socket still takes it, never crash.
+      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.active++;
+    res.once('close', this.onResponseClose);
+    if (this.draining) res.shouldKeepAlive = false;
+    const te = req.headers['transfer-encoding'];
+    const cl = req.headers['content-length'];
+    const bodyLength = cl !== undefined ? Number(cl) : te !== undefined ? null : 0;
+    const hasBody = bodyLength === null || bodyLength > 0;
+    let params: string[];
+    try {
+      params = this.params.build(req, bodyLength);
+    } catch (err) {
+      if (err instanceof BadRequestPath) {
+        req.resume();
+        sendError(res, 400, err.message);
+        return;
+      }
+      throw err;
+    }
+    new ProxyRequest(this.options.proxy, req, res, params, hasBody).start();
+  }
+
+  private readonly onResponseClose = (): void => {
+    this.active--;
+    if (this.active === 0 && this.idleWaiters.length) for (const w of this.idleWaiters.splice(0)) w();
+  };
+
+  async listen(): Promise<string> {
+    const l = this.options.listen;
+    if (l.kind === 'unix') await clearSocketPath(l.path);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        const where = l.kind === 'unix' ? `unix:${l.path}` : `${l.host}:${l.port}`;
+        reject(new Error(err.code === 'EADDRINUSE' ? `cannot listen on ${where}: address already in use (EADDRINUSE); stop what uses it or choose another --listen`
+          : err.code === 'EACCES' ? `cannot listen on ${where}: permission denied (EACCES)` : `cannot listen on ${where}: ${err.message}`));
+      };
+      this.http.once('error', onError);
+      const done = () => { this.http.off('error', onError); resolve(); };
+      if (l.kind === 'unix') this.http.listen({ path: l.path, backlog: 1024 }, done);
+      else this.http.listen({ host: l.host, port: l.port, backlog: 1024 }, done);
+    });
+    return this.address();
+  }
+
+  address(): string {
+    const a = this.http.address();
+    if (typeof a === 'string') return `unix:${a}`;
+    if (!a) return '';
+    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  }
+
+  /** Stops accepting connections; in-flight requests go on (their connections close after). */
+  stopAccepting(): void {
+    this.draining = true;
+    this.http.close();
+    this.http.closeIdleConnections();
+  }
+
+  whenIdle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  destroyAll(): void {
+    this.http.closeAllConnections();
+    const l = this.options.listen;
+    if (l.kind === 'unix') { try { fs.unlinkSync(l.path); } catch { /* gone */ } }
+  }
+}

@@ -1,0 +1,207 @@
+// One client request on its way through the front: waits for a slot, goes to a
+// backend over FastCGI, streams both ways, retries where nothing was started,
+// aborts when the client leaves. One object per request implements every callback,
+// so the hot path allocates no closures.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { CgiHead } from '../fastcgi/cgiResponse.js';
+import type { FcgiRequest } from '../fastcgi/connection.js';
+import type { FcgiStartHandler } from '../fastcgi/client.js';
+import type { FcgiError } from '../fastcgi/errors.js';
+import type { Backend } from '../pool/backend.js';
+import type { Acquirer, AcquireRefusal, Pool } from '../pool/pool.js';
+import type { Waiter } from '../pool/queue.js';
+import { sendError } from './errorResponse.js';
+
+export interface ProxyContext {
+  pool: Pool;
+  log: Logger;
+  retries: number;
+  queueRetryAfterSec: number;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+export class ProxyRequest implements Acquirer, FcgiStartHandler {
+  private backend: Backend | null = null;
+  private fcgi: FcgiRequest | null = null;
+  private waiter: Waiter | null = null;
+  private attempts = 0;
+  private bodyTouched = false;
+  private clientGone = false;
+  private finished = false;
+  private retryAfterRelease = false;
+  private waitingDrain = false;
+  private readonly pipelinable: boolean;
+
+  constructor(private readonly ctx: ProxyContext, private readonly req: IncomingMessage,
+    private readonly res: ServerResponse, private readonly params: string[], private readonly hasBody: boolean) {
+    this.pipelinable = !hasBody;
+    res.on('close', this.onClientClose);
+  }
+
+  start(): void {
+    this.attempts++;
+    this.waiter = this.ctx.pool.acquire(this.pipelinable, this);
+  }
+
+  // --- Acquirer ---
+
+  onBackend(backend: Backend): void {
+    this.waiter = null;
+    this.backend = backend;
+    if (this.clientGone) {
+      this.ctx.pool.release(backend);
+      this.backend = null;
+      return;
+    }
+    backend.client.dispatch({ params: this.params, hasBody: this.hasBody, pipelinable: this.pipelinable }, this);
+  }
+
+  onRefused(reason: AcquireRefusal, detail: string): void {
+    this.waiter = null;
+    if (this.clientGone) return;
+    this.finished = true;
+    sendError(this.res, 503, detail, reason === 'shutdown' ? undefined : this.ctx.queueRetryAfterSec);
+  }
+
+  // --- FcgiStartHandler ---
+
+  onStart(request: FcgiRequest): void {
+    this.fcgi = request;
+    if (this.clientGone) {
+      request.abort();
+      return;
+    }
+    if (this.hasBody) this.pipeBody(request);
+  }
+
+  onHead(head: CgiHead): void {
+    const backend = this.backend!;
+    const status = head.status;
+    const counters = backend.counters.responses;
+    if (status < 200) counters['1xx']++;
+    else if (status < 300) counters['2xx']++;
+    else if (status < 400) counters['3xx']++;
+    else if (status < 500) counters['4xx']++;
+    else counters['5xx']++;
+    try {
+      if (head.statusText) this.res.writeHead(status, head.statusText, head.headers);
+      else this.res.writeHead(status, head.headers);
+    } catch (err) {
+      this.ctx.log.error({ backend: backend.id, pid: backend.pid, err: (err as Error).message }, 'backend sent a response head Node cannot write');
+      this.fcgi?.abort();
+      sendError(this.res, 502, 'the backend sent an invalid response head');
+    }
+  }
+
+  onBody(chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true;
+    if (!this.waitingDrain) {
+      this.waitingDrain = true;
+      this.res.once('drain', this.onClientDrain);
+    }
+    return false;
+  }
+
+  onEnd(): void {
+    this.finished = true;
+    this.res.end();
+  }
+
+  onError(err: FcgiError): void {
+    const backend = this.backend!;
+    if (err.kind === 'connect') {
+      const code = err.code ?? 'EIO';
+      backend.counters.connectErrors[code] = (backend.counters.connectErrors[code] ?? 0) + 1;
+    } else {
+      backend.counters.failures[err.kind] = (backend.counters.failures[err.kind] ?? 0) + 1;
+    }
+    if (err.kind === 'cant-mpx') backend.client.stopPipelining('it answered FCGI_CANT_MPX_CONN to a request written behind another');
+    const log = this.ctx.log;
+    if (this.clientGone) return;
+    if (this.canRetry(err)) {
+      backend.counters.retried++;
+      log.warn({ backend: backend.id, pid: backend.pid, kind: err.kind, code: err.code, attempt: this.attempts }, `${err.message}; retrying the request elsewhere`);
+      this.retryAfterRelease = true;
+      return;
+    }
+    this.finished = true;
+    const line = `${err.message} while ${this.res.headersSent ? 'reading the response from' : 'talking to'} upstream ${backend.addressText}, request: "${this.req.method} ${this.req.url}"`;
+    log.error({ backend: backend.id, pid: backend.pid, kind: err.kind, code: err.code }, line);
+    if (this.res.headersSent) {
+      this.res.destroy(); // the response is cut: the client must not take it for complete
+      return;
+    }
+    const status = err.kind === 'timeout' ? 504 : err.kind === 'overloaded' ? 503 : 502;
+    sendError(this.res, status, clientReason(err), err.kind === 'overloaded' ? this.ctx.queueRetryAfterSec : undefined);
+  }
+
+  onStderr(chunk: Buffer): void {
+    const backend = this.backend!;
+    this.ctx.log.warn({ backend: backend.id, pid: backend.pid, stream: 'FCGI_STDERR' }, chunk.toString('utf8').trimEnd());
+  }
+
+  onRelease(): void {
+    const backend = this.backend!;
+    this.backend = null;
+    this.fcgi = null;
+    this.ctx.pool.release(backend);
+    if (this.retryAfterRelease) {
+      this.retryAfterRelease = false;
+      if (!this.clientGone) this.start();
+    }
+  }
+
+  private canRetry(err: FcgiError): boolean {
+    if (!err.notStarted || this.res.headersSent || this.attempts > this.ctx.retries) return false;
+    if (this.bodyTouched) return false; // a body partly sent is never replayed
+    // The backend refused outright: safe for any method. Otherwise only idempotent ones.
+    if (err.kind === 'connect' || err.kind === 'cant-mpx' || err.kind === 'overloaded') return true;
+    return err.kind === 'closed' && IDEMPOTENT.has(this.req.method || 'GET');
+  }
+
+  private pipeBody(request: FcgiRequest): void {
+    const req = this.req;
+    this.bodyTouched = true;
+    const onData = (chunk: Buffer) => {
+      if (!request.writeStdin(chunk)) {
+        req.pause();
+        request.onDrain(() => req.resume());
+      }
+    };
+    req.on('data', onData);
+    req.once('end', () => request.endStdin());
+    if (req.readableEnded) request.endStdin();
+  }
+
+  private readonly onClientDrain = (): void => {
+    this.waitingDrain = false;
+    this.fcgi?.resume();
+  };
+
+  private readonly onClientClose = (): void => {
+    if (this.res.writableFinished) return; // normal end
+    this.clientGone = true;
+    if (this.waiter) {
+      this.ctx.pool.cancel(this.waiter);
+      this.waiter = null;
+      return;
+    }
+    if (this.fcgi && !this.finished) this.fcgi.abort();
+    else if (this.fcgi && this.res.headersSent && !this.res.writableEnded) this.fcgi.abort();
+  };
+}
+
+function clientReason(err: FcgiError): string {
+  switch (err.kind) {
+    case 'connect': return `could not connect to the backend (${err.code ?? 'error'})`;
+    case 'closed': return 'the backend closed the connection before answering';
+    case 'protocol': return 'the backend sent invalid FastCGI records';
+    case 'head': return 'the backend sent an invalid or incomplete response head';
+    case 'timeout': return 'the backend did not answer in time (read-timeout)';
+    case 'cant-mpx': return 'the backend cannot take another request on this connection (FCGI_CANT_MPX_CONN)';
+    case 'overloaded': return 'the backend is overloaded (FCGI_OVERLOADED)';
+    case 'unknown-role': return 'the backend does not support the responder role (FCGI_UNKNOWN_ROLE)';
+  }
+}

@@ -1,0 +1,95 @@
+// One spawned backend process: fd 0 (or nothing, with {socket}), its output sent to
+// the log line by line with backend id and pid, and its exit reported.
+import { spawn, type ChildProcess } from 'node:child_process';
+import readline from 'node:readline';
+import type { Logger } from 'pino';
+
+export interface ChildSpec {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** The listening socket fd to hand over as fd 0, or null when the child binds itself. */
+  listenFd: number | null;
+}
+
+export interface ChildExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** spawn() itself failed (ENOENT, EACCES...). */
+  spawnError?: NodeJS.ErrnoException;
+  uptimeMs: number;
+}
+
+export class Child {
+  readonly process: ChildProcess;
+  readonly startedAt = Date.now();
+  exited: ChildExit | null = null;
+  private readonly exitWaiters: Array<(e: ChildExit) => void> = [];
+
+  constructor(readonly backendId: string, spec: ChildSpec, private readonly log: Logger) {
+    this.process = spawn(spec.command, spec.args, {
+      stdio: [spec.listenFd ?? 'ignore', 'pipe', 'pipe'],
+      env: spec.env,
+      cwd: spec.cwd,
+      // Its own process group: a terminal's Ctrl-C reaches the front only, which then
+      // stops the children in order, after in-flight requests.
+      detached: true,
+    });
+    const pid = this.process.pid;
+    for (const [stream, name] of [[this.process.stdout, 'stdout'], [this.process.stderr, 'stderr']] as const) {
+      if (!stream) continue;
+      const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
+      lines.on('line', (line) => this.log.info({ backend: backendId, pid, stream: name }, line));
+    }
+    this.process.once('error', (err: NodeJS.ErrnoException) => {
+      if (this.process.pid === undefined) this.finish({ code: null, signal: null, spawnError: err, uptimeMs: 0 });
+    });
+    this.process.once('exit', (code, signal) => this.finish({ code, signal, uptimeMs: Date.now() - this.startedAt }));
+  }
+
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
+  private finish(exit: ChildExit): void {
+    if (this.exited) return;
+    this.exited = exit;
+    for (const w of this.exitWaiters.splice(0)) w(exit);
+  }
+
+  waitExit(): Promise<ChildExit> {
+    if (this.exited) return Promise.resolve(this.exited);
+    return new Promise((resolve) => this.exitWaiters.push(resolve));
+  }
+
+  /** Signals the whole process group (the child may have forked workers of its own). */
+  signal(sig: NodeJS.Signals): void {
+    if (this.exited || this.process.pid === undefined) return;
+    try {
+      process.kill(-this.process.pid, sig);
+    } catch {
+      try { this.process.kill(sig); } catch { /* gone */ }
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after `killTimeoutMs`. */
+  async stop(killTimeoutMs: number): Promise<ChildExit> {
+    if (this.exited) return this.exited;
+    this.signal('SIGTERM');
+    const timer = setTimeout(() => this.signal('SIGKILL'), killTimeoutMs);
+    const exit = await this.waitExit();
+    clearTimeout(timer);
+    // Workers the child forked may outlive it: take the group down with it.
+    if (this.process.pid !== undefined) {
+      try { process.kill(-this.process.pid, 'SIGKILL'); } catch { /* no such group: all gone */ }
+    }
+    return exit;
+  }
+}
+
+export function describeExit(exit: ChildExit): string {
+  if (exit.spawnError) return `could not be started: ${exit.spawnError.message}`;
+  if (exit.signal) return `was killed by ${exit.signal}`;
+  return `exited with code ${exit.code}`;
+}

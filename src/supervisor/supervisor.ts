@@ -1,0 +1,302 @@
+// Spawns and supervises the backend processes of one pool: their sockets
+// (per-process, or one shared socket as spawn-fcgi -F N), readiness, the switches
+// each one reports, restarts with exponential backoff, and the orderly stop.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { FcgiClient, type FcgiAddress } from '../fastcgi/client.js';
+import { Backend, type BackendSwitches } from '../pool/backend.js';
+import type { Pool } from '../pool/pool.js';
+import { Child, describeExit } from './child.js';
+import { probeBackend } from './readiness.js';
+import { ListeningSocket } from './sockets.js';
+
+export type Switch = boolean | 'auto';
+
+export interface SwitchSettings {
+  multithreaded: Switch;
+  multiplexed: Switch;
+  /** Slots of a multithreaded backend; undefined: FCGI_MAX_REQS, else 8. */
+  maxRequestsPerBackend: number | undefined;
+}
+
+export interface TransportSettings {
+  readTimeoutMs: number;
+  connectTimeoutMs: number;
+  maxHeadBytes: number;
+  pipelineDepth: number;
+  keepConn: boolean;
+}
+
+export interface SupervisorOptions {
+  command: string;
+  args: string[];
+  procs: number;
+  socketMode: 'per-process' | 'shared';
+  backlog: number;
+  socketDir: string;
+  cwd: string;
+  env: Record<string, string>;
+  switches: SwitchSettings;
+  transport: TransportSettings;
+  startTimeoutMs: number;
+  getValuesTimeoutMs: number;
+  killTimeoutMs: number;
+  restartBackoffMs: number;
+  restartBackoffMaxMs: number;
+}
+
+/** Decides a backend's switches from the flags and its GET_VALUES answer. */
+export function decideSwitches(settings: SwitchSettings, values: Map<string, string> | null): BackendSwitches {
+  const maxReqs = Number(values?.get('FCGI_MAX_REQS'));
+  const maxConns = Number(values?.get('FCGI_MAX_CONNS'));
+  const answered = values !== null && values.size > 0;
+  const multithreaded = settings.multithreaded === 'auto'
+    ? answered && ((maxReqs > 1) || (maxConns > 1))
+    : settings.multithreaded;
+  const multiplexed = settings.multiplexed === 'auto'
+    ? answered && values!.get('FCGI_MPXS_CONNS') === '1'
+    : settings.multiplexed;
+  let slots = 1;
+  if (multithreaded) {
+    slots = settings.maxRequestsPerBackend ?? (maxReqs > 0 ? maxReqs : 8);
+  }
+  const auto = settings.multithreaded === 'auto' || settings.multiplexed === 'auto';
+  const source = !auto ? 'flags' : answered ? 'GET_VALUES' : values === null ? 'fallback: no GET_VALUES answer' : 'fallback: empty GET_VALUES answer';
+  return { multithreaded, multiplexed, slots, source };
+}
+
+interface Slot {
+  id: string;
+  backend: Backend;
+  socket: ListeningSocket | null;
+  socketPath: string;
+  child: Child | null;
+  failuresInRow: number;
+  restartTimer: NodeJS.Timeout | null;
+  /** Children of this slot (shared mode holds N). */
+}
+
+export class Supervisor {
+  private readonly slots: Slot[] = [];
+  private sharedSocket: ListeningSocket | null = null;
+  private sharedChildren: Array<{ index: number; child: Child | null; failuresInRow: number; timer: NodeJS.Timeout | null; ready: boolean }> = [];
+  private stopping = false;
+  private readonly ownsSocket: boolean;
+  private readonly argsHaveSocket: boolean;
+
+  constructor(private readonly options: SupervisorOptions, private readonly pool: Pool, private readonly log: Logger) {
+    this.argsHaveSocket = options.args.some((a) => a.includes('{socket}')) || options.command.includes('{socket}');
+    this.ownsSocket = !this.argsHaveSocket;
+  }
+
+  /** Creates sockets and spawns every child; resolves once each is ready or has failed its first start. */
+  async start(): Promise<void> {
+    fs.mkdirSync(this.options.socketDir, { recursive: true, mode: 0o700 });
+    if (this.options.socketMode === 'shared') {
+      await this.startShared();
+      return;
+    }
+    for (let i = 0; i < this.options.procs; i++) {
+      const id = `b${i}`;
+      const socketPath = path.join(this.options.socketDir, `${id}.sock`);
+      const socket = this.ownsSocket ? await ListeningSocket.create(socketPath, this.options.backlog) : null;
+      const backend = this.makeBackend(id, { path: socketPath }, i);
+      const slot: Slot = { id, backend, socket, socketPath, child: null, failuresInRow: 0, restartTimer: null };
+      this.slots.push(slot);
+      this.pool.add(backend);
+    }
+    await Promise.all(this.slots.map((s) => this.spawnSlot(s)));
+  }
+
+  private makeBackend(id: string, address: FcgiAddress, index: number): Backend {
+    const t = this.options.transport;
+    const client = new FcgiClient({
+      address,
+      multiplexed: false,
+      keepConn: t.keepConn,
+      maxConns: 1,
+      pipelineDepth: t.pipelineDepth,
+      readTimeoutMs: t.readTimeoutMs,
+      connectTimeoutMs: t.connectTimeoutMs,
+      maxHeadBytes: t.maxHeadBytes,
+      onAdapt: (what, why) => this.log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}; writing one request at a time to it from now on`),
+    });
+    return new Backend(id, address, client, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, index);
+  }
+
+  private childSpec(socketPath: string, listenFd: number | null) {
+    const sub = (s: string) => s.split('{socket}').join(socketPath);
+    return {
+      command: sub(this.options.command),
+      args: this.options.args.map(sub),
+      env: { ...process.env, ...this.options.env, UPFRONT_SOCKET: socketPath },
+      cwd: this.options.cwd,
+      listenFd,
+    };
+  }
+
+  private async spawnSlot(slot: Slot): Promise<void> {
+    if (this.stopping) return;
+    if (!this.ownsSocket) { try { fs.unlinkSync(slot.socketPath); } catch { /* none */ } }
+    const child = new Child(slot.id, this.childSpec(slot.socketPath, slot.socket?.fd ?? null), this.log);
+    slot.child = child;
+    slot.backend.pid = child.pid;
+    slot.backend.state = slot.backend.restarts > 0 ? 'restarting' : 'starting';
+    child.waitExit().then((exit) => this.onSlotExit(slot, child, exit));
+    try {
+      const result = await probeBackend({
+        address: slot.backend.address,
+        ownSocket: this.ownsSocket,
+        getValuesTimeoutMs: this.options.getValuesTimeoutMs,
+        deadline: Date.now() + this.options.startTimeoutMs,
+        isAlive: () => child.exited === null,
+      }, slot.backend.client);
+      if (child.exited || this.stopping) return;
+      const switches = decideSwitches(this.options.switches, result.values);
+      slot.backend.applySwitches(switches);
+      slot.backend.state = 'ready';
+      this.log.info({
+        backend: slot.id, pid: child.pid, address: slot.backend.addressText,
+        multithreaded: switches.multithreaded, multiplexed: switches.multiplexed, slots: switches.slots,
+        source: switches.source, getValues: result.values ? Object.fromEntries(result.values) : null,
+      }, `backend ${slot.id} ready (multithreaded=${switches.multithreaded}, multiplexed=${switches.multiplexed}, slots=${switches.slots}, from ${switches.source})`);
+      this.pool.serveQueue();
+    } catch (err) {
+      if (child.exited || this.stopping) return;
+      this.log.error({ backend: slot.id, pid: child.pid }, `backend ${slot.id} (pid ${child.pid}) was not ready: ${(err as Error).message}; killing it`);
+      child.signal('SIGKILL');
+    }
+  }
+
+  private onSlotExit(slot: Slot, child: Child, exit: import('./child.js').ChildExit): void {
+    if (slot.child !== child) return;
+    slot.child = null;
+    const backend = slot.backend;
+    const wasReady = backend.state === 'ready' || backend.state === 'busy';
+    backend.state = this.stopping ? 'down' : 'restarting';
+    // Kept connections to the dead process are useless; requests in flight on them fail (and retry) by themselves.
+    backend.client.closeIdle();
+    if (this.stopping) return;
+    const ranLong = exit.uptimeMs > 10_000 && wasReady;
+    slot.failuresInRow = ranLong ? 1 : slot.failuresInRow + 1;
+    const delay = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMs * 2 ** (slot.failuresInRow - 1));
+    backend.restarts++;
+    this.log.error({ backend: slot.id, pid: child.pid, code: exit.code, signal: exit.signal, uptimeMs: exit.uptimeMs, restartInMs: delay, failuresInRow: slot.failuresInRow },
+      `backend ${slot.id} (pid ${child.pid}) ${describeExit(exit)} after ${(exit.uptimeMs / 1000).toFixed(2)} s; restarting in ${delay} ms (failure ${slot.failuresInRow} in a row)`);
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      void this.spawnSlot(slot);
+    }, delay);
+  }
+
+  // --- shared socket: spawn-fcgi -F N ---
+
+  private async startShared(): Promise<void> {
+    const socketPath = path.join(this.options.socketDir, 'shared.sock');
+    if (this.ownsSocket) this.sharedSocket = await ListeningSocket.create(socketPath, this.options.backlog);
+    else throw new Error('--socket shared hands one socket to every child as fd 0; a command with {socket} binds its own: use --socket per-process');
+    const backend = this.makeBackend('shared', { path: socketPath }, 0);
+    backend.state = 'starting';
+    this.pool.add(backend);
+    this.slots.push({ id: 'shared', backend, socket: this.sharedSocket, socketPath, child: null, failuresInRow: 0, restartTimer: null });
+    for (let i = 0; i < this.options.procs; i++) this.sharedChildren.push({ index: i, child: null, failuresInRow: 0, timer: null, ready: false });
+    await Promise.all(this.sharedChildren.map((c) => this.spawnShared(c)));
+  }
+
+  private perChildSwitches: BackendSwitches | null = null;
+
+  private updateSharedSlots(): void {
+    const backend = this.slots[0].backend;
+    const alive = this.sharedChildren.filter((c) => c.child && !c.child.exited && c.ready).length;
+    const per = this.perChildSwitches;
+    if (!per || alive === 0) {
+      backend.state = this.stopping ? 'down' : 'restarting';
+      return;
+    }
+    // The kernel picks the child; the front bounds requests (and kept connections) to the sum of slots.
+    backend.applySwitches({ ...per, slots: per.slots * alive });
+    backend.state = 'ready';
+    backend.pid = this.sharedChildren.find((c) => c.child && !c.child.exited)?.child?.pid;
+    this.pool.serveQueue();
+  }
+
+  private async spawnShared(entry: { index: number; child: Child | null; failuresInRow: number; timer: NodeJS.Timeout | null; ready: boolean }): Promise<void> {
+    if (this.stopping) return;
+    const backend = this.slots[0].backend;
+    const id = `shared#${entry.index}`;
+    const child = new Child(id, this.childSpec(this.sharedSocket!.path, this.sharedSocket!.fd), this.log);
+    entry.child = child;
+    entry.ready = false;
+    child.waitExit().then((exit) => {
+      if (entry.child !== child) return;
+      entry.child = null;
+      entry.ready = false;
+      this.updateSharedSlots();
+      if (this.stopping) return;
+      entry.failuresInRow = exit.uptimeMs > 10_000 ? 1 : entry.failuresInRow + 1;
+      const delay = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMs * 2 ** (entry.failuresInRow - 1));
+      backend.restarts++;
+      this.log.error({ backend: id, pid: child.pid, code: exit.code, signal: exit.signal, restartInMs: delay },
+        `backend ${id} (pid ${child.pid}) ${describeExit(exit)} after ${(exit.uptimeMs / 1000).toFixed(2)} s; restarting in ${delay} ms (failure ${entry.failuresInRow} in a row)`);
+      entry.timer = setTimeout(() => { entry.timer = null; void this.spawnShared(entry); }, delay);
+    });
+    if (this.perChildSwitches === null) {
+      try {
+        const result = await probeBackend({
+          address: backend.address, ownSocket: true, getValuesTimeoutMs: this.options.getValuesTimeoutMs,
+          deadline: Date.now() + this.options.startTimeoutMs, isAlive: () => child.exited === null,
+        }, backend.client);
+        if (this.perChildSwitches === null) {
+          this.perChildSwitches = decideSwitches(this.options.switches, result.values);
+          const s = this.perChildSwitches;
+          this.log.info({ backend: 'shared', pid: child.pid, multithreaded: s.multithreaded, multiplexed: s.multiplexed, slotsPerChild: s.slots, source: s.source, getValues: result.values ? Object.fromEntries(result.values) : null },
+            `shared socket ready (multithreaded=${s.multithreaded}, multiplexed=${s.multiplexed}, ${s.slots} slot(s) per child, from ${s.source})`);
+        }
+      } catch (err) {
+        if (child.exited || this.stopping) return;
+        this.log.error({ backend: id, pid: child.pid }, `backend ${id} was not ready: ${(err as Error).message}; killing it`);
+        child.signal('SIGKILL');
+        return;
+      }
+    }
+    if (child.exited || this.stopping) return;
+    entry.ready = true;
+    this.updateSharedSlots();
+  }
+
+  /** Processes alive now (for stats and tests). */
+  pids(): number[] {
+    const out: number[] = [];
+    for (const s of this.slots) if (s.child?.pid && !s.child.exited) out.push(s.child.pid);
+    for (const c of this.sharedChildren) if (c.child?.pid && !c.child.exited) out.push(c.child.pid);
+    return out;
+  }
+
+  children(): Array<{ id: string; pid: number | undefined }> {
+    if (this.options.socketMode === 'shared') return this.sharedChildren.map((c) => ({ id: `shared#${c.index}`, pid: c.child?.pid }));
+    return this.slots.map((s) => ({ id: s.id, pid: s.child?.pid }));
+  }
+
+  /** SIGTERM every child, SIGKILL after the kill timeout, remove the sockets. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const all: Child[] = [];
+    for (const s of this.slots) {
+      if (s.restartTimer) clearTimeout(s.restartTimer);
+      if (s.child) all.push(s.child);
+      s.backend.state = 'down';
+      s.backend.client.close(true);
+    }
+    for (const c of this.sharedChildren) {
+      if (c.timer) clearTimeout(c.timer);
+      if (c.child) all.push(c.child);
+    }
+    await Promise.all(all.map((c) => c.stop(this.options.killTimeoutMs)));
+    for (const s of this.slots) {
+      if (s.socket) s.socket.close();
+      else { try { fs.unlinkSync(s.socketPath); } catch { /* gone */ } }
+    }
+    try { fs.rmdirSync(this.options.socketDir); } catch { /* not empty or not ours */ }
+  }
+}
