@@ -75,7 +75,7 @@ program.command('run')
         process.exit(130);
       }
       log.info({ signal: sig }, `${sig}: graceful stop`);
-      front.stop().then(() => { log.flush?.(); setTimeout(() => process.exit(0), 10); });
+      front.stop().then(() => log.flush(() => process.exit(0)));
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

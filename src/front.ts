@@ -9,6 +9,7 @@ import { createPolicy } from './pool/policies/index.js';
 import { Pool } from './pool/pool.js';
 import { FrontServer } from './server/frontServer.js';
 import { probeBackend } from './supervisor/readiness.js';
+import { resolveCommand } from './supervisor/child.js';
 import { Supervisor, decideSwitches } from './supervisor/supervisor.js';
 
 export const SERVER_SOFTWARE = 'upfront/0.1';
@@ -60,6 +61,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
   let supervisor: Supervisor | null = null;
   let admin: AdminServer | null = null;
   const cleanups: Array<() => void> = [];
+  if (config.procs > 0 && !config.command[0].includes('{socket}')) resolveCommand(config.command[0], config.cwd ?? process.cwd());
   try {
     // Listen first: a port in use should fail before any child is spawned.
     const address = await server.listen();
@@ -119,7 +121,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
       })();
       return stopping;
     };
-    return { address, adminAddress: admin ? admin.http.address() ? describe(admin) : null : null, pool, supervisor, server, stop };
+    return { address, adminAddress: admin ? describe(admin) : null, pool, supervisor, server, stop };
   } catch (err) {
     if (supervisor) await supervisor.stop().catch(() => {});
     for (const c of cleanups.reverse()) c();

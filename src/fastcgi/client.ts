@@ -3,7 +3,7 @@
 // optional pipeline), enforces the read timeout. The caller decides how many
 // requests it may give it; this class decides where on the wire they go.
 import net from 'node:net';
-import { FcgiConnection, FcgiRequest, advanceTick, currentTick, type FcgiHandler } from './connection.js';
+import { FcgiConnection, FcgiRequest, currentTick, type FcgiHandler } from './connection.js';
 import { FcgiError } from './errors.js';
 
 export type FcgiAddress = { path: string } | { host: string; port: number };
@@ -51,16 +51,15 @@ const MIN_SWEEP_MS = 20;
 
 export class FcgiClient {
   private readonly connections = new Set<FcgiConnection>();
+  private readonly waiting: Array<{ init: FcgiRequestInit; handler: FcgiStartHandler }> = [];
   private connecting = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
-  private timeoutTicks: number;
   /** Connections opened over the client's life (to count keep-alive reuse). */
   connectionsOpened = 0;
   closing = false;
 
   constructor(readonly options: FcgiClientOptions) {
     const sweepMs = Math.max(MIN_SWEEP_MS, Math.min(1000, Math.floor(options.readTimeoutMs / 4)));
-    this.timeoutTicks = Math.ceil(options.readTimeoutMs / sweepMs);
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
   }
@@ -69,21 +68,54 @@ export class FcgiClient {
     return this.connections.size + this.connecting;
   }
 
-  /** Sends a request: on an idle kept connection, a new one, or pipelined behind another. */
+  /**
+   * Sends a request: on an idle kept connection, a new one while under maxConns,
+   * pipelined behind another, or, when every allowed connection is busy or still
+   * connecting, it waits here for one. Never a connection beyond maxConns: with a
+   * single-threaded app that one would sit unserved in its accept queue.
+   */
   dispatch(init: FcgiRequestInit, handler: FcgiStartHandler): void {
     const conn = this.pickConnection(init);
     if (conn) {
       handler.onStart(conn.begin(init.params, init.hasBody, handler, currentTick));
       return;
     }
+    if (!this.options.keepConn || this.openConnections < this.options.maxConns || this.openConnections === 0) {
+      this.openFor(init, handler);
+      return;
+    }
+    this.waiting.push({ init, handler });
+  }
+
+  private openFor(init: FcgiRequestInit, handler: FcgiStartHandler): void {
     this.openConnection((err, fresh) => {
       if (err || !fresh) {
         handler.onError(err ?? new FcgiError('connect', 'connect failed', { notStarted: true }));
         handler.onRelease();
-        return;
+      } else {
+        handler.onStart(fresh.begin(init.params, init.hasBody, handler, currentTick));
       }
-      handler.onStart(fresh.begin(init.params, init.hasBody, handler, currentTick));
+      this.serveWaiting();
     });
+  }
+
+  /** Places waiting requests once a connection is up, idle, or gone. */
+  private serveWaiting(): void {
+    while (this.waiting.length > 0) {
+      const w = this.waiting[0];
+      const conn = this.pickConnection(w.init);
+      if (conn) {
+        this.waiting.shift();
+        w.handler.onStart(conn.begin(w.init.params, w.init.hasBody, w.handler, currentTick));
+        continue;
+      }
+      if (this.openConnections < this.options.maxConns || this.openConnections === 0) {
+        this.waiting.shift();
+        this.openFor(w.init, w.handler);
+        continue;
+      }
+      return;
+    }
   }
 
   private pickConnection(init: FcgiRequestInit): FcgiConnection | null {
@@ -142,6 +174,7 @@ export class FcgiClient {
         maxHeadBytes: opts.maxHeadBytes,
         keepConn: opts.keepConn,
         onClose: (c, hadRequests) => this.onConnectionClose(c, hadRequests),
+        onIdle: () => { if (this.waiting.length) this.serveWaiting(); },
       });
       this.connections.add(conn);
       cb(null, conn);
@@ -152,11 +185,11 @@ export class FcgiClient {
     this.connections.delete(conn);
     // A kept connection closed by the app right after a completed request, with none pending:
     // it ignores FCGI_KEEP_CONN (node-fastcgi 2.0.0 does). Stop pipelining to it.
-    if (this.options.keepConn && !hadRequests && conn.completed > 0 && conn.lastError === null && this.options.pipelineDepth > 1) {
+    if (this.options.keepConn && !this.closing && !conn.closedByUs && !hadRequests && conn.completed > 0 && conn.lastError === null && this.options.pipelineDepth > 1) {
       this.options.pipelineDepth = 1;
       this.options.onAdapt?.('closes-connections', 'the application closed a kept-alive connection (it ignores FCGI_KEEP_CONN)');
     }
-    if (!this.options.keepConn) return;
+    if (this.waiting.length) this.serveWaiting();
   }
 
   /** The application refused a pipelined request: one request per connection from now on. */
@@ -208,8 +241,8 @@ export class FcgiClient {
   }
 
   private sweep(): void {
-    const tick = advanceTick();
-    const limit = this.timeoutTicks;
+    const tick = currentTick;
+    const limit = this.options.readTimeoutMs;
     for (const conn of this.connections) {
       if (conn.inflight === 0) {
         if (this.closing) conn.destroy();

@@ -67,7 +67,7 @@ export class FcgiRequest {
   }
 
   resume(): void {
-    this.connection.resumeReading();
+    this.connection.resumeReading(this);
   }
 
   /**
@@ -92,7 +92,8 @@ export class FcgiConnection implements RecordSink {
   closed = false;
   /** Requests completed on this connection (to notice apps that ignore FCGI_KEEP_CONN). */
   completed = 0;
-  private paused = false;
+  /** The request whose client could not keep up; reading resumes when it drains or ends. */
+  private pausedBy: FcgiRequest | null = null;
   lastError: FcgiError | null = null;
 
   constructor(readonly socket: Socket, private readonly options: ConnectionOptions) {
@@ -160,12 +161,13 @@ export class FcgiConnection implements RecordSink {
     for (const fn of waiters) fn();
   }
 
-  pauseReading(): void {
-    if (!this.paused) { this.paused = true; this.socket.pause(); }
+  pauseReading(by: FcgiRequest): void {
+    if (this.pausedBy === null) { this.pausedBy = by; this.socket.pause(); }
   }
 
-  resumeReading(): void {
-    if (this.paused) { this.paused = false; this.socket.resume(); }
+  /** With `by`, only when that request is the one that paused (multiplexed: another may have). */
+  resumeReading(by?: FcgiRequest): void {
+    if (this.pausedBy !== null && (by === undefined || by === this.pausedBy)) { this.pausedBy = null; this.socket.resume(); }
   }
 
   forEachRequest(fn: (r: FcgiRequest) => void): void {
@@ -175,7 +177,11 @@ export class FcgiConnection implements RecordSink {
     }
   }
 
+  /** Closed by this side (idle close, shutdown), not by the application. */
+  closedByUs = false;
+
   destroy(err?: FcgiError): void {
+    this.closedByUs = true;
     if (err && !this.lastError) this.lastError = err;
     this.socket.destroy();
   }
@@ -253,7 +259,7 @@ export class FcgiConnection implements RecordSink {
       if (request.abandoned || parsed.bodyOffset >= content.length) return;
       content = content.subarray(parsed.bodyOffset);
     }
-    if (!request.handler.onBody(content)) this.pauseReading();
+    if (!request.handler.onBody(content)) this.pauseReading(request);
   }
 
   private onEndRequest(request: FcgiRequest, content: Buffer): void {
@@ -268,6 +274,7 @@ export class FcgiConnection implements RecordSink {
     this.completed++;
     const wasActive = request.state === State.Active;
     request.state = State.Released;
+    if (this.pausedBy === request) this.resumeReading(); // its client's drain no longer matters here
     if (wasActive && !request.abandoned) {
       if (protocolStatus === ProtocolStatus.RequestComplete) {
         if (request.headParser !== null && !request.headSeen) {
@@ -332,8 +339,10 @@ export class FcgiConnection implements RecordSink {
   }
 }
 
-/** A coarse clock shared by all connections, advanced by the timeout sweeper: no Date.now() per record. */
-export let currentTick = 0;
-export function advanceTick(): number {
-  return ++currentTick;
-}
+/**
+ * A coarse clock (ms) shared by all connections: the read timeout needs no
+ * Date.now() per record. One unref'd timer advances it.
+ */
+export const TICK_MS = 20;
+export let currentTick = Date.now();
+setInterval(() => { currentTick = Date.now(); }, TICK_MS).unref();

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { FcgiClient, type FcgiAddress } from '../fastcgi/client.js';
 import { Backend, type BackendSwitches } from '../pool/backend.js';
 import type { Pool } from '../pool/pool.js';
-import { Child, describeExit } from './child.js';
+import { Child, describeExit, resolveCommand } from './child.js';
 import { probeBackend } from './readiness.js';
 import { ListeningSocket } from './sockets.js';
 
@@ -92,6 +92,7 @@ export class Supervisor {
 
   /** Creates sockets and spawns every child; resolves once each is ready or has failed its first start. */
   async start(): Promise<void> {
+    if (!this.options.command.includes('{socket}')) resolveCommand(this.options.command, this.options.cwd);
     fs.mkdirSync(this.options.socketDir, { recursive: true, mode: 0o700 });
     if (this.options.socketMode === 'shared') {
       await this.startShared();

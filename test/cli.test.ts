@@ -1,0 +1,130 @@
+// The command line as a user runs it: real process, real signals.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PY_HELLO, ROOT, pidAlive, request, tmpDir, waitUntil } from './helpers.js';
+
+const CLI = path.join(ROOT, 'dist/cli.js');
+const running: ChildProcess[] = [];
+
+afterEach(() => {
+  for (const p of running.splice(0)) if (p.exitCode === null) p.kill('SIGKILL');
+});
+
+function runCli(args: string[]): { proc: ChildProcess; stdout: () => string; stderr: () => string; exit: Promise<number | null> } {
+  const proc = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.push(proc);
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (c) => { out += c; });
+  proc.stderr!.on('data', (c) => { err += c; });
+  const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return { proc, stdout: () => out, stderr: () => err, exit };
+}
+
+/** Resolves with the first match of `re` in the process's stderr. */
+function waitForOutput(proc: ChildProcess, re: RegExp, text: () => string, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    const check = () => { const m = re.exec(text()); if (m) { cleanup(); resolve(m); } };
+    const timer = setTimeout(() => { cleanup(); reject(new Error(`no ${re} in output within ${timeoutMs} ms:\n${text()}`)); }, timeoutMs);
+    const onExit = () => { cleanup(); reject(new Error(`exited before printing ${re}:\n${text()}`)); };
+    const cleanup = () => { clearTimeout(timer); proc.stderr!.off('data', check); proc.off('exit', onExit); };
+    proc.stderr!.on('data', check);
+    proc.on('exit', onExit);
+    check();
+  });
+}
+
+describe('bad input at the command line', () => {
+  for (const [args, pattern] of [
+    [['run', '--procs', 'many', '--', 'true'], /^upfront: procs: expected a whole number/],
+    [['run', '--socket', 'both', '--', 'true'], /^upfront: socket: expected per-process or shared/],
+    [['run', '--multithreaded', 'maybe', '--', 'true'], /^upfront: multithreaded: expected true, false or auto/],
+    [['run', '--listen', 'nowhere', '--', 'true'], /^upfront: listen: expected HOST:PORT or unix:PATH/],
+    [['run', '--no-such-flag'], /^upfront: unknown option '--no-such-flag'/],
+    [['run'], /^upfront: command: --procs needs a backend command/],
+  ] as const) {
+    it(`${args.join(' ')} → exit 2 with one line`, async () => {
+      const r = runCli([...args]);
+      expect(await r.exit).toBe(2);
+      expect(r.stderr()).toMatch(pattern);
+      expect(r.stderr().trim().split('\n')).toHaveLength(1);
+    });
+  }
+
+  it('a config file with an unknown key or a bad value names it', async () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'bad.yaml'), 'procs: 2\nbaclog: 10\ncommand: python3 x.py\n');
+    const r = runCli(['run', '-c', path.join(dir, 'bad.yaml')]);
+    expect(await r.exit).toBe(2);
+    expect(r.stderr()).toMatch(/^upfront: \(config\): unknown option "baclog"/);
+    fs.writeFileSync(path.join(dir, 'bad2.yaml'), 'read-timeout: soon\ncommand: [python3, x.py]\n');
+    const r2 = runCli(['run', '-c', path.join(dir, 'bad2.yaml')]);
+    expect(await r2.exit).toBe(2);
+    expect(r2.stderr()).toMatch(/^upfront: read-timeout: expected a duration/);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('a command that does not exist: a clear line, no stack trace, exit 1', async () => {
+    const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', 'off', '--', 'no-such-backend-cmd']);
+    expect(await r.exit).toBe(1);
+    expect(r.stderr()).toMatch(/backend command no-such-backend-cmd not found in PATH \(ENOENT\)/);
+    expect(r.stderr()).not.toMatch(/\n\s+at /);
+  });
+
+  it('a port in use: a clear line, exit 1, no child left', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as net.AddressInfo).port;
+    try {
+      const r = runCli(['run', '--listen', `127.0.0.1:${port}`, '--admin', 'off', '--', 'python3', PY_HELLO]);
+      expect(await r.exit).toBe(1);
+      expect(r.stderr()).toMatch(new RegExp(`cannot listen on 127.0.0.1:${port}: address already in use \\(EADDRINUSE\\)`));
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('a unix socket path taken by a live server: a clear line, exit 1', async () => {
+    const dir = tmpDir();
+    const sock = path.join(dir, 'front.sock');
+    const live = net.createServer();
+    await new Promise<void>((r) => live.listen(sock, r));
+    try {
+      const r = runCli(['run', '--listen', `unix:${sock}`, '--admin', 'off', '--', 'python3', PY_HELLO]);
+      expect(await r.exit).toBe(1);
+      expect(r.stderr()).toMatch(/is taken by a live server/);
+    } finally {
+      live.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('graceful stop', () => {
+  it('SIGTERM during 50 in-flight requests: all 50 complete, no child or socket left', async () => {
+    const socketDir = path.join(tmpDir(), 'sockets');
+    const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '-n', '2', '--socket-dir', socketDir, '--', 'python3', PY_HELLO]);
+    const [, base] = await waitForOutput(r.proc, /serving on (http:\/\/[\d.:]+)/, r.stderr);
+    const [, admin] = await waitForOutput(r.proc, /curl (http:\/\/[\d.:]+)\/stats/, r.stderr);
+    const stats = async () => (await (await fetch(`${admin}/stats`)).json()) as any;
+    const pids: number[] = (await stats()).children.map((c: any) => c.pid);
+    expect(pids).toHaveLength(2);
+    expect(fs.readdirSync(socketDir).sort()).toEqual(['b0.sock', 'b1.sock']);
+    const replies = Array.from({ length: 50 }, () => request(`${base}/sleep/60`, { agent: false }));
+    await waitUntil(async () => {
+      const p = (await stats()).pools[0];
+      return p.queue.current + p.backends.reduce((a: number, b: any) => a + b.inflight, 0) === 50;
+    }, 'all 50 requests are in flight at the front');
+    r.proc.kill('SIGTERM');
+    const results = await Promise.all(replies);
+    if (results.some((x) => x.status !== 200)) console.log(r.stdout().split('\n').filter((l) => !l.includes('"stream"')).join('\n'));
+    expect(results.map((x) => x.status)).toEqual(Array(50).fill(200));
+    expect(await r.exit).toBe(0);
+    for (const pid of pids) expect(pidAlive(pid)).toBe(false);
+    expect(fs.existsSync(socketDir)).toBe(false);
+    expect(r.stdout()).toMatch(/"msg":"stopped"/);
+  });
+});
