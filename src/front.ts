@@ -2,6 +2,8 @@
 // and admin listeners, and the orderly stop. Used by the CLI and by the tests.
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/adminServer.js';
+import { AcceptQueueSampler, somaxconn } from './stats/acceptQueueSampler.js';
+import type { StatsSources } from './stats/snapshot.js';
 import { parseAddress, type RunConfig } from './config/schema.js';
 import { FcgiClient, type FcgiAddress } from './fastcgi/client.js';
 import { Backend } from './pool/backend.js';
@@ -10,11 +12,12 @@ import { Pool } from './pool/pool.js';
 import { FrontServer } from './server/frontServer.js';
 import { probeBackend } from './supervisor/readiness.js';
 import { resolveCommand } from './supervisor/child.js';
-import { Supervisor, decideSwitches } from './supervisor/supervisor.js';
+import { Supervisor, decideSwitches, type TransportSettings } from './supervisor/supervisor.js';
 
 export const SERVER_SOFTWARE = 'upfront/0.1';
 
 export interface Front {
+  stats: StatsSources;
   address: string;
   adminAddress: string | null;
   pool: Pool;
@@ -32,12 +35,16 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
     queueSize: config['queue-size'],
     queueTimeoutMs: config['queue-timeout'],
   });
+  // nginx and retry: as nginx by default, a new connection per request without FCGI_KEEP_CONN
+  // (a single-threaded app serving a kept connection to its end would starve the rest).
+  const perRequestConnections = config.overflow === 'nginx' || config.overflow === 'retry';
   const transport = {
     readTimeoutMs: config['read-timeout'],
     connectTimeoutMs: config['connect-timeout'],
     maxHeadBytes: config['max-head-bytes'],
-    pipelineDepth: config['pipeline-depth'],
-    keepConn: config['keep-conn'],
+    pipelineDepth: perRequestConnections ? 1 : config['pipeline-depth'],
+    keepConn: perRequestConnections ? false : config['keep-conn'],
+    retryEagain: config.overflow === 'retry',
   };
   const switches = {
     multithreaded: config.multithreaded,
@@ -55,11 +62,27 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
       extra: [],
       https: false,
     },
-    proxy: { pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)) },
+    proxy: {
+      pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
+      serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
+    },
   }, log);
 
   let supervisor: Supervisor | null = null;
   let admin: AdminServer | null = null;
+  const sampler = new AcceptQueueSampler([pool], config['sample-interval'], log);
+  const statsSources: StatsSources = {
+    pools: [pool],
+    startedAt,
+    acceptedConn: () => server.acceptedConn,
+    children: () => supervisor?.children() ?? [],
+    sampler,
+  };
+  const maxBacklog = somaxconn();
+  if (config.procs > 0 && maxBacklog !== null && config.backlog > maxBacklog) {
+    log.warn({ backlog: config.backlog, somaxconn: maxBacklog },
+      `backlog ${config.backlog} exceeds net.core.somaxconn (${maxBacklog}): the kernel caps it at ${maxBacklog}; raise it with sysctl -w net.core.somaxconn=${config.backlog}`);
+  }
   const cleanups: Array<() => void> = [];
   if (config.procs > 0 && !config.command[0].includes('{socket}')) resolveCommand(config.command[0], config.cwd ?? process.cwd());
   try {
@@ -67,12 +90,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
     const address = await server.listen();
     cleanups.push(() => server.destroyAll());
     if (config.admin) {
-      admin = new AdminServer(config.admin, {
-        pools: [pool],
-        startedAt,
-        acceptedConn: () => server.acceptedConn,
-        children: () => supervisor?.children() ?? [],
-      });
+      admin = new AdminServer(config.admin, statsSources);
       const adminAddress = await admin.listen();
       cleanups.push(() => admin?.close());
       log.info({ admin: adminAddress }, `admin on http://${adminAddress}/stats`);
@@ -98,6 +116,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
       }, pool, log);
       await supervisor.start();
     }
+    sampler.start();
     log.info({ listen: address, procs: config.procs, socket: config.socket, upstreams: config.upstream }, `upfront listening on ${address}`);
 
     let stopping: Promise<void> | null = null;
@@ -117,11 +136,12 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
         for (const b of pool.backends) b.client.close(true);
         server.destroyAll();
         admin?.close();
+        sampler.stop();
         log.info('stopped');
       })();
       return stopping;
     };
-    return { address, adminAddress: admin ? describe(admin) : null, pool, supervisor, server, stop };
+    return { stats: statsSources, address, adminAddress: admin ? describe(admin) : null, pool, supervisor, server, stop };
   } catch (err) {
     if (supervisor) await supervisor.stop().catch(() => {});
     for (const c of cleanups.reverse()) c();
@@ -134,7 +154,7 @@ function describe(admin: AdminServer): string {
   return typeof a === 'string' ? `unix:${a}` : a ? `${a.address}:${a.port}` : '';
 }
 
-async function addUpstreams(config: RunConfig, pool: Pool, transport: { readTimeoutMs: number; connectTimeoutMs: number; maxHeadBytes: number; pipelineDepth: number; keepConn: boolean },
+async function addUpstreams(config: RunConfig, pool: Pool, transport: TransportSettings,
   switches: Parameters<typeof decideSwitches>[0], log: Logger): Promise<void> {
   const probes: Promise<void>[] = [];
   config.upstream.forEach((u, i) => {

@@ -135,7 +135,7 @@ export function pidAlive(pid: number): boolean {
 
 export async function getStats(front: Front): Promise<any> {
   const { statsSnapshot } = await import('../src/stats/snapshot.js');
-  return statsSnapshot({ pools: [front.pool], startedAt: Date.now(), acceptedConn: () => front.server.acceptedConn, children: () => front.supervisor?.children() ?? [] });
+  return statsSnapshot(front.stats);
 }
 
 export function which(cmd: string): string | null {

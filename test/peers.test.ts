@@ -312,8 +312,12 @@ describe('node-fastcgi example on fd 0', () => {
     await within(25_000, '4 x 40 sequential POSTs', f, Promise.all([0, 1, 2, 3].map(async (w) => {
       for (let i = 0; i < 40; i++) {
         const body = bytes(100 + i, w * 100 + i);
-        const r = await request(`${f.url}/echo`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
-        if (r.status !== 200 || !r.body.equals(body)) failed.push(`client ${w} #${i}: ${r.status} ${r.body.subarray(0, 120)}`);
+        try {
+          const r = await request(`${f.url}/echo`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+          if (r.status !== 200 || !r.body.equals(body)) failed.push(`client ${w} #${i}: ${r.status} ${r.body.subarray(0, 120)}`);
+        } catch (err) {
+          failed.push(`client ${w} #${i}: ${(err as Error).message}`);
+        }
       }
     })));
     expect(failed, logTail(f)).toEqual([]);

@@ -1,25 +1,46 @@
-// The admin listener (never the public one): GET /stats as JSON.
+// The admin listener (never the public one): GET /stats (JSON), /metrics
+// (Prometheus), /status (php-fpm's fields; ?json). A unix socket is mode 0600.
 import fs from 'node:fs';
 import http from 'node:http';
 import type { ListenAddress } from '../config/schema.js';
 import { clearSocketPath } from '../supervisor/sockets.js';
+import { phpFpmStatus } from '../stats/phpFpmStatus.js';
+import { PrometheusExporter } from '../stats/prometheus.js';
 import { statsSnapshot, type StatsSources } from '../stats/snapshot.js';
 
 export class AdminServer {
   readonly http: http.Server;
+  private readonly prometheus = new PrometheusExporter();
 
   constructor(private readonly listenAt: ListenAddress, sources: StatsSources) {
     this.http = http.createServer((req, res) => {
-      const url = req.url ?? '/';
-      const pathOnly = url.split('?')[0];
-      if (req.method === 'GET' && pathOnly === '/stats') {
-        const body = JSON.stringify(statsSnapshot(sources), null, 2) + '\n';
-        res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
-        res.end(body);
+      const url = new URL(req.url ?? '/', 'http://admin');
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { 'Content-Type': 'text/plain', Allow: 'GET, HEAD' });
+        res.end('only GET here\n');
         return;
       }
-      res.writeHead(404, { 'Content-Type': 'text/plain' });
-      res.end('not found: try GET /stats\n');
+      const reply = (type: string, body: string) => {
+        res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-store' });
+        res.end(body);
+      };
+      switch (url.pathname) {
+        case '/stats':
+          reply('application/json', JSON.stringify(statsSnapshot(sources), null, 2) + '\n');
+          return;
+        case '/metrics':
+          this.prometheus.render(statsSnapshot(sources)).then((text) => reply(this.prometheus.contentType, text),
+            (err: Error) => { res.writeHead(500); res.end(`metrics failed: ${err.message}\n`); });
+          return;
+        case '/status': {
+          const json = url.searchParams.has('json');
+          reply(json ? 'application/json' : 'text/plain', phpFpmStatus(statsSnapshot(sources), json ? 'json' : 'text'));
+          return;
+        }
+        default:
+          res.writeHead(404, { 'Content-Type': 'text/plain' });
+          res.end('not found: GET /stats, /metrics or /status\n');
+      }
     });
   }
 
@@ -33,8 +54,13 @@ export class AdminServer {
       };
       this.http.once('error', onError);
       const done = () => { this.http.off('error', onError); resolve(); };
-      if (l.kind === 'unix') this.http.listen({ path: l.path }, done);
-      else this.http.listen({ host: l.host, port: l.port }, done);
+      // A unix socket is created with no access for others from the first moment.
+      if (l.kind === 'unix') {
+        const old = process.umask(0o177);
+        this.http.listen({ path: l.path }, () => { process.umask(old); done(); });
+      } else {
+        this.http.listen({ host: l.host, port: l.port }, done);
+      }
     });
     if (l.kind === 'unix') fs.chmodSync(l.path, 0o600);
     const a = this.http.address();

@@ -25,6 +25,13 @@ export interface FcgiClientOptions {
   readTimeoutMs: number;
   connectTimeoutMs: number;
   maxHeadBytes: number;
+  /**
+   * On EAGAIN (the app's accept queue is full) try connect() again with backoff
+   * until connectTimeoutMs, instead of failing at once as nginx does.
+   */
+  retryEagain: boolean;
+  /** Every failed connect() attempt, retried or not (for per-errno counters). */
+  onConnectError?(code: string): void;
   /** Something learned about the application (e.g. it cannot take pipelined requests). */
   onAdapt?(what: 'no-pipeline' | 'closes-connections', why: string): void;
 }
@@ -145,40 +152,54 @@ export class FcgiClient {
   private openConnection(cb: (err: FcgiError | null, conn?: FcgiConnection) => void): void {
     const opts = this.options;
     this.connecting++;
-    const socket = 'path' in opts.address
-      ? net.connect({ path: opts.address.path })
-      : net.connect({ host: opts.address.host, port: opts.address.port, noDelay: true });
-    let done = false;
-    const timer = setTimeout(() => {
-      if (done) return;
-      done = true;
-      this.connecting--;
-      socket.destroy();
-      cb(new FcgiError('connect', `connect() to ${describeAddress(opts.address)} timed out after ${opts.connectTimeoutMs} ms`,
-        { code: 'ETIMEDOUT', notStarted: true }));
-    }, opts.connectTimeoutMs);
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      this.connecting--;
-      cb(new FcgiError('connect', connectErrorMessage(opts.address, err), { code: err.code, notStarted: true, cause: err }));
-    });
-    socket.once('connect', () => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      this.connecting--;
-      this.connectionsOpened++;
-      const conn = new FcgiConnection(socket, {
-        maxHeadBytes: opts.maxHeadBytes,
-        keepConn: opts.keepConn,
-        onClose: (c, hadRequests) => this.onConnectionClose(c, hadRequests),
-        onIdle: () => { if (this.waiting.length) this.serveWaiting(); },
+    const deadline = Date.now() + opts.connectTimeoutMs;
+    let backoffMs = 1;
+    const attempt = () => {
+      const socket = 'path' in opts.address
+        ? net.connect({ path: opts.address.path })
+        : net.connect({ host: opts.address.host, port: opts.address.port, noDelay: true });
+      let done = false;
+      const timer = setTimeout(() => {
+        if (done) return;
+        done = true;
+        this.connecting--;
+        socket.destroy();
+        opts.onConnectError?.('ETIMEDOUT');
+        cb(new FcgiError('connect', `connect() to ${describeAddress(opts.address)} timed out after ${opts.connectTimeoutMs} ms`,
+          { code: 'ETIMEDOUT', notStarted: true }));
+      }, Math.max(1, deadline - Date.now()));
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        const code = err.code ?? 'EIO';
+        opts.onConnectError?.(code);
+        if (code === 'EAGAIN' && opts.retryEagain && !this.closing && Date.now() + backoffMs < deadline) {
+          // The accept queue is full: it will have room once the app accepts. Back off and knock again.
+          setTimeout(attempt, backoffMs);
+          backoffMs = Math.min(backoffMs * 2, 50);
+          return;
+        }
+        this.connecting--;
+        cb(new FcgiError('connect', connectErrorMessage(opts.address, err), { code, notStarted: true, cause: err }));
       });
-      this.connections.add(conn);
-      cb(null, conn);
-    });
+      socket.once('connect', () => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.connecting--;
+        this.connectionsOpened++;
+        const conn = new FcgiConnection(socket, {
+          maxHeadBytes: opts.maxHeadBytes,
+          keepConn: opts.keepConn,
+          onClose: (c, hadRequests) => this.onConnectionClose(c, hadRequests),
+          onIdle: () => { if (this.waiting.length) this.serveWaiting(); },
+        });
+        this.connections.add(conn);
+        cb(null, conn);
+      });
+    };
+    attempt();
   }
 
   private onConnectionClose(conn: FcgiConnection, hadRequests: boolean): void {

@@ -1,6 +1,7 @@
 // One upstream: a spawned process (with its socket) or a remote address. Holds the
 // slots, the transport client and the counters the stats read.
 import { FcgiClient, describeAddress, type FcgiAddress } from '../fastcgi/client.js';
+import { createHistogram } from '../stats/histogram.js';
 
 export type BackendState = 'starting' | 'ready' | 'busy' | 'down' | 'restarting' | 'draining';
 
@@ -38,11 +39,20 @@ export class Backend {
   };
   /** For random tie-breaking without allocation. */
   readonly index: number;
+  /** Time from getting the slot to the end of the response (µs). */
+  readonly latency = createHistogram();
+  /** The kernel's accept queue of its unix socket, as last sampled (null: not a unix socket we can see). */
+  acceptQueue: { current: number; max: number; backlog: number } | null = null;
+  /** Requests slower than the slow-request threshold. */
+  slowRequests = 0;
 
   constructor(readonly id: string, readonly address: FcgiAddress, readonly client: FcgiClient,
     switches: BackendSwitches, index: number) {
     this.switches = switches;
     this.index = index;
+    client.options.onConnectError = (code) => {
+      this.counters.connectErrors[code] = (this.counters.connectErrors[code] ?? 0) + 1;
+    };
   }
 
   get addressText(): string {
@@ -69,10 +79,36 @@ export class Backend {
     return pipelinable && this.inflight < this.capacityFor(true);
   }
 
+  /**
+   * The application refused a request it was given (FCGI_CANT_MPX_CONN,
+   * FCGI_OVERLOADED): give it less from now on instead of failing the same way
+   * again. Returns what changed, for the log, or null.
+   */
+  adaptToRefusal(kind: 'cant-mpx' | 'overloaded'): string | null {
+    const s = this.switches;
+    if (kind === 'cant-mpx') {
+      if (s.multiplexed && this.client.options.multiplexed) {
+        this.applySwitches({ ...s, multiplexed: false, source: 'adapted: FCGI_CANT_MPX_CONN' });
+        return 'it answered FCGI_CANT_MPX_CONN: one request per connection from now on';
+      }
+      if (this.client.options.pipelineDepth > 1) {
+        this.client.stopPipelining('it answered FCGI_CANT_MPX_CONN to a request written behind another');
+        return null; // stopPipelining logs through onAdapt
+      }
+      return null;
+    }
+    // FCGI_OVERLOADED: it took fewer than we gave it; the requests it did take are the limit.
+    const slots = Math.max(1, this.inflight - 1);
+    if (slots >= s.slots) return null;
+    this.applySwitches({ ...s, slots, source: 'adapted: FCGI_OVERLOADED' });
+    return `it answered FCGI_OVERLOADED with ${this.inflight} requests in flight: slots ${s.slots} → ${slots}`;
+  }
+
   applySwitches(switches: BackendSwitches): void {
     this.switches = switches;
     const o = this.client.options;
-    o.multiplexed = switches.multiplexed;
-    o.maxConns = switches.multiplexed ? 1 : switches.slots;
+    // A connection that carries one request (no FCGI_KEEP_CONN) has nothing to multiplex.
+    o.multiplexed = switches.multiplexed && o.keepConn;
+    o.maxConns = o.multiplexed ? 1 : switches.slots;
   }
 }

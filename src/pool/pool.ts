@@ -4,9 +4,18 @@
 import type { Backend } from './backend.js';
 import type { Policy } from './policies/policy.js';
 import { WaitQueue, type Waiter } from './queue.js';
+import { createHistogram } from '../stats/histogram.js';
 
-export type OverflowMode = 'queue' | 'shed';
-export const OVERFLOW_MODES: readonly OverflowMode[] = ['queue', 'shed'];
+/**
+ * What happens when no slot is free:
+ * - queue: hold the request in the front (FIFO, queue-size, queue-timeout → 503)
+ * - shed: 503 at once
+ * - nginx: no slot limit; connect anyway, a connection per request, EAGAIN → 502 (as nginx does)
+ * - retry: no slot limit; on EAGAIN retry connect() with backoff until connect-timeout
+ * In every mode, a request that finds no backend accepting at all (all restarting) waits in the queue.
+ */
+export const OVERFLOW_MODES = ['queue', 'shed', 'nginx', 'retry'] as const;
+export type OverflowMode = typeof OVERFLOW_MODES[number];
 
 export interface PoolOptions {
   name: string;
@@ -28,12 +37,19 @@ export class Pool {
   readonly backends: Backend[] = [];
   readonly queue: WaitQueue;
   private sweepTimer: NodeJS.Timeout | null = null;
-  /** Queue wait samples (ms) since the last stats read, for p50/p99. */
-  waitSamples: number[] = [];
+  /** Queue waits (µs). */
+  readonly queueWait = createHistogram();
   accepting = true;
+  /** Requests that found every slot busy (php-fpm's "max children reached"). */
+  slotsExhausted = 0;
+  /** Backends with a request in flight now, and the most at once. */
+  activeBackends = 0;
+  maxActiveBackends = 0;
+  private readonly unlimited: boolean;
 
   constructor(readonly options: PoolOptions) {
     this.queue = new WaitQueue(options.queueSize);
+    this.unlimited = options.overflow === 'nginx' || options.overflow === 'retry';
   }
 
   add(backend: Backend): void {
@@ -58,14 +74,16 @@ export class Pool {
       return null;
     }
     if (this.queue.length === 0) {
-      const backend = this.options.policy.select(this.backends, pipelinable);
+      const backend = this.options.policy.select(this.backends, pipelinable, this.unlimited);
       if (backend) {
         this.take(backend);
         acquirer.onBackend(backend);
         return null;
       }
     }
-    if (this.options.overflow === 'shed') {
+    const anyAccepting = this.backends.some((b) => b.accepting);
+    if (anyAccepting) this.slotsExhausted++;
+    if (this.options.overflow === 'shed' && anyAccepting) {
       acquirer.onRefused('shed', `all ${this.totalSlots()} slots are busy (overflow: shed)`);
       return null;
     }
@@ -95,11 +113,12 @@ export class Pool {
   private take(backend: Backend): void {
     const n = ++backend.inflight;
     if (n > backend.maxInflight) backend.maxInflight = n;
+    if (n === 1 && ++this.activeBackends > this.maxActiveBackends) this.maxActiveBackends = this.activeBackends;
     backend.counters.requests++;
   }
 
   release(backend: Backend): void {
-    backend.inflight--;
+    if (--backend.inflight === 0) this.activeBackends--;
     this.serveQueue();
   }
 
@@ -108,12 +127,12 @@ export class Pool {
     for (;;) {
       const head = this.queue.peek() as QueuedAcquirer | undefined;
       if (!head) return;
-      const backend = this.options.policy.select(this.backends, head.pipelinable);
+      const backend = this.options.policy.select(this.backends, head.pipelinable, this.unlimited);
       if (!backend) return;
       this.queue.shift();
       head.done = true;
       this.take(backend);
-      if (this.waitSamples.length < 100_000) this.waitSamples.push(Date.now() - head.enqueuedAt);
+      this.queueWait.recordValue(Math.max(1, (Date.now() - head.enqueuedAt) * 1000));
       head.acquirer.onBackend(backend);
     }
   }

@@ -18,6 +18,9 @@ export interface ProxyContext {
   log: Logger;
   retries: number;
   queueRetryAfterSec: number;
+  /** Add `Server-Timing: queue;dur=, connect;dur=, backend;dur=` to responses. */
+  serverTiming: boolean;
+  slowRequestMs: number;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -33,6 +36,10 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
   private retryAfterRelease = false;
   private waitingDrain = false;
   private readonly pipelinable: boolean;
+  // performance.now() marks: arrival, slot granted, request on the wire, response head.
+  private readonly tArrive = performance.now();
+  private tGranted = 0;
+  private tStarted = 0;
 
   constructor(private readonly ctx: ProxyContext, private readonly req: IncomingMessage,
     private readonly res: ServerResponse, private readonly params: string[], private readonly hasBody: boolean) {
@@ -50,6 +57,7 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
   onBackend(backend: Backend): void {
     this.waiter = null;
     this.backend = backend;
+    this.tGranted = performance.now();
     if (this.clientGone) {
       this.ctx.pool.release(backend);
       this.backend = null;
@@ -69,6 +77,7 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
 
   onStart(request: FcgiRequest): void {
     this.fcgi = request;
+    this.tStarted = performance.now();
     if (this.clientGone) {
       request.abort();
       return;
@@ -85,6 +94,10 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
     else if (status < 400) counters['3xx']++;
     else if (status < 500) counters['4xx']++;
     else counters['5xx']++;
+    if (this.ctx.serverTiming) {
+      const now = performance.now();
+      head.headers.push('Server-Timing', `queue;dur=${(this.tGranted - this.tArrive).toFixed(2)}, connect;dur=${(this.tStarted - this.tGranted).toFixed(2)}, backend;dur=${(now - this.tStarted).toFixed(2)}`);
+    }
     try {
       if (head.statusText) this.res.writeHead(status, head.statusText, head.headers);
       else this.res.writeHead(status, head.headers);
@@ -107,18 +120,21 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
   onEnd(): void {
     this.finished = true;
     this.res.end();
+    const backend = this.backend!;
+    const us = (performance.now() - this.tGranted) * 1000;
+    backend.latency.recordValue(us < 1 ? 1 : us);
+    if (us > this.ctx.slowRequestMs * 1000) backend.slowRequests++;
   }
 
   onError(err: FcgiError): void {
     const backend = this.backend!;
-    if (err.kind === 'connect') {
-      const code = err.code ?? 'EIO';
-      backend.counters.connectErrors[code] = (backend.counters.connectErrors[code] ?? 0) + 1;
-    } else {
-      backend.counters.failures[err.kind] = (backend.counters.failures[err.kind] ?? 0) + 1;
-    }
-    if (err.kind === 'cant-mpx') backend.client.stopPipelining('it answered FCGI_CANT_MPX_CONN to a request written behind another');
+    // Connect errors are counted per attempt by the client (onConnectError), the rest here.
+    if (err.kind !== 'connect') backend.counters.failures[err.kind] = (backend.counters.failures[err.kind] ?? 0) + 1;
     const log = this.ctx.log;
+    if (err.kind === 'cant-mpx' || err.kind === 'overloaded') {
+      const change = backend.adaptToRefusal(err.kind);
+      if (change) log.warn({ backend: backend.id, pid: backend.pid, adapt: err.kind }, `backend ${backend.id}: ${change}`);
+    }
     if (this.clientGone) return;
     if (this.canRetry(err)) {
       backend.counters.retried++;
@@ -127,7 +143,10 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
       return;
     }
     this.finished = true;
-    const line = `${err.message} while ${this.res.headersSent ? 'reading the response from' : 'talking to'} upstream ${backend.addressText}, request: "${this.req.method} ${this.req.url}"`;
+    // nginx's error-log wording, so the lines users grep for behind nginx match here too.
+    const phase = err.kind === 'connect' ? 'while connecting to upstream'
+      : this.res.headersSent ? 'while reading upstream' : 'while reading response header from upstream';
+    const line = `${err.message} ${phase}, client: ${this.req.socket.remoteAddress ?? ''}, request: "${this.req.method} ${this.req.url} HTTP/${this.req.httpVersion}", upstream: "fastcgi://${backend.addressText}:"`;
     log.error({ backend: backend.id, pid: backend.pid, kind: err.kind, code: err.code }, line);
     if (this.res.headersSent) {
       this.res.destroy(); // the response is cut: the client must not take it for complete

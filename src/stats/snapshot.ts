@@ -1,68 +1,107 @@
-// The JSON shape of GET /stats (names kept stable: users script against them).
+// The figures of GET /stats, /metrics and /status, from one snapshot so the three agree.
+// Names follow HAProxy's and php-fpm's where users know them.
 import type { Pool } from '../pool/pool.js';
-import { acceptQueues } from '../native/sock.js';
+import type { AcceptQueueSampler } from './acceptQueueSampler.js';
+import { percentilesMs } from './histogram.js';
 
 export interface StatsSources {
   pools: Pool[];
   startedAt: number;
   acceptedConn(): number;
   children(): Array<{ id: string; pid: number | undefined }>;
+  sampler: AcceptQueueSampler | null;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+export interface BackendStats {
+  id: string;
+  address: string;
+  pid: number | null;
+  state: string;
+  slots: number;
+  inflight: number;
+  maxInflight: number;
+  requests: number;
+  responses: Record<'1xx' | '2xx' | '3xx' | '4xx' | '5xx', number>;
+  connectErrors: Record<string, number>;
+  failures: Record<string, number>;
+  retried: number;
+  acceptQueue: { current: number; max: number; backlog: number } | null;
+  restarts: number;
+  multithreaded: boolean;
+  multiplexed: boolean;
+  switchesFrom: string;
+  pipelineDepth: number;
+  connectionsOpened: number;
+  slowRequests: number;
+  latencyMs: Record<string, number>;
 }
 
-export function statsSnapshot(src: StatsSources): Record<string, unknown> {
-  let queues: Map<string, { queued: number; backlog: number }> | null = null;
-  try {
-    queues = new Map(acceptQueues().map((q) => [q.path, { queued: q.queued, backlog: q.backlog }]));
-  } catch {
-    queues = null; // sock_diag unavailable (a container without netlink): show no numbers rather than wrong ones
-  }
+export interface PoolStats {
+  name: string;
+  policy: string;
+  overflow: string;
+  queue: { current: number; max: number; size: number; timeouts: number; full: number; waitMs: Record<string, number> };
+  slotsExhausted: number;
+  activeBackends: number;
+  maxActiveBackends: number;
+  backends: BackendStats[];
+}
+
+export interface Stats {
+  uptimeSec: number;
+  startTime: number;
+  acceptedConn: number;
+  listenQueue: { current: number; max: number };
+  children: Array<{ id: string; pid: number | null }>;
+  pools: PoolStats[];
+}
+
+export function statsSnapshot(src: StatsSources): Stats {
+  src.sampler?.sample(); // fresh kernel numbers for this read
   return {
-    uptimeSec: Math.round((Date.now() - src.startedAt) / 1000),
+    uptimeSec: Math.floor((Date.now() - src.startedAt) / 1000),
+    startTime: Math.floor(src.startedAt / 1000),
     acceptedConn: src.acceptedConn(),
-    children: src.children(),
-    pools: src.pools.map((pool) => {
-      const waits = pool.waitSamples.slice().sort((a, b) => a - b);
-      return {
-        name: pool.options.name,
-        policy: pool.options.policy.name,
-        overflow: pool.options.overflow,
-        queue: {
-          current: pool.queue.length,
-          max: pool.queue.max,
-          timeouts: pool.queue.timeouts,
-          full: pool.queue.full,
-          waitMs: { p50: percentile(waits, 50), p99: percentile(waits, 99) },
-        },
-        backends: pool.backends.map((b) => {
-          const q = 'path' in b.address && queues ? queues.get(b.address.path) : undefined;
-          return {
-            id: b.id,
-            address: b.addressText,
-            pid: b.pid ?? null,
-            state: b.state === 'ready' && b.inflight >= b.switches.slots ? 'busy' : b.state,
-            slots: b.switches.slots,
-            inflight: b.inflight,
-            maxInflight: b.maxInflight,
-            requests: b.counters.requests,
-            responses: { ...b.counters.responses },
-            connectErrors: { ...b.counters.connectErrors },
-            failures: { ...b.counters.failures },
-            retried: b.counters.retried,
-            acceptQueue: q ? { current: q.queued, backlog: q.backlog } : null,
-            restarts: b.restarts,
-            multithreaded: b.switches.multithreaded,
-            multiplexed: b.switches.multiplexed,
-            switchesFrom: b.switches.source,
-            pipelineDepth: b.client.options.pipelineDepth,
-            connectionsOpened: b.client.connectionsOpened,
-          };
-        }),
-      };
-    }),
+    listenQueue: { current: src.sampler?.totalCurrent ?? 0, max: src.sampler?.totalMax ?? 0 },
+    children: src.children().map((c) => ({ id: c.id, pid: c.pid ?? null })),
+    pools: src.pools.map((pool): PoolStats => ({
+      name: pool.options.name,
+      policy: pool.options.policy.name,
+      overflow: pool.options.overflow,
+      queue: {
+        current: pool.queue.length,
+        max: pool.queue.max,
+        size: pool.options.queueSize,
+        timeouts: pool.queue.timeouts,
+        full: pool.queue.full,
+        waitMs: percentilesMs(pool.queueWait, [50, 99]),
+      },
+      slotsExhausted: pool.slotsExhausted,
+      activeBackends: pool.activeBackends,
+      maxActiveBackends: pool.maxActiveBackends,
+      backends: pool.backends.map((b): BackendStats => ({
+        id: b.id,
+        address: b.addressText,
+        pid: b.pid ?? null,
+        state: b.state === 'ready' && b.inflight >= b.switches.slots ? 'busy' : b.state,
+        slots: b.switches.slots,
+        inflight: b.inflight,
+        maxInflight: b.maxInflight,
+        requests: b.counters.requests,
+        responses: { ...b.counters.responses },
+        connectErrors: { ...b.counters.connectErrors },
+        failures: { ...b.counters.failures },
+        retried: b.counters.retried,
+        acceptQueue: b.acceptQueue ? { ...b.acceptQueue } : null,
+        restarts: b.restarts,
+        multithreaded: b.switches.multithreaded,
+        multiplexed: b.switches.multiplexed,
+        switchesFrom: b.switches.source,
+        pipelineDepth: b.client.options.pipelineDepth,
+        connectionsOpened: b.client.connectionsOpened,
+        slowRequests: b.slowRequests,
+        latencyMs: percentilesMs(b.latency, [50, 90, 99]),
+      })),
+    })),
   };
 }

@@ -26,6 +26,7 @@ export interface TransportSettings {
   maxHeadBytes: number;
   pipelineDepth: number;
   keepConn: boolean;
+  retryEagain: boolean;
 }
 
 export interface SupervisorOptions {
@@ -121,6 +122,7 @@ export class Supervisor {
       readTimeoutMs: t.readTimeoutMs,
       connectTimeoutMs: t.connectTimeoutMs,
       maxHeadBytes: t.maxHeadBytes,
+      retryEagain: t.retryEagain,
       onAdapt: (what, why) => this.log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}; writing one request at a time to it from now on`),
     });
     return new Backend(id, address, client, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, index);

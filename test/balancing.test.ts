@@ -1,0 +1,186 @@
+// Slots, policies, the front queue and the overflow modes, against real slow
+// backends (the Python example's /sleep/MS route).
+import http from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PY_HELLO, getStats, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
+
+let front: TestFront | null = null;
+afterEach(async () => { await front?.stop(); front = null; });
+
+const py = (...args: string[]) => ['python3', PY_HELLO, ...args];
+
+async function pidOf(f: TestFront, path = '/pid'): Promise<number> {
+  const r = await request(`${f.url}${path}`);
+  expect(r.status).toBe(200);
+  return Number(r.body.toString().trim());
+}
+
+describe('policies', () => {
+  for (const policy of ['least-conn', 'random-two']) {
+    it(`${policy}: a request goes to the backend with fewer in flight`, async () => {
+      front = await startTestFront({ procs: 2, policy, command: py('--multithreaded', 'true', '--max-threads', '4') });
+      const f = front;
+      for (let k = 0; k < 5; k++) {
+        const slow = request(`${f.url}/sleep/300`);
+        await waitUntil(() => f.pool.inflight === 1, 'the slow request is in flight');
+        const busy = f.pool.backends.find((b) => b.inflight === 1)!;
+        expect(await pidOf(f)).not.toBe(busy.pid);
+        expect((await slow).status).toBe(200);
+      }
+    });
+  }
+
+  it('round-robin: backends in turn', async () => {
+    front = await startTestFront({ procs: 3, policy: 'round-robin', command: py() });
+    const pids = [];
+    for (let i = 0; i < 6; i++) pids.push(await pidOf(front));
+    expect(new Set(pids.slice(0, 3)).size).toBe(3);
+    expect(pids.slice(3)).toEqual(pids.slice(0, 3));
+  });
+
+  it('a single-threaded backend never has more than one request plus one pipelined', async () => {
+    front = await startTestFront({ procs: 2, command: py() });
+    await Promise.all(Array.from({ length: 40 }, () => request(`${front!.url}/sleep/5`)));
+    const stats = await getStats(front);
+    for (const b of stats.pools[0].backends) {
+      expect(b.slots).toBe(1);
+      expect(b.maxInflight).toBeLessThanOrEqual(2);
+      expect(b.connectionsOpened).toBe(1); // one kept-alive connection, reused
+    }
+    expect(stats.pools[0].queue.max).toBeGreaterThan(0);
+  });
+});
+
+describe('the front queue', () => {
+  it('serves waiting requests in arrival order (FIFO)', async () => {
+    front = await startTestFront({ procs: 1, 'pipeline-depth': 1, command: py() });
+    const f = front;
+    const done: number[] = [];
+    const first = request(`${f.url}/sleep/200`);
+    await waitUntil(() => f.pool.inflight === 1, 'the first request holds the slot');
+    const waiting: Promise<unknown>[] = [];
+    for (let i = 0; i < 6; i++) {
+      waiting.push(request(`${f.url}/Hello/1?n=${i}`).then(() => done.push(i)));
+      await waitUntil(() => f.pool.queue.length === i + 1, `request ${i} is queued`);
+    }
+    await Promise.all([first, ...waiting]);
+    expect(done).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('waited too long → 503 with Retry-After, naming queue-timeout', async () => {
+    front = await startTestFront({ procs: 1, 'pipeline-depth': 1, 'queue-timeout': 200, command: py() });
+    const f = front;
+    const slow = request(`${f.url}/sleep/1500`);
+    await waitUntil(() => f.pool.inflight === 1, 'the slow request holds the slot');
+    const started = Date.now();
+    const r = await request(`${f.url}/Hello/1`);
+    expect(r.status).toBe(503);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(180);
+    expect(r.headers['retry-after']).toBe('1');
+    expect(r.body.toString()).toMatch(/queue-timeout/);
+    expect((await getStats(f)).pools[0].queue.timeouts).toBe(1);
+    expect((await slow).status).toBe(200);
+  });
+
+  it('a full queue → 503 at once, naming queue-size', async () => {
+    front = await startTestFront({ procs: 1, 'pipeline-depth': 1, 'queue-size': 1, command: py() });
+    const f = front;
+    const slow = request(`${f.url}/sleep/500`);
+    await waitUntil(() => f.pool.inflight === 1, 'the slow request holds the slot');
+    const queued = request(`${f.url}/Hello/1`);
+    await waitUntil(() => f.pool.queue.length === 1, 'one request waits');
+    const r = await request(`${f.url}/Hello/2`);
+    expect(r.status).toBe(503);
+    expect(r.body.toString()).toMatch(/queue is full.*queue-size/);
+    expect(r.headers['retry-after']).toBeDefined();
+    expect((await queued).status).toBe(200);
+    expect((await slow).status).toBe(200);
+    expect((await getStats(f)).pools[0].queue.full).toBe(1);
+  });
+
+  it('overflow shed: 503 at once when every slot is busy', async () => {
+    front = await startTestFront({ procs: 1, 'pipeline-depth': 1, overflow: 'shed', command: py() });
+    const f = front;
+    const slow = request(`${f.url}/sleep/400`);
+    await waitUntil(() => f.pool.inflight === 1, 'the slow request holds the slot');
+    const started = Date.now();
+    const r = await request(`${f.url}/Hello/1`);
+    expect(r.status).toBe(503);
+    expect(Date.now() - started).toBeLessThan(300);
+    expect(r.body.toString()).toMatch(/shed/);
+    expect((await slow).status).toBe(200);
+  });
+});
+
+/** 200 concurrent requests, each on its own connection; resolves with the statuses. */
+function burst(url: string, n: number): Promise<number[]> {
+  return Promise.all(Array.from({ length: n }, () => new Promise<number>((resolve) => {
+    http.get(url, { agent: false }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); })
+      .on('error', () => resolve(-1));
+  })));
+}
+
+describe('EAGAIN, as behind nginx, and without it', () => {
+  it('overflow nginx + backlog 4 + 200 concurrent: 502s, EAGAIN counted, nginx\'s log line, accept queue at backlog+1', async () => {
+    front = await startTestFront({ procs: 1, backlog: 4, overflow: 'nginx', 'sample-interval': 5, command: py() });
+    const statuses = await burst(`${front.url}/Hello/100`, 200);
+    const b = (await getStats(front)).pools[0].backends[0];
+    expect(statuses.filter((s) => s === 502).length).toBeGreaterThan(0);
+    expect(statuses.every((s) => s === 200 || s === 502)).toBe(true);
+    expect(b.connectErrors.EAGAIN).toBeGreaterThan(0);
+    expect(b.acceptQueue).toMatchObject({ backlog: 4 });
+    expect(b.acceptQueue.max).toBe(5);
+    const line = await front.log.waitFor((l) => l.level === 50 && /^connect\(\) to unix:\S+b0\.sock failed \(11: Resource temporarily unavailable\) while connecting to upstream/.test(l.msg), 'nginx\'s EAGAIN line');
+    expect(line.code).toBe('EAGAIN');
+  });
+
+  it('the same load with overflow queue: zero non-2xx, no EAGAIN', async () => {
+    front = await startTestFront({ procs: 1, backlog: 4, overflow: 'queue', 'sample-interval': 5, command: py() });
+    const statuses = await burst(`${front.url}/Hello/100`, 200);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    const b = (await getStats(front)).pools[0].backends[0];
+    expect(b.connectErrors).toEqual({});
+    expect(b.acceptQueue.max).toBeLessThanOrEqual(1);
+  });
+
+  it('overflow retry: EAGAIN is retried until it connects, zero non-2xx', async () => {
+    front = await startTestFront({ procs: 1, backlog: 4, overflow: 'retry', 'connect-timeout': 5000, command: py() });
+    const statuses = await burst(`${front.url}/Hello/10`, 100);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect((await getStats(front)).pools[0].backends[0].connectErrors.EAGAIN).toBeGreaterThan(0);
+  });
+});
+
+describe('a backend killed under load', () => {
+  it('SIGKILL: no request hangs, unsent ones go elsewhere, the restart shows in stats', async () => {
+    front = await startTestFront({ procs: 2, command: py() });
+    const f = front;
+    const victim = f.pool.backends[0];
+    const victimPid = victim.pid!;
+    let sent = 0;
+    const statuses: number[] = [];
+    const worker = async () => {
+      while (sent < 400) {
+        sent++;
+        statuses.push((await request(`${f.url}/sleep/5`)).status);
+        if (sent === 100) process.kill(victimPid, 'SIGKILL');
+      }
+    };
+    await Promise.all(Array.from({ length: 10 }, worker));
+    expect(statuses).toHaveLength(400);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    await f.log.waitFor((l) => /backend b0 \(pid \d+\) was killed by SIGKILL/.test(l.msg), 'about the kill');
+    await waitUntil(() => victim.state === 'ready' && victim.pid !== victimPid, 'b0 is back with a new process');
+    const b0 = (await getStats(f)).pools[0].backends[0];
+    expect(b0.restarts).toBe(1);
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+  });
+});
+
+describe('Server-Timing', () => {
+  it('is added when asked for', async () => {
+    front = await startTestFront({ procs: 1, 'server-timing': true, command: py() });
+    const r = await request(`${front.url}/Hello/1`);
+    expect(r.headers['server-timing']).toMatch(/^queue;dur=[\d.]+, connect;dur=[\d.]+, backend;dur=[\d.]+$/);
+  });
+});
