@@ -5,6 +5,7 @@ import { loadConfigFile } from './config/load.js';
 import { ConfigError, validateRunConfig } from './config/schema.js';
 import { startFront } from './front.js';
 import { createLogger } from './log.js';
+import { fetchStats, formatStats } from './admin/statsTable.js';
 
 const EXIT_USAGE = 2;
 
@@ -83,6 +84,15 @@ program.command('run')
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+  });
+
+program.command('stats')
+  .description('print the pools and backends of a running upfront (from its admin listener)')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', '127.0.0.1:8081')
+  .option('--json', 'print the raw JSON of GET /stats')
+  .action(async (flags: { admin: string; json?: boolean }) => {
+    const stats = await fetchStats(flags.admin);
+    process.stdout.write(flags.json ? JSON.stringify(stats, null, 2) + '\n' : formatStats(stats));
   });
 
 function kebab(s: string): string {
