@@ -164,7 +164,7 @@ async function addUpstreams(config: RunConfig, pool: Pool, transport: TransportS
     const id = `u${i}`;
     const client = new FcgiClient({
       address, multiplexed: false, maxConns: 1, ...transport,
-      onAdapt: (what, why) => log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}; writing one request at a time to it from now on`),
+      onAdapt: (what, why) => log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}`),
     });
     const backend = new Backend(id, address, client, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, pool.backends.length);
     pool.add(backend);
@@ -172,7 +172,7 @@ async function addUpstreams(config: RunConfig, pool: Pool, transport: TransportS
     probes.push((async () => {
       for (;;) {
         try {
-          const result = await probeBackend({ address, ownSocket: true, getValuesTimeoutMs: config['get-values-timeout'], deadline: Date.now() + config['start-timeout'], isAlive: () => true }, client);
+          const result = await probeBackend({ address, ownSocket: true, getValuesTimeoutMs: config['get-values-timeout'], deadline: Date.now() + config['start-timeout'], isAlive: () => true });
           const s = decideSwitches(switches, result.values);
           backend.applySwitches(s);
           backend.state = 'ready';

@@ -64,6 +64,8 @@ export class FcgiClient {
   /** Connections opened over the client's life (to count keep-alive reuse). */
   connectionsOpened = 0;
   closing = false;
+  /** The application is gone or restarting: keep no connection open to it. */
+  suspended = false;
 
   constructor(readonly options: FcgiClientOptions) {
     const sweepMs = Math.max(MIN_SWEEP_MS, Math.min(1000, Math.floor(options.readTimeoutMs / 4)));
@@ -116,7 +118,7 @@ export class FcgiClient {
         w.handler.onStart(conn.begin(w.init.params, w.init.hasBody, w.handler, currentTick));
         continue;
       }
-      if (this.openConnections < this.options.maxConns || this.openConnections === 0) {
+      if (!this.options.keepConn || this.openConnections < this.options.maxConns || this.openConnections === 0) {
         this.waiting.shift();
         this.openFor(w.init, w.handler);
         continue;
@@ -130,23 +132,24 @@ export class FcgiClient {
     let best: FcgiConnection | null = null;
     if (this.options.multiplexed) {
       for (const c of this.connections) {
-        if (!c.closed && (best === null || c.inflight < best.inflight)) best = c;
+        if (!c.usable || (c.inflight > 0 && !c.proven)) continue; // one request until it proved kept
+        if (best === null || c.inflight < best.inflight) best = c;
       }
       // A further connection only while under maxConns and all are busy.
       if (best && best.inflight > 0 && this.openConnections < this.options.maxConns) return null;
       return best;
     }
     for (const c of this.connections) {
-      if (!c.closed && c.inflight === 0) return c;
+      if (c.usable && c.inflight === 0) return c;
     }
     if (this.openConnections < this.options.maxConns) return null;
     if (this.options.pipelineDepth > 1 && init.pipelinable) {
       for (const c of this.connections) {
-        if (!c.closed && c.inflight < this.options.pipelineDepth && c.stdinComplete && !c.anyAbandoned
+        if (c.usable && c.proven && c.inflight < this.options.pipelineDepth && c.stdinComplete && !c.anyAbandoned
           && (best === null || c.inflight < best.inflight)) best = c;
       }
     }
-    return best; // null: open one more connection beyond maxConns (the caller bounds requests)
+    return best; // null: wait for a connection (dispatch decides)
   }
 
   private openConnection(cb: (err: FcgiError | null, conn?: FcgiConnection) => void): void {
@@ -193,7 +196,12 @@ export class FcgiClient {
           maxHeadBytes: opts.maxHeadBytes,
           keepConn: opts.keepConn,
           onClose: (c, hadRequests) => this.onConnectionClose(c, hadRequests),
-          onIdle: () => { if (this.waiting.length) this.serveWaiting(); },
+          onIdle: (c) => {
+            // An idle kept connection to an app that is restarting would be the first the new
+            // process accepts, and a single-threaded one would serve it until it closes.
+            if (this.suspended) { c.destroy(); return; }
+            if (this.waiting.length) this.serveWaiting();
+          },
         });
         this.connections.add(conn);
         cb(null, conn);
@@ -204,11 +212,14 @@ export class FcgiClient {
 
   private onConnectionClose(conn: FcgiConnection, hadRequests: boolean): void {
     this.connections.delete(conn);
-    // A kept connection closed by the app right after a completed request, with none pending:
-    // it ignores FCGI_KEEP_CONN (node-fastcgi 2.0.0 does). Stop pipelining to it.
-    if (this.options.keepConn && !this.closing && !conn.closedByUs && !hadRequests && conn.completed > 0 && conn.lastError === null && this.options.pipelineDepth > 1) {
+    // A kept connection the app closed after completing a request on it: it ignores
+    // FCGI_KEEP_CONN (node-fastcgi 2.0.0 does). From now on a connection per request,
+    // as nginx does by default, so no request is written on a connection about to close.
+    if (this.options.keepConn && !this.closing && !conn.closedByUs && conn.completed > 0 && conn.lastError === null) {
+      this.options.keepConn = false;
+      this.options.multiplexed = false;
       this.options.pipelineDepth = 1;
-      this.options.onAdapt?.('closes-connections', 'the application closed a kept-alive connection (it ignores FCGI_KEEP_CONN)');
+      this.options.onAdapt?.('closes-connections', `the application closed a kept-alive connection after a completed request${hadRequests ? ', with requests still on it' : ''} (it ignores FCGI_KEEP_CONN); a new connection per request from now on`);
     }
     if (this.waiting.length) this.serveWaiting();
   }
@@ -217,7 +228,7 @@ export class FcgiClient {
   stopPipelining(why: string): void {
     if (this.options.pipelineDepth > 1) {
       this.options.pipelineDepth = 1;
-      this.options.onAdapt?.('no-pipeline', why);
+      this.options.onAdapt?.('no-pipeline', `${why}; one request at a time on each connection from now on`);
     }
   }
 
@@ -254,6 +265,25 @@ export class FcgiClient {
     for (const c of this.connections) {
       if (force || c.inflight === 0) c.destroy();
     }
+  }
+
+  /**
+   * The application behind this client is gone (restarting): destroy every
+   * connection, fail requests waiting for one (as not started: they go elsewhere),
+   * and keep none open until `resume()`.
+   */
+  suspend(): void {
+    this.suspended = true;
+    for (const c of this.connections) c.destroy();
+    const waiting = this.waiting.splice(0);
+    for (const w of waiting) {
+      w.handler.onError(new FcgiError('closed', 'the backend went away before the request was sent', { notStarted: true }));
+      w.handler.onRelease();
+    }
+  }
+
+  resume(): void {
+    this.suspended = false;
   }
 
   /** Idle kept connections are closed; busy ones once their requests are done. */

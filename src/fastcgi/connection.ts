@@ -31,6 +31,9 @@ export interface ConnectionOptions {
 
 const enum State { Active, Finished, Released }
 
+/** How long a connection waits after its first request before it is reused (see settle). */
+const FIRST_SETTLE_MS = 10;
+
 export class FcgiRequest {
   lastTick = 0;
   state = State.Active;
@@ -102,6 +105,7 @@ export class FcgiConnection implements RecordSink {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.lastError = new FcgiError('closed', `connection error: ${err.message}`, { code: err.code, cause: err });
     });
+    socket.on('end', () => { this.ended = true; });
     socket.on('close', () => this.onSocketClose());
   }
 
@@ -179,6 +183,17 @@ export class FcgiConnection implements RecordSink {
 
   /** Closed by this side (idle close, shutdown), not by the application. */
   closedByUs = false;
+  /** The application half-closed the connection: nothing more may be written on it. */
+  ended = false;
+  /** Between an END_REQUEST that left it idle and the next turn of the event loop. */
+  settling = false;
+  /** It stayed open after a completed request: safe to pipeline or multiplex on. */
+  proven = false;
+
+  /** May take a new request now. */
+  get usable(): boolean {
+    return !this.closed && !this.ended && !this.settling;
+  }
 
   destroy(err?: FcgiError): void {
     this.closedByUs = true;
@@ -194,6 +209,9 @@ export class FcgiConnection implements RecordSink {
       return;
     }
     const request = this.requests[requestId];
+    if (request === undefined && content.length === 0 && (type === RecordType.Stdout || type === RecordType.Stderr)) {
+      return; // a stream's end record sent after END_REQUEST (patched node-fastcgi does): harmless
+    }
     if (request === undefined || request.state !== State.Active) {
       this.decoder.fail(`${recordTypeName(type)} record for request id ${requestId}, which is not in flight on this connection`);
       return;
@@ -292,9 +310,24 @@ export class FcgiConnection implements RecordSink {
           { notStarted: !request.anyResponseByte }));
       }
     }
+    if (this.inflight === 0 && !this.closed) {
+      // Not reusable until the events already read are handled: an app that ignores
+      // FCGI_KEEP_CONN closes right after END_REQUEST, and its FIN is usually already
+      // here. A connection still open then has proven it is kept.
+      this.settling = true;
+      // The first time, give a slow app a moment longer to show it closes (once per connection).
+      if (this.proven) setImmediate(this.settle);
+      else setTimeout(this.settle, FIRST_SETTLE_MS);
+    }
     request.handler.onRelease();
-    if (!this.closed && this.options.onIdle) this.options.onIdle(this);
   }
+
+  private readonly settle = (): void => {
+    this.settling = false;
+    if (this.closed || this.ended) return;
+    this.proven = true;
+    if (this.options.onIdle) this.options.onIdle(this);
+  };
 
   /** The response cannot be used any more; the request stays until END_REQUEST or close. */
   failRequest(request: FcgiRequest, err: FcgiError): void {
@@ -326,6 +359,7 @@ export class FcgiConnection implements RecordSink {
             ? 'backend closed the connection in the middle of the response'
             : `backend closed the connection before answering${cause?.code ? ` (${cause.code})` : ''}`,
           { code: cause?.code, notStarted: !request.anyResponseByte });
+        err.freshConnection = this.completed === 0 && !request.anyResponseByte;
         request.handler.onError(err);
       }
       request.handler.onRelease();

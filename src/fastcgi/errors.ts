@@ -17,6 +17,11 @@ export class FcgiError extends Error {
    * elsewhere provided the front has not consumed a request body for it.
    */
   notStarted: boolean;
+  /**
+   * Closed, unanswered, on a connection that never completed a request: the app
+   * accepted and closed at once (flup does at its thread limit), a refusal like EAGAIN.
+   */
+  freshConnection = false;
 
   constructor(readonly kind: FcgiErrorKind, message: string, options: { code?: string; notStarted?: boolean; cause?: unknown } = {}) {
     super(message, options.cause ? { cause: options.cause } : undefined);

@@ -52,6 +52,11 @@ export class Backend {
     this.index = index;
     client.options.onConnectError = (code) => {
       this.counters.connectErrors[code] = (this.counters.connectErrors[code] ?? 0) + 1;
+      // Linux answers EAGAIN exactly when the accept queue holds backlog+1: the peak
+      // a periodic sample would mostly miss.
+      if (code === 'EAGAIN' && this.acceptQueue && this.acceptQueue.max < this.acceptQueue.backlog + 1) {
+        this.acceptQueue.max = this.acceptQueue.backlog + 1;
+      }
     };
   }
 

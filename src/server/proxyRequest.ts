@@ -23,6 +23,7 @@ export interface ProxyContext {
   slowRequestMs: number;
 }
 
+const REFUSAL_EXTRA_TRIES = 4;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 export class ProxyRequest implements Acquirer, FcgiStartHandler {
@@ -173,7 +174,10 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
   }
 
   private canRetry(err: FcgiError): boolean {
-    if (!err.notStarted || this.res.headersSent || this.attempts > this.ctx.retries) return false;
+    // A fresh connection closed unanswered is a refusal (an app at its thread limit on a
+    // shared socket, where the kernel picks the child): a few more tries than --retries.
+    const budget = this.ctx.retries + (err.freshConnection ? REFUSAL_EXTRA_TRIES : 0);
+    if (!err.notStarted || this.res.headersSent || this.attempts > budget) return false;
     if (this.bodyTouched) return false; // a body partly sent is never replayed
     // The backend refused outright: safe for any method. Otherwise only idempotent ones.
     if (err.kind === 'connect' || err.kind === 'cant-mpx' || err.kind === 'overloaded') return true;

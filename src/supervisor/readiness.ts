@@ -1,13 +1,16 @@
 // When a backend is ready (its socket accepts), and what it says it can do
-// (FCGI_GET_VALUES). A child that ignores GET_VALUES is ready once it has accepted
-// the probe connection, which the kernel's accept queue tells us.
+// (FCGI_GET_VALUES). Where the kernel shows the accept queue (our unix sockets),
+// the answer is awaited from the moment the app accepted the probe, so a slow
+// start is not mistaken for an app that does not answer GET_VALUES.
 import net from 'node:net';
-import { FcgiClient, type FcgiAddress } from '../fastcgi/client.js';
+import { FcgiConnection } from '../fastcgi/connection.js';
+import type { FcgiAddress } from '../fastcgi/client.js';
 import { acceptQueueOf } from '../native/sock.js';
 
 export const VALUE_NAMES = ['FCGI_MAX_CONNS', 'FCGI_MAX_REQS', 'FCGI_MPXS_CONNS'] as const;
 
 export interface ProbeResult {
+  /** null: the app accepted but did not answer GET_VALUES in time (or closed). */
   values: Map<string, string> | null;
 }
 
@@ -15,6 +18,7 @@ export interface ProbeOptions {
   address: FcgiAddress;
   /** The socket is ours (fd 0): it exists from the start; readiness = accepted. */
   ownSocket: boolean;
+  /** How long an app that accepted the probe may take to answer GET_VALUES. */
   getValuesTimeoutMs: number;
   deadline: number;
   isAlive(): boolean;
@@ -24,42 +28,59 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function canConnect(address: FcgiAddress): Promise<boolean> {
+function connect(address: FcgiAddress): Promise<net.Socket | null> {
   return new Promise((resolve) => {
     const s = 'path' in address ? net.connect({ path: address.path }) : net.connect({ host: address.host, port: address.port });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
+    s.once('connect', () => { s.removeAllListeners('error'); s.on('error', () => {}); resolve(s); });
+    s.once('error', () => resolve(null));
   });
 }
 
-/** Resolves when the backend accepts connections; throws when it dies or the deadline passes. */
-export async function probeBackend(opts: ProbeOptions, client: FcgiClient): Promise<ProbeResult> {
-  if (!opts.ownSocket) {
-    // The child binds the socket itself ({socket}): wait until it accepts a connection.
-    while (!(await canConnect(opts.address))) {
-      if (!opts.isAlive()) throw new Error('exited before its socket accepted connections');
-      if (Date.now() > opts.deadline) throw new Error('its socket did not accept connections before the start timeout');
-      await sleep(25);
+type Outcome = { kind: 'answer'; values: Map<string, string> } | { kind: 'silent' } | { kind: 'not-accepted' } | { kind: 'died' };
+
+/** One probe connection: GET_VALUES, then wait for an answer, a close, or the timeouts. */
+async function probeOnce(opts: ProbeOptions, socket: net.Socket): Promise<Outcome> {
+  const conn = new FcgiConnection(socket, { maxHeadBytes: 0, keepConn: false });
+  let answer: Array<[string, string]> | null | undefined;
+  conn.getValues(VALUE_NAMES).then((pairs) => { answer = pairs; });
+  const path = 'path' in opts.address ? opts.address.path : null;
+  let acceptedAt = path ? 0 : Date.now(); // TCP: no accept queue to watch; time from connect
+  try {
+    for (;;) {
+      await sleep(10);
+      if (answer) return { kind: 'answer', values: new Map(answer) };
+      if (answer === null) return { kind: 'silent' }; // the app accepted and closed: it takes connections
+      if (!opts.isAlive()) return { kind: 'died' };
+      const now = Date.now();
+      if (!acceptedAt && path) {
+        const q = acceptQueueOf(path);
+        if (!q || q.queued === 0) acceptedAt = now;
+      }
+      if (acceptedAt && now - acceptedAt >= opts.getValuesTimeoutMs) return { kind: 'silent' };
+      if (!acceptedAt && now > opts.deadline) return { kind: 'not-accepted' };
     }
+  } finally {
+    conn.destroy();
   }
+}
+
+/** Resolves when the backend accepts connections; throws when it dies or the deadline passes. */
+export async function probeBackend(opts: ProbeOptions): Promise<ProbeResult> {
   for (;;) {
     if (!opts.isAlive()) throw new Error('exited before it was ready');
-    let values: Map<string, string> | null = null;
-    try {
-      values = await client.getValues(VALUE_NAMES, opts.getValuesTimeoutMs);
-    } catch {
-      values = null; // connect error: not listening yet
+    const socket = await connect(opts.address);
+    if (!socket) {
+      // {socket} children bind it themselves; upstreams may not be up yet.
+      if (Date.now() > opts.deadline) throw new Error('its socket did not accept connections before the start timeout');
+      await sleep(25);
+      continue;
     }
-    if (values) return { values };
-    if (!opts.isAlive()) throw new Error('exited before it was ready');
-    // No answer: did it at least accept our probe? (Not for TCP upstreams: no sock_diag there.)
-    if ('path' in opts.address) {
-      const q = acceptQueueOf(opts.address.path);
-      if (q && q.queued === 0) return { values: null };
-    } else if (await canConnect(opts.address)) {
-      return { values: null };
+    const outcome = await probeOnce(opts, socket);
+    switch (outcome.kind) {
+      case 'answer': return { values: outcome.values };
+      case 'silent': return { values: null };
+      case 'died': throw new Error('exited before it was ready');
+      case 'not-accepted': throw new Error('it did not accept connections before the start timeout');
     }
-    if (Date.now() > opts.deadline) throw new Error('it did not accept connections before the start timeout');
-    await sleep(50);
   }
 }

@@ -123,7 +123,7 @@ export class Supervisor {
       connectTimeoutMs: t.connectTimeoutMs,
       maxHeadBytes: t.maxHeadBytes,
       retryEagain: t.retryEagain,
-      onAdapt: (what, why) => this.log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}; writing one request at a time to it from now on`),
+      onAdapt: (what, why) => this.log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}`),
     });
     return new Backend(id, address, client, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, index);
   }
@@ -154,10 +154,11 @@ export class Supervisor {
         getValuesTimeoutMs: this.options.getValuesTimeoutMs,
         deadline: Date.now() + this.options.startTimeoutMs,
         isAlive: () => child.exited === null,
-      }, slot.backend.client);
+      });
       if (child.exited || this.stopping) return;
       const switches = decideSwitches(this.options.switches, result.values);
       slot.backend.applySwitches(switches);
+      slot.backend.client.resume();
       slot.backend.state = 'ready';
       this.log.info({
         backend: slot.id, pid: child.pid, address: slot.backend.addressText,
@@ -178,8 +179,10 @@ export class Supervisor {
     const backend = slot.backend;
     const wasReady = backend.state === 'ready' || backend.state === 'busy';
     backend.state = this.stopping ? 'down' : 'restarting';
-    // Kept connections to the dead process are useless; requests in flight on them fail (and retry) by themselves.
-    backend.client.closeIdle();
+    // Every connection of the dead process is useless, and one still waiting in the socket's accept
+    // queue would be the first the new process accepts and serves until closed: drop them all.
+    // Requests in flight on them fail as not started and are retried elsewhere.
+    backend.client.suspend();
     if (this.stopping) return;
     const ranLong = exit.uptimeMs > 10_000 && wasReady;
     slot.failuresInRow = ranLong ? 1 : slot.failuresInRow + 1;
@@ -218,7 +221,9 @@ export class Supervisor {
       return;
     }
     // The kernel picks the child; the front bounds requests (and kept connections) to the sum of slots.
-    backend.applySwitches({ ...per, slots: per.slots * alive });
+    // No multiplexing here: the kernel could hand one connection carrying every request to one child.
+    backend.applySwitches({ ...per, multiplexed: false, slots: per.slots * alive,
+      source: per.multiplexed ? `${per.source}; not multiplexed on a shared socket` : per.source });
     backend.state = 'ready';
     backend.pid = this.sharedChildren.find((c) => c.child && !c.child.exited)?.child?.pid;
     this.pool.serveQueue();
@@ -249,7 +254,7 @@ export class Supervisor {
         const result = await probeBackend({
           address: backend.address, ownSocket: true, getValuesTimeoutMs: this.options.getValuesTimeoutMs,
           deadline: Date.now() + this.options.startTimeoutMs, isAlive: () => child.exited === null,
-        }, backend.client);
+        });
         if (this.perChildSwitches === null) {
           this.perChildSwitches = decideSwitches(this.options.switches, result.values);
           const s = this.perChildSwitches;
