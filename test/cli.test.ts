@@ -128,3 +128,15 @@ describe('graceful stop', () => {
     expect(r.stdout()).toMatch(/"msg":"stopped"/);
   });
 });
+
+describe('upfront killed', () => {
+  it('SIGKILL: no child remains after 2 s', async () => {
+    const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '-n', '2', '--', 'python3', PY_HELLO]);
+    const [, admin] = await waitForOutput(r.proc, /curl (http:\/\/[\d.:]+)\/stats/, r.stderr);
+    const pids: number[] = ((await (await fetch(`${admin}/stats`)).json()) as any).children.map((c: any) => c.pid);
+    expect(pids).toHaveLength(2);
+    r.proc.kill('SIGKILL');
+    await r.exit;
+    await waitUntil(() => pids.every((p) => !pidAlive(p)), 'every child is gone', 2000);
+  });
+});

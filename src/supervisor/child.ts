@@ -6,6 +6,10 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { Logger } from 'pino';
 
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => {
+  try { fs.accessSync(p, fs.constants.X_OK); return true; } catch { return false; }
+}) ?? null;
+
 export interface ChildSpec {
   command: string;
   args: string[];
@@ -30,7 +34,10 @@ export class Child {
   private readonly exitWaiters: Array<(e: ChildExit) => void> = [];
 
   constructor(readonly backendId: string, spec: ChildSpec, private readonly log: Logger) {
-    this.process = spawn(spec.command, spec.args, {
+    // With setpriv (util-linux), the kernel kills the child when upfront dies, even by
+    // SIGKILL (PR_SET_PDEATHSIG survives exec): no orphan keeps a socket busy.
+    const [command, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', spec.command, ...spec.args]] : [spec.command, spec.args];
+    this.process = spawn(command, args, {
       stdio: [spec.listenFd ?? 'ignore', 'pipe', 'pipe'],
       env: spec.env,
       cwd: spec.cwd,
