@@ -52,6 +52,9 @@ describe('faulty backends', () => {
     ['wrong-id', /request id 6, which is not in flight/],
     ['truncated', /closed the connection/],
     ['close', /closed the connection before answering/],
+    ['bad-type', /unexpected type 42 record from the application for request id 1/],
+    ['unknown-role', /FCGI_UNKNOWN_ROLE/],
+    ['cant-mpx', /FCGI_CANT_MPX_CONN/],
   ] as const) {
     it(`a backend that sends ${mode}: 502, one log line, and the front keeps serving`, async () => {
       const f = await faultFront(mode);

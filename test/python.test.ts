@@ -44,7 +44,11 @@ for (const socket of ['per-process', 'shared'] as const) {
         const stats = await getStats(front);
         const total = stats.pools[0].backends.reduce((a: number, b: any) => a + b.responses['2xx'], 0);
         expect(total).toBeGreaterThanOrEqual(60);
-        for (const b of stats.pools[0].backends) expect(b.maxInflight).toBeLessThanOrEqual(b.slots * (b.multiplexed ? 1 : b.pipelineDepth));
+        for (const b of stats.pools[0].backends) {
+          expect(b.maxInflight).toBeLessThanOrEqual(b.slots * (b.multiplexed ? 1 : b.pipelineDepth));
+          // Kept-alive: multiplexed, one connection carries them all; otherwise at most one per slot.
+          expect(b.connectionsOpened).toBeLessThanOrEqual(b.multiplexed ? 1 : b.slots);
+        }
       });
 
       it('passes CGI params as nginx does, with SCRIPT_NAME empty and PATH_INFO the whole path', async () => {
