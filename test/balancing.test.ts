@@ -146,8 +146,9 @@ describe('EAGAIN, as behind nginx, and without it', () => {
   });
 
   it('overflow retry: EAGAIN is retried until it connects, zero non-2xx', async () => {
+    // A 20 ms route: the single-threaded app cannot drain a 4-deep queue under a 100-wide burst.
     front = await startTestFront({ procs: 1, backlog: 4, overflow: 'retry', 'connect-timeout': 30_000, command: py() });
-    const statuses = await burst(`${front.url}/Hello/10`, 100);
+    const statuses = await burst(`${front.url}/sleep/20`, 100);
     expect(statuses.filter((s) => s !== 200), JSON.stringify(front.log.lines.filter((l) => l.level >= 50).slice(-3))).toEqual([]);
     expect((await getStats(front)).pools[0].backends[0].connectErrors.EAGAIN).toBeGreaterThan(0);
   });

@@ -47,7 +47,8 @@ for (const socket of ['per-process', 'shared'] as const) {
         for (const b of stats.pools[0].backends) {
           expect(b.maxInflight).toBeLessThanOrEqual(b.slots * (b.multiplexed ? 1 : b.pipelineDepth));
           // Kept-alive: multiplexed, one connection carries them all; otherwise at most one per slot.
-          expect(b.connectionsOpened).toBeLessThanOrEqual(b.multiplexed ? 1 : b.slots);
+          // (Not on a shared socket: there a child at its thread limit closes what the kernel gave it.)
+          if (socket === 'per-process') expect(b.connectionsOpened).toBeLessThanOrEqual(b.multiplexed ? 1 : b.slots);
         }
       });
 
