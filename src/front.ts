@@ -54,6 +54,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
   const startedAt = Date.now();
   const server = new FrontServer({
     listen: config.listen,
+    spoolMemoryBytes: 1024 * 1024,
     cgi: {
       documentRoot: config['document-root'],
       serverSoftware: SERVER_SOFTWARE,

@@ -143,6 +143,21 @@ describe.skipIf(!PHP_CGI)('php-cgi on fd 0', () => {
     expect(v.BODY_SHA256).toBe(sha256(body));
   }, 30_000);
 
+  it('receives a chunked upload (no Content-Length) byte-exact: spooled, sent with CONTENT_LENGTH, temp file removed', async () => {
+    const { f } = await startPhp();
+    const spoolFiles = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`upfront-body-${process.pid}-`));
+    for (const size of [1000, 3 * 1024 * 1024 + 5]) { // in memory, then through a temp file
+      const body = bytes(size);
+      async function* chunks() { for (let i = 0; i < body.length; i += 100_000) yield body.subarray(i, i + 100_000); }
+      const r = await request(`${f.url}/index.php/upload`, { method: 'POST', body: chunks() });
+      expect(r.status, `${r.body}\n${logTail(f)}`).toBe(200);
+      const v = lines(r.body);
+      expect(v.BODY_BYTES).toBe(String(size));
+      expect(v.BODY_SHA256).toBe(sha256(body));
+    }
+    expect(spoolFiles()).toEqual([]);
+  }, 30_000);
+
   it('answers 404 for a missing script (php-cgi: "No input file specified.")', async () => {
     const { f } = await startPhp();
     const r = await request(`${f.url}/missing.php`);

@@ -7,9 +7,13 @@ import { clearSocketPath } from '../supervisor/sockets.js';
 import { BadRequestPath, CgiParamsBuilder, type CgiParamsOptions } from './cgiParams.js';
 import { sendError } from './errorResponse.js';
 import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
+import { BodySpool } from './bodySpool.js';
+import type { Readable } from 'node:stream';
 
 export interface FrontServerOptions {
   listen: ListenAddress;
+  /** Chunked request bodies up to this size are spooled in memory, larger ones to a temp file. */
+  spoolMemoryBytes: number;
   cgi: CgiParamsOptions;
   proxy: ProxyContext;
 }
@@ -44,20 +48,35 @@ export class FrontServer {
     if (this.draining) res.shouldKeepAlive = false;
     const te = req.headers['transfer-encoding'];
     const cl = req.headers['content-length'];
-    const bodyLength = cl !== undefined ? Number(cl) : te !== undefined ? null : 0;
-    const hasBody = bodyLength === null || bodyLength > 0;
+    if (cl === undefined && te !== undefined) {
+      // Chunked: read it whole first (memory, then a temp file) so CONTENT_LENGTH can be sent.
+      const spool = new BodySpool(req, this.options.spoolMemoryBytes);
+      spool.collect((err, length) => {
+        if (err) {
+          if (!res.headersSent && !res.destroyed) sendError(res, 400, err.message);
+          return;
+        }
+        this.forward(req, res, length, length > 0 ? spool.stream() : null);
+      });
+      return;
+    }
+    this.forward(req, res, cl !== undefined ? Number(cl) : 0, null);
+  }
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, bodyLength: number, spooled: Readable | null): void {
     let params: string[];
     try {
       params = this.params.build(req, bodyLength);
     } catch (err) {
       if (err instanceof BadRequestPath) {
         req.resume();
+        spooled?.destroy();
         sendError(res, 400, err.message);
         return;
       }
       throw err;
     }
-    new ProxyRequest(this.options.proxy, req, res, params, hasBody).start();
+    new ProxyRequest(this.options.proxy, req, res, params, bodyLength > 0, spooled).start();
   }
 
   private readonly onResponseClose = (): void => {

@@ -3,6 +3,7 @@
 // aborts when the client leaves. One object per request implements every callback,
 // so the hot path allocates no closures.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CgiHead } from '../fastcgi/cgiResponse.js';
 import type { FcgiRequest } from '../fastcgi/connection.js';
@@ -43,7 +44,9 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
   private tStarted = 0;
 
   constructor(private readonly ctx: ProxyContext, private readonly req: IncomingMessage,
-    private readonly res: ServerResponse, private readonly params: string[], private readonly hasBody: boolean) {
+    private readonly res: ServerResponse, private readonly params: string[], private readonly hasBody: boolean,
+    /** The body read whole beforehand (chunked uploads), else null: streamed from `req`. */
+    private readonly spooled: Readable | null = null) {
     this.pipelinable = !hasBody;
     res.on('close', this.onClientClose);
   }
@@ -69,6 +72,7 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
 
   onRefused(reason: AcquireRefusal, detail: string): void {
     this.waiter = null;
+    this.spooled?.destroy();
     if (this.clientGone) return;
     this.finished = true;
     sendError(this.res, 503, detail, reason === 'shutdown' ? undefined : this.ctx.queueRetryAfterSec);
@@ -185,7 +189,7 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
   }
 
   private pipeBody(request: FcgiRequest): void {
-    const req = this.req;
+    const req: Readable = this.spooled ?? this.req;
     this.bodyTouched = true;
     const onData = (chunk: Buffer) => {
       if (!request.writeStdin(chunk)) {
@@ -209,8 +213,10 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
     if (this.waiter) {
       this.ctx.pool.cancel(this.waiter);
       this.waiter = null;
+      this.spooled?.destroy();
       return;
     }
+    if (!this.fcgi && !this.backend) this.spooled?.destroy();
     if (this.fcgi && !this.finished) this.fcgi.abort();
     else if (this.fcgi && this.res.headersSent && !this.res.writableEnded) this.fcgi.abort();
   };
