@@ -5,7 +5,7 @@ import { loadConfigFile } from './config/load.js';
 import { ConfigError, validateRunConfig } from './config/schema.js';
 import { startFront } from './front.js';
 import { createLogger } from './log.js';
-import { fetchStats, formatStats } from './admin/statsTable.js';
+import { fetchStats, formatStats, postScale } from './admin/statsTable.js';
 
 const EXIT_USAGE = 2;
 
@@ -84,6 +84,13 @@ program.command('run')
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // As gunicorn: SIGTTIN adds a process, SIGTTOU removes one (drained first).
+    const step = (delta: number, sig: string) => () => {
+      const current = front.supervisor?.procs ?? 0;
+      front.scale(current + delta, sig).catch((err: Error) => log.warn({ signal: sig }, `${sig}: ${err.message}`));
+    };
+    process.on('SIGTTIN', step(1, 'SIGTTIN'));
+    process.on('SIGTTOU', step(-1, 'SIGTTOU'));
   });
 
 program.command('stats')
@@ -93,6 +100,16 @@ program.command('stats')
   .action(async (flags: { admin: string; json?: boolean }) => {
     const stats = await fetchStats(flags.admin);
     process.stdout.write(flags.json ? JSON.stringify(stats, null, 2) + '\n' : formatStats(stats));
+  });
+
+program.command('scale')
+  .description('run N backend processes in a running upfront (new ones start; removed ones drain first)')
+  .argument('<procs>', 'the number of processes')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', '127.0.0.1:8081')
+  .action(async (procs: string, flags: { admin: string }) => {
+    if (!/^\d+$/.test(procs)) fail(`procs: expected a whole number, got ${JSON.stringify(procs)}`, EXIT_USAGE);
+    const result = await postScale(flags.admin, Number(procs));
+    process.stdout.write(`scaling from ${result.from} to ${result.to} processes\n`);
   });
 
 function kebab(s: string): string {

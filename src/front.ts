@@ -25,6 +25,8 @@ export interface Front {
   server: FrontServer;
   /** Stop accepting, finish in-flight requests (bounded by shutdown-grace), stop the children. */
   stop(): Promise<void>;
+  /** Run `procs` backend processes (scale up, or drain and stop some). */
+  scale(procs: number, reason: string): Promise<{ from: number; to: number }>;
 }
 
 export async function startFront(config: RunConfig, log: Logger): Promise<Front> {
@@ -71,6 +73,11 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
 
   let supervisor: Supervisor | null = null;
   let admin: AdminServer | null = null;
+  const scale = async (procs: number, reason: string) => {
+    if (!supervisor) throw new Error('no spawned backends to scale (this upfront only has --upstream backends)');
+    if (!Number.isInteger(procs) || procs < 1 || procs > 1024) throw new Error(`procs: expected a whole number from 1 to 1024, got ${JSON.stringify(procs)}`);
+    return supervisor.scale(procs, reason, config['shutdown-grace']);
+  };
   const sampler = new AcceptQueueSampler([pool], config['sample-interval'], log);
   const statsSources: StatsSources = {
     pools: [pool],
@@ -91,7 +98,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
     const address = await server.listen();
     cleanups.push(() => server.destroyAll());
     if (config.admin) {
-      admin = new AdminServer(config.admin, statsSources);
+      admin = new AdminServer(config.admin, statsSources, { scale: (n) => scale(n, 'admin POST /scale') });
       const adminAddress = await admin.listen();
       cleanups.push(() => admin?.close());
       log.info({ admin: adminAddress }, `admin on http://${adminAddress}/stats`);
@@ -142,7 +149,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
       })();
       return stopping;
     };
-    return { stats: statsSources, address, adminAddress: admin ? describe(admin) : null, pool, supervisor, server, stop };
+    return { scale, stats: statsSources, address, adminAddress: admin ? describe(admin) : null, pool, supervisor, server, stop };
   } catch (err) {
     if (supervisor) await supervisor.stop().catch(() => {});
     for (const c of cleanups.reverse()) c();

@@ -8,13 +8,23 @@ import { phpFpmStatus } from '../stats/phpFpmStatus.js';
 import { PrometheusExporter } from '../stats/prometheus.js';
 import { statsSnapshot, type StatsSources } from '../stats/snapshot.js';
 
+export interface AdminActions {
+  scale(procs: number): Promise<{ from: number; to: number }>;
+}
+
+const MAX_ADMIN_BODY = 4096;
+
 export class AdminServer {
   readonly http: http.Server;
   private readonly prometheus = new PrometheusExporter();
 
-  constructor(private readonly listenAt: ListenAddress, sources: StatsSources) {
+  constructor(private readonly listenAt: ListenAddress, sources: StatsSources, private readonly actions: AdminActions) {
     this.http = http.createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');
+      if (req.method === 'POST' && url.pathname === '/scale') {
+        this.onScale(req, res);
+        return;
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { 'Content-Type': 'text/plain', Allow: 'GET, HEAD' });
         res.end('only GET here\n');
@@ -41,6 +51,29 @@ export class AdminServer {
           res.writeHead(404, { 'Content-Type': 'text/plain' });
           res.end('not found: GET /stats, /metrics or /status\n');
       }
+    });
+  }
+
+  /** POST /scale {"procs": N} → 202 {"from", "to"}; the change goes on in the background. */
+  private onScale(req: http.IncomingMessage, res: http.ServerResponse): void {
+    let body = '';
+    let tooBig = false;
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => { body += c; if (body.length > MAX_ADMIN_BODY) { tooBig = true; req.destroy(); } });
+    req.on('end', () => {
+      const json = (status: number, value: unknown) => {
+        res.writeHead(status, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify(value) + '\n');
+      };
+      if (tooBig) return;
+      let procs: unknown;
+      try {
+        procs = (JSON.parse(body) as { procs?: unknown }).procs;
+      } catch {
+        json(400, { error: 'expected a JSON body such as {"procs": 4}' });
+        return;
+      }
+      this.actions.scale(procs as number).then((r) => json(202, r), (err: Error) => json(400, { error: err.message }));
     });
   }
 

@@ -23,6 +23,32 @@ export function fetchStats(admin: string, timeoutMs = 5000): Promise<Stats> {
   });
 }
 
+/** POST /scale to a running upfront. */
+export function postScale(admin: string, procs: number, timeoutMs = 10_000): Promise<{ from: number; to: number }> {
+  const a = parseAddress(admin);
+  if (typeof a === 'string') return Promise.reject(new Error(`--admin: ${a}`));
+  const where = a.kind === 'unix' ? `unix:${a.path}` : `${a.host}:${a.port}`;
+  const body = JSON.stringify({ procs });
+  return new Promise((resolve, reject) => {
+    const target = a.kind === 'unix' ? { socketPath: a.path } : { host: a.host, port: a.port };
+    const req = http.request({ ...target, path: '/scale', method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => {
+        let parsed: { from?: number; to?: number; error?: string } = {};
+        try { parsed = JSON.parse(text); } catch { /* reported below */ }
+        if (res.statusCode === 202 && typeof parsed.to === 'number') resolve({ from: parsed.from ?? 0, to: parsed.to });
+        else reject(new Error(parsed.error ?? `admin ${where} answered ${res.statusCode} to POST /scale`));
+      });
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`admin ${where} did not answer within ${timeoutMs} ms`)));
+    req.on('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code === 'ECONNREFUSED' || err.code === 'ENOENT'
+      ? `nothing answers on admin ${where} (${err.code}); is upfront running, with --admin ${admin}?` : `admin ${where}: ${err.message}`)));
+    req.end(body);
+  });
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')).join('\n');

@@ -45,6 +45,7 @@ export class Backend {
   acceptQueue: { current: number; max: number; backlog: number } | null = null;
   /** Requests slower than the slow-request threshold. */
   slowRequests = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(readonly id: string, readonly address: FcgiAddress, readonly client: FcgiClient,
     switches: BackendSwitches, index: number) {
@@ -62,6 +63,17 @@ export class Backend {
 
   get addressText(): string {
     return describeAddress(this.address);
+  }
+
+  /** Resolves once no request is in flight here (for draining). */
+  whenIdle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Called by the pool when the last request in flight here ends. */
+  notifyIdle(): void {
+    if (this.idleWaiters.length) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   get accepting(): boolean {

@@ -118,7 +118,10 @@ export class Pool {
   }
 
   release(backend: Backend): void {
-    if (--backend.inflight === 0) this.activeBackends--;
+    if (--backend.inflight === 0) {
+      this.activeBackends--;
+      backend.notifyIdle();
+    }
     this.serveQueue();
   }
 

@@ -75,11 +75,13 @@ interface Slot {
   child: Child | null;
   failuresInRow: number;
   restartTimer: NodeJS.Timeout | null;
-  /** Children of this slot (shared mode holds N). */
+  /** Being removed (scale down): drained, then stopped, never restarted. */
+  retiring?: boolean;
 }
 
 export class Supervisor {
   private readonly slots: Slot[] = [];
+  private nextIndex = 0;
   private sharedSocket: ListeningSocket | null = null;
   private sharedChildren: Array<{ index: number; child: Child | null; failuresInRow: number; timer: NodeJS.Timeout | null; ready: boolean }> = [];
   private stopping = false;
@@ -99,16 +101,72 @@ export class Supervisor {
       await this.startShared();
       return;
     }
-    for (let i = 0; i < this.options.procs; i++) {
-      const id = `b${i}`;
-      const socketPath = path.join(this.options.socketDir, `${id}.sock`);
-      const socket = this.ownsSocket ? await ListeningSocket.create(socketPath, this.options.backlog) : null;
-      const backend = this.makeBackend(id, { path: socketPath }, i);
-      const slot: Slot = { id, backend, socket, socketPath, child: null, failuresInRow: 0, restartTimer: null };
-      this.slots.push(slot);
-      this.pool.add(backend);
+    const added: Slot[] = [];
+    for (let i = 0; i < this.options.procs; i++) added.push(await this.addSlot());
+    await Promise.all(added.map((s) => this.spawnSlot(s)));
+  }
+
+  private async addSlot(): Promise<Slot> {
+    const index = this.nextIndex++;
+    const id = `b${index}`;
+    const socketPath = path.join(this.options.socketDir, `${id}.sock`);
+    const socket = this.ownsSocket ? await ListeningSocket.create(socketPath, this.options.backlog) : null;
+    const backend = this.makeBackend(id, { path: socketPath }, index);
+    const slot: Slot = { id, backend, socket, socketPath, child: null, failuresInRow: 0, restartTimer: null };
+    this.slots.push(slot);
+    this.pool.add(backend);
+    return slot;
+  }
+
+  /** Processes wanted now (not counting those being drained away). */
+  get procs(): number {
+    if (this.options.socketMode === 'shared') return this.sharedChildren.length;
+    return this.slots.filter((s) => !s.retiring).length;
+  }
+
+  /**
+   * Runs `target` processes: new ones start and get requests once ready; removed
+   * ones stop getting requests, finish those in flight (bounded by drainTimeoutMs),
+   * then get SIGTERM. Resolves when the change is under way (not when drained).
+   */
+  async scale(target: number, reason: string, drainTimeoutMs: number): Promise<{ from: number; to: number }> {
+    if (this.stopping) throw new Error('stopping: cannot scale');
+    if (this.options.socketMode === 'shared') throw new Error('scale works with --socket per-process only so far');
+    const from = this.procs;
+    if (target === from) return { from, to: target };
+    this.log.info({ from, to: target, reason }, `scaling from ${from} to ${target} process${target === 1 ? '' : 'es'} (${reason})`);
+    if (target > from) {
+      for (let i = from; i < target; i++) {
+        const slot = await this.addSlot();
+        void this.spawnSlot(slot);
+      }
+    } else {
+      // Retire the least busy, newest first: their queues are the shortest to drain.
+      const victims = this.slots.filter((s) => !s.retiring)
+        .sort((a, b) => a.backend.inflight - b.backend.inflight || b.backend.index - a.backend.index)
+        .slice(0, from - target);
+      for (const slot of victims) void this.retire(slot, drainTimeoutMs);
     }
-    await Promise.all(this.slots.map((s) => this.spawnSlot(s)));
+    return { from, to: target };
+  }
+
+  private async retire(slot: Slot, drainTimeoutMs: number): Promise<void> {
+    slot.retiring = true;
+    const backend = slot.backend;
+    backend.state = 'draining';
+    if (slot.restartTimer) { clearTimeout(slot.restartTimer); slot.restartTimer = null; }
+    const drained = await Promise.race([backend.whenIdle().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), drainTimeoutMs).unref())]);
+    if (!drained) this.log.warn({ backend: slot.id, inflight: backend.inflight }, `backend ${slot.id} still had ${backend.inflight} request(s) after ${drainTimeoutMs} ms of draining; stopping it anyway`);
+    backend.client.close(true);
+    const pid = slot.child?.pid;
+    if (slot.child) await slot.child.stop(this.options.killTimeoutMs);
+    if (slot.socket) slot.socket.close();
+    else { try { fs.unlinkSync(slot.socketPath); } catch { /* gone */ } }
+    backend.state = 'down';
+    this.pool.remove(backend);
+    const i = this.slots.indexOf(slot);
+    if (i >= 0) this.slots.splice(i, 1);
+    this.log.info({ backend: slot.id, pid }, `backend ${slot.id} (pid ${pid}) drained and stopped`);
   }
 
   private makeBackend(id: string, address: FcgiAddress, index: number): Backend {
@@ -155,7 +213,7 @@ export class Supervisor {
         deadline: Date.now() + this.options.startTimeoutMs,
         isAlive: () => child.exited === null,
       });
-      if (child.exited || this.stopping) return;
+      if (child.exited || this.stopping || slot.retiring) return;
       const switches = decideSwitches(this.options.switches, result.values);
       slot.backend.applySwitches(switches);
       slot.backend.client.resume();
@@ -176,6 +234,7 @@ export class Supervisor {
   private onSlotExit(slot: Slot, child: Child, exit: import('./child.js').ChildExit): void {
     if (slot.child !== child) return;
     slot.child = null;
+    if (slot.retiring) return; // stopped on purpose (scale down)
     const backend = slot.backend;
     const wasReady = backend.state === 'ready' || backend.state === 'busy';
     backend.state = this.stopping ? 'down' : 'restarting';

@@ -1,0 +1,87 @@
+// Scaling at run time: new processes take requests once ready; removed ones are
+// drained first. Under continuous load, no request fails.
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PY_HELLO, ROOT, pidAlive, request, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
+
+let front: TestFront | null = null;
+afterEach(async () => { await front?.stop(); front = null; });
+
+/** Keeps `workers` requests in flight until stop() is called; resolves with every status. */
+function load(url: string, workers: number): { stop: () => Promise<number[]> } {
+  let running = true;
+  const statuses: number[] = [];
+  const loops = Array.from({ length: workers }, async () => {
+    while (running) statuses.push((await request(url)).status);
+  });
+  return { stop: async () => { running = false; await Promise.all(loops); return statuses; } };
+}
+
+describe('scale', () => {
+  it('2 → 3 → 1 under continuous load: zero non-2xx, removed children exited, their sockets gone', async () => {
+    front = await startTestFront({ procs: 2, command: ['python3', PY_HELLO] });
+    const f = front;
+    const traffic = load(`${f.url}/sleep/3`, 8);
+    expect(await f.scale(3, 'test')).toEqual({ from: 2, to: 3 });
+    await waitUntil(() => f.pool.backends.length === 3 && f.pool.backends.every((b) => b.state === 'ready'), 'b2 is ready');
+    await waitUntil(() => f.pool.backends[2].counters.requests > 5, 'b2 takes requests');
+    const before = f.pool.backends.map((b) => ({ id: b.id, pid: b.pid!, socket: (b.address as { path: string }).path }));
+    expect(await f.scale(1, 'test')).toEqual({ from: 3, to: 1 });
+    await waitUntil(() => f.pool.backends.length === 1, 'two backends drained and removed', 20_000);
+    await f.log.waitFor((l) => /drained and stopped/.test(l.msg), 'about a drained backend');
+    const statuses = await traffic.stop();
+    expect(statuses.length).toBeGreaterThan(50);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    const kept = f.pool.backends[0].id;
+    for (const b of before.filter((x) => x.id !== kept)) {
+      expect(pidAlive(b.pid)).toBe(false);
+      expect(fs.existsSync(b.socket)).toBe(false);
+    }
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+  });
+
+  it('POST /scale on the admin listener, and `upfront scale`; bad input gets 400 with the reason', async () => {
+    const dir = tmpDir();
+    const adminSock = path.join(dir, 'admin.sock');
+    front = await startTestFront({ procs: 1, admin: `unix:${adminSock}`, command: ['python3', PY_HELLO] });
+    const f = front;
+    const post = (body: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+      import('node:http').then(({ default: http }) => {
+        const req = http.request({ socketPath: adminSock, path: '/scale', method: 'POST' }, (res) => {
+          let text = '';
+          res.on('data', (c) => { text += c; });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    });
+    expect(await post('not json')).toMatchObject({ status: 400, body: expect.stringMatching(/expected a JSON body/) });
+    expect(await post('{"procs": "many"}')).toMatchObject({ status: 400, body: expect.stringMatching(/procs: expected a whole number/) });
+    const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'scale', '2', '--admin', `unix:${adminSock}`], { timeout: 10_000 });
+    expect(stdout).toBe('scaling from 1 to 2 processes\n');
+    await waitUntil(() => f.pool.backends.length === 2 && f.pool.backends.every((b) => b.state === 'ready'), 'the second backend is ready');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('SIGTTIN adds a process, SIGTTOU removes one (as gunicorn)', async () => {
+    const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '-n', '1', '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      let err = '';
+      proc.stderr!.on('data', (c) => { err += c; });
+      await waitUntil(() => /curl (http:\/\/[\d.:]+)\/stats/.test(err), 'the CLI prints its admin address', 15_000);
+      const admin = /curl (http:\/\/[\d.:]+)\/stats/.exec(err)![1];
+      const count = async () => ((await (await fetch(`${admin}/stats`)).json()) as any).pools[0].backends.filter((b: any) => b.state === 'ready').length;
+      proc.kill('SIGTTIN');
+      await waitUntil(async () => (await count()) === 2, 'two ready backends after SIGTTIN');
+      proc.kill('SIGTTOU');
+      await waitUntil(async () => ((await (await fetch(`${admin}/stats`)).json()) as any).pools[0].backends.length === 1, 'one backend after SIGTTOU');
+    } finally {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+    }
+  });
+});
