@@ -5,7 +5,7 @@ import { loadConfigFile } from './config/load.js';
 import { ConfigError, validateRunConfig } from './config/schema.js';
 import { startFront } from './front.js';
 import { createLogger } from './log.js';
-import { fetchStats, formatStats, postScale } from './admin/statsTable.js';
+import { fetchStats, formatStats, postAdmin, postScale } from './admin/statsTable.js';
 
 const EXIT_USAGE = 2;
 
@@ -89,6 +89,9 @@ program.command('run')
       const current = front.supervisor?.procs ?? 0;
       front.scale(current + delta, sig).catch((err: Error) => log.warn({ signal: sig }, `${sig}: ${err.message}`));
     };
+    process.on('SIGHUP', () => {
+      front.reload('SIGHUP').catch((err: Error) => log.warn({ signal: 'SIGHUP' }, `SIGHUP: ${err.message}`));
+    });
     process.on('SIGTTIN', step(1, 'SIGTTIN'));
     process.on('SIGTTOU', step(-1, 'SIGTTOU'));
   });
@@ -110,6 +113,14 @@ program.command('scale')
     if (!/^\d+$/.test(procs)) fail(`procs: expected a whole number, got ${JSON.stringify(procs)}`, EXIT_USAGE);
     const result = await postScale(flags.admin, Number(procs));
     process.stdout.write(`scaling from ${result.from} to ${result.to} processes\n`);
+  });
+
+program.command('reload')
+  .description('rolling reload of a running upfront: new processes first, old ones drained and stopped')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', '127.0.0.1:8081')
+  .action(async (flags: { admin: string }) => {
+    await postAdmin(flags.admin, '/reload', '{}');
+    process.stdout.write('reloading (watch upfront stats)\n');
   });
 
 function kebab(s: string): string {

@@ -27,6 +27,8 @@ export interface Front {
   stop(): Promise<void>;
   /** Run `procs` backend processes (scale up, or drain and stop some). */
   scale(procs: number, reason: string): Promise<{ from: number; to: number }>;
+  /** Rolling reload of the spawned processes. */
+  reload(reason: string): Promise<{ replaced: number; failed: number }>;
 }
 
 export async function startFront(config: RunConfig, log: Logger): Promise<Front> {
@@ -78,6 +80,10 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
     if (!Number.isInteger(procs) || procs < 1 || procs > 1024) throw new Error(`procs: expected a whole number from 1 to 1024, got ${JSON.stringify(procs)}`);
     return supervisor.scale(procs, reason, config['shutdown-grace']);
   };
+  const reload = async (reason: string) => {
+    if (!supervisor) throw new Error('no spawned backends to reload (this upfront only has --upstream backends)');
+    return supervisor.reload(reason, config['shutdown-grace']);
+  };
   const sampler = new AcceptQueueSampler([pool], config['sample-interval'], log);
   const statsSources: StatsSources = {
     pools: [pool],
@@ -98,7 +104,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
     const address = await server.listen();
     cleanups.push(() => server.destroyAll());
     if (config.admin) {
-      admin = new AdminServer(config.admin, statsSources, { scale: (n) => scale(n, 'admin POST /scale') });
+      admin = new AdminServer(config.admin, statsSources, { scale: (n) => scale(n, 'admin POST /scale'), reload: () => reload('admin POST /reload') });
       const adminAddress = await admin.listen();
       cleanups.push(() => admin?.close());
       log.info({ admin: adminAddress }, `admin on http://${adminAddress}/stats`);
@@ -149,7 +155,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
       })();
       return stopping;
     };
-    return { scale, stats: statsSources, address, adminAddress: admin ? describe(admin) : null, pool, supervisor, server, stop };
+    return { scale, reload, stats: statsSources, address, adminAddress: admin ? describe(admin) : null, pool, supervisor, server, stop };
   } catch (err) {
     if (supervisor) await supervisor.stop().catch(() => {});
     for (const c of cleanups.reverse()) c();

@@ -85,3 +85,38 @@ describe('scale', () => {
     }
   });
 });
+
+describe('rolling reload', () => {
+  it('under 100 concurrent requests: every process replaced, zero failed requests, old children exited', async () => {
+    front = await startTestFront({ procs: 2, command: ['python3', PY_HELLO] });
+    const f = front;
+    const oldPids = f.pool.backends.map((b) => b.pid!);
+    const traffic = load(`${f.url}/Hello/20`, 100);
+    await waitUntil(() => f.pool.backends.every((b) => b.counters.requests > 20), 'traffic reaches both backends');
+    const result = await f.reload('test');
+    expect(result).toEqual({ replaced: 2, failed: 0 });
+    await waitUntil(() => f.pool.backends.every((b) => b.counters.requests > 20), 'the new backends take traffic');
+    const statuses = await traffic.stop();
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(f.pool.backends.map((b) => b.id)).toEqual(['b2', 'b3']);
+    for (const pid of oldPids) expect(pidAlive(pid)).toBe(false);
+    f.log.lines.filter((l) => l.level >= 50).forEach((l) => { throw new Error(`error logged during reload: ${l.msg}`); });
+  });
+
+  it('a replacement that does not start leaves the old process serving', async () => {
+    const dir = tmpDir();
+    const flag = path.join(dir, 'broken');
+    // A wrapper that runs the app, or exits at once once the flag file exists.
+    const wrapper = path.join(dir, 'app.sh');
+    fs.writeFileSync(wrapper, `#!/bin/sh\n[ -e ${flag} ] && exit 7\nexec python3 ${PY_HELLO}\n`, { mode: 0o755 });
+    front = await startTestFront({ procs: 1, 'start-timeout': 3000, command: [wrapper] });
+    const f = front;
+    const pid = f.pool.backends[0].pid!;
+    fs.writeFileSync(flag, '');
+    const result = await f.reload('test');
+    expect(result).toEqual({ replaced: 0, failed: 1 });
+    expect(f.pool.backends.map((b) => b.pid)).toEqual([pid]);
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

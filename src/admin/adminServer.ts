@@ -10,6 +10,7 @@ import { statsSnapshot, type StatsSources } from '../stats/snapshot.js';
 
 export interface AdminActions {
   scale(procs: number): Promise<{ from: number; to: number }>;
+  reload(): Promise<{ replaced: number; failed: number }>;
 }
 
 const MAX_ADMIN_BODY = 4096;
@@ -23,6 +24,14 @@ export class AdminServer {
       const url = new URL(req.url ?? '/', 'http://admin');
       if (req.method === 'POST' && url.pathname === '/scale') {
         this.onScale(req, res);
+        return;
+      }
+      if (req.method === 'POST' && url.pathname === '/reload') {
+        // Answered at once; the rolling reload goes on (watch /stats or the log).
+        req.resume();
+        this.actions.reload().catch(() => { /* logged by the supervisor */ });
+        res.writeHead(202, { 'Content-Type': 'application/json' });
+        res.end('{"reloading":true}\n');
         return;
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') {

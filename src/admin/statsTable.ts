@@ -24,22 +24,27 @@ export function fetchStats(admin: string, timeoutMs = 5000): Promise<Stats> {
 }
 
 /** POST /scale to a running upfront. */
-export function postScale(admin: string, procs: number, timeoutMs = 10_000): Promise<{ from: number; to: number }> {
+export async function postScale(admin: string, procs: number): Promise<{ from: number; to: number }> {
+  const parsed = await postAdmin(admin, '/scale', JSON.stringify({ procs })) as { from?: number; to?: number };
+  return { from: parsed.from ?? 0, to: parsed.to ?? procs };
+}
+
+/** POSTs `body` to `path` on the admin listener; resolves with the JSON answer of a 202. */
+export function postAdmin(admin: string, urlPath: string, body: string, timeoutMs = 10_000): Promise<unknown> {
   const a = parseAddress(admin);
   if (typeof a === 'string') return Promise.reject(new Error(`--admin: ${a}`));
   const where = a.kind === 'unix' ? `unix:${a.path}` : `${a.host}:${a.port}`;
-  const body = JSON.stringify({ procs });
   return new Promise((resolve, reject) => {
     const target = a.kind === 'unix' ? { socketPath: a.path } : { host: a.host, port: a.port };
-    const req = http.request({ ...target, path: '/scale', method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+    const req = http.request({ ...target, path: urlPath, method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (c) => { text += c; });
       res.on('end', () => {
-        let parsed: { from?: number; to?: number; error?: string } = {};
+        let parsed: { error?: string } = {};
         try { parsed = JSON.parse(text); } catch { /* reported below */ }
-        if (res.statusCode === 202 && typeof parsed.to === 'number') resolve({ from: parsed.from ?? 0, to: parsed.to });
-        else reject(new Error(parsed.error ?? `admin ${where} answered ${res.statusCode} to POST /scale`));
+        if (res.statusCode === 202) resolve(parsed);
+        else reject(new Error(parsed.error ?? `admin ${where} answered ${res.statusCode} to POST ${urlPath}`));
       });
     });
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`admin ${where} did not answer within ${timeoutMs} ms`)));

@@ -150,6 +150,34 @@ export class Supervisor {
     return { from, to: target };
   }
 
+  /**
+   * Rolling reload: a new process for each current one; as each is ready it takes
+   * traffic and an old one is drained and stopped. A new process that does not get
+   * ready leaves its old one in place. Resolves when every swap is done.
+   */
+  async reload(reason: string, drainTimeoutMs: number): Promise<{ replaced: number; failed: number }> {
+    if (this.stopping) throw new Error('stopping: cannot reload');
+    if (this.options.socketMode === 'shared') throw new Error('reload works with --socket per-process only so far');
+    const old = this.slots.filter((s) => !s.retiring);
+    this.log.info({ procs: old.length, reason }, `reloading ${old.length} process${old.length === 1 ? '' : 'es'} (${reason})`);
+    let replaced = 0;
+    let failed = 0;
+    await Promise.all(old.map(async (previous) => {
+      const fresh = await this.addSlot();
+      await this.spawnSlot(fresh);
+      if (fresh.backend.state === 'ready') {
+        replaced++;
+        await this.retire(previous, drainTimeoutMs);
+      } else {
+        failed++;
+        this.log.error({ backend: fresh.id }, `reload: new backend ${fresh.id} did not get ready; keeping ${previous.id}`);
+        await this.retire(fresh, 0);
+      }
+    }));
+    this.log.info({ replaced, failed }, `reload done: ${replaced} replaced, ${failed} kept because their replacement failed`);
+    return { replaced, failed };
+  }
+
   private async retire(slot: Slot, drainTimeoutMs: number): Promise<void> {
     slot.retiring = true;
     const backend = slot.backend;
