@@ -90,6 +90,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
     startedAt,
     acceptedConn: () => server.acceptedConn,
     children: () => supervisor?.children() ?? [],
+    supervisorCounters: () => supervisor?.counters ?? null,
     sampler,
   };
   const maxBacklog = somaxconn();
@@ -127,6 +128,12 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
         killTimeoutMs: config['kill-timeout'],
         restartBackoffMs: config['restart-backoff'],
         restartBackoffMaxMs: config['restart-backoff-max'],
+        maxRequests: config['max-requests'],
+        maxRequestsJitter: config['max-requests-jitter'],
+        downAfterFailures: config['down-after-failures'],
+        drainTimeoutMs: config['shutdown-grace'],
+        user: config.user,
+        group: config.group,
       }, pool, log);
       await supervisor.start();
     }

@@ -100,6 +100,11 @@ export const runSchema = z.object({
   policy: z.enum(['least-conn', 'round-robin', 'random-two'], { message: 'expected least-conn, round-robin or random-two' }).prefault('least-conn'),
   overflow: z.enum(['queue', 'shed', 'nginx', 'retry'], { message: 'expected queue, shed, nginx or retry' }).prefault('queue'),
   'sample-interval': duration.prefault(250),
+  'max-requests': int(0, 1_000_000_000).prefault(0),
+  'max-requests-jitter': int(0, 1_000_000_000).prefault(0),
+  'down-after-failures': int(1, 1000).prefault(5),
+  user: z.string().min(1).optional(),
+  group: z.string().min(1).optional(),
   'server-timing': bool.prefault(false),
   'slow-request': duration.prefault(5000),
   'queue-size': int(0, 10_000_000).prefault(1024),
@@ -112,7 +117,19 @@ export const runSchema = z.object({
   'pass-proxy-header': bool.prefault(false),
   'socket-dir': z.string().optional(),
   cwd: z.string().optional(),
-  env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).prefault({}),
+  // A mapping in the file; KEY=VALUE strings from --env (repeatable).
+  env: z.union([
+    z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)),
+    z.array(z.string()).transform((list, ctx) => {
+      const out: Record<string, string> = {};
+      for (const kv of list) {
+        const eq = kv.indexOf('=');
+        if (eq <= 0) { ctx.addIssue({ code: 'custom', message: `expected KEY=VALUE, got ${JSON.stringify(kv)}` }); return z.NEVER; }
+        out[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      return out;
+    }),
+  ]).prefault({}),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { message: 'expected trace, debug, info, warn, error, fatal or silent' }).prefault('info'),
   command: z.array(z.string()).prefault([]),
 }).strict();

@@ -46,6 +46,8 @@ export class Backend {
   /** Requests slower than the slow-request threshold. */
   slowRequests = 0;
   private idleWaiters: Array<() => void> = [];
+  /** Why it is down after failing to run K times in a row (null otherwise). */
+  downReason: { lastExit: string; stderrTail: string[] } | null = null;
 
   constructor(readonly id: string, readonly address: FcgiAddress, readonly client: FcgiClient,
     switches: BackendSwitches, index: number) {

@@ -9,6 +9,7 @@ export interface StatsSources {
   startedAt: number;
   acceptedConn(): number;
   children(): Array<{ id: string; pid: number | undefined }>;
+  supervisorCounters?(): { recycles: number; reloads: number; scaleChanges: number } | null;
   sampler: AcceptQueueSampler | null;
 }
 
@@ -34,6 +35,8 @@ export interface BackendStats {
   connectionsOpened: number;
   slowRequests: number;
   latencyMs: Record<string, number>;
+  /** Set when it failed to run `down-after-failures` times in a row. */
+  down: { lastExit: string; stderrTail: string[] } | null;
 }
 
 export interface PoolStats {
@@ -53,6 +56,7 @@ export interface Stats {
   acceptedConn: number;
   listenQueue: { current: number; max: number };
   children: Array<{ id: string; pid: number | null }>;
+  processes: { recycles: number; reloads: number; scaleChanges: number };
   pools: PoolStats[];
 }
 
@@ -64,6 +68,7 @@ export function statsSnapshot(src: StatsSources): Stats {
     acceptedConn: src.acceptedConn(),
     listenQueue: { current: src.sampler?.totalCurrent ?? 0, max: src.sampler?.totalMax ?? 0 },
     children: src.children().map((c) => ({ id: c.id, pid: c.pid ?? null })),
+    processes: src.supervisorCounters?.() ?? { recycles: 0, reloads: 0, scaleChanges: 0 },
     pools: src.pools.map((pool): PoolStats => ({
       name: pool.options.name,
       policy: pool.options.policy.name,
@@ -101,6 +106,7 @@ export function statsSnapshot(src: StatsSources): Stats {
         connectionsOpened: b.client.connectionsOpened,
         slowRequests: b.slowRequests,
         latencyMs: percentilesMs(b.latency, [50, 90, 99]),
+        down: b.downReason,
       })),
     })),
   };

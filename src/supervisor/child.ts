@@ -17,6 +17,8 @@ export interface ChildSpec {
   cwd: string;
   /** The listening socket fd to hand over as fd 0, or null when the child binds itself. */
   listenFd: number | null;
+  /** Run as this uid/gid (setpriv --reuid/--regid/--init-groups). */
+  identity?: { user: string; uid: number; gid: number } | null;
 }
 
 export interface ChildExit {
@@ -33,10 +35,12 @@ export class Child {
   exited: ChildExit | null = null;
   private readonly exitWaiters: Array<(e: ChildExit) => void> = [];
 
-  constructor(readonly backendId: string, spec: ChildSpec, private readonly log: Logger) {
+  constructor(readonly backendId: string, spec: ChildSpec, private readonly log: Logger, onStderrLine?: (line: string) => void) {
     // With setpriv (util-linux), the kernel kills the child when upfront dies, even by
     // SIGKILL (PR_SET_PDEATHSIG survives exec): no orphan keeps a socket busy.
-    const [command, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', spec.command, ...spec.args]] : [spec.command, spec.args];
+    if (spec.identity && !SETPRIV) throw new Error('--user needs setpriv (Debian package util-linux) to drop privileges');
+    const ids = spec.identity ? [`--reuid=${spec.identity.uid}`, `--regid=${spec.identity.gid}`, '--init-groups'] : [];
+    const [command, args] = SETPRIV ? [SETPRIV, [...ids, '--pdeathsig', 'KILL', '--', spec.command, ...spec.args]] : [spec.command, spec.args];
     this.process = spawn(command, args, {
       stdio: [spec.listenFd ?? 'ignore', 'pipe', 'pipe'],
       env: spec.env,
@@ -49,7 +53,10 @@ export class Child {
     for (const [stream, name] of [[this.process.stdout, 'stdout'], [this.process.stderr, 'stderr']] as const) {
       if (!stream) continue;
       const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
-      lines.on('line', (line) => this.log.info({ backend: backendId, pid, stream: name }, line));
+      lines.on('line', (line) => {
+        this.log.info({ backend: backendId, pid, stream: name }, line);
+        if (name === 'stderr' && onStderrLine) onStderrLine(line);
+      });
     }
     this.process.once('error', (err: NodeJS.ErrnoException) => {
       if (this.process.pid === undefined) this.finish({ code: null, signal: null, spawnError: err, uptimeMs: 0 });

@@ -10,6 +10,7 @@ import type { Pool } from '../pool/pool.js';
 import { Child, describeExit, resolveCommand } from './child.js';
 import { probeBackend } from './readiness.js';
 import { ListeningSocket } from './sockets.js';
+import { resolveIdentity, type Identity } from './identity.js';
 
 export type Switch = boolean | 'auto';
 
@@ -45,6 +46,21 @@ export interface SupervisorOptions {
   killTimeoutMs: number;
   restartBackoffMs: number;
   restartBackoffMaxMs: number;
+  /** Recycle a process after this many requests (+ up to maxRequestsJitter), as gunicorn / php-fpm. 0: never. */
+  maxRequests: number;
+  maxRequestsJitter: number;
+  /** Failures in a row after which a backend shows as down (it is still retried, at the longest backoff). */
+  downAfterFailures: number;
+  drainTimeoutMs: number;
+  /** Drop the children's privileges to this user (and group) when upfront runs as root. */
+  user?: string;
+  group?: string;
+}
+
+export interface SupervisorCounters {
+  recycles: number;
+  reloads: number;
+  scaleChanges: number;
 }
 
 /** Decides a backend's switches from the flags and its GET_VALUES answer. */
@@ -77,11 +93,19 @@ interface Slot {
   restartTimer: NodeJS.Timeout | null;
   /** Being removed (scale down): drained, then stopped, never restarted. */
   retiring?: boolean;
+  /** Requests after which this process is recycled (0: never). */
+  recycleAt: number;
+  recycling?: boolean;
+  /** The last lines the child wrote to stderr, for /stats when it keeps failing. */
+  stderrTail: string[];
+  lastExit: string | null;
 }
 
 export class Supervisor {
   private readonly slots: Slot[] = [];
   private nextIndex = 0;
+  readonly counters: SupervisorCounters = { recycles: 0, reloads: 0, scaleChanges: 0 };
+  private recycleTimer: NodeJS.Timeout | null = null;
   private sharedSocket: ListeningSocket | null = null;
   private sharedChildren: Array<{ index: number; child: Child | null; failuresInRow: number; timer: NodeJS.Timeout | null; ready: boolean }> = [];
   private stopping = false;
@@ -94,9 +118,14 @@ export class Supervisor {
   }
 
   /** Creates sockets and spawns every child; resolves once each is ready or has failed its first start. */
+  private identity: Identity | null = null;
+
   async start(): Promise<void> {
     if (!this.options.command.includes('{socket}')) resolveCommand(this.options.command, this.options.cwd);
+    if (this.options.user) this.identity = resolveIdentity(this.options.user, this.options.group);
     fs.mkdirSync(this.options.socketDir, { recursive: true, mode: 0o700 });
+    // A child that binds {socket} itself, as another user, must be able to create it there.
+    if (this.identity) fs.chownSync(this.options.socketDir, this.identity.uid, this.identity.gid);
     if (this.options.socketMode === 'shared') {
       await this.startShared();
       return;
@@ -104,6 +133,37 @@ export class Supervisor {
     const added: Slot[] = [];
     for (let i = 0; i < this.options.procs; i++) added.push(await this.addSlot());
     await Promise.all(added.map((s) => this.spawnSlot(s)));
+    if (this.options.maxRequests > 0) {
+      // Checked off the request path: a counter compare per backend, 10 times a second.
+      this.recycleTimer = setInterval(() => this.checkRecycle(), 100);
+      this.recycleTimer.unref();
+    }
+  }
+
+  private checkRecycle(): void {
+    for (const slot of this.slots) {
+      if (slot.retiring || slot.recycling || slot.recycleAt === 0 || slot.backend.state !== 'ready') continue;
+      if (slot.backend.counters.requests < slot.recycleAt) continue;
+      slot.recycling = true;
+      this.counters.recycles++;
+      this.log.info({ backend: slot.id, pid: slot.child?.pid, requests: slot.backend.counters.requests },
+        `backend ${slot.id} served ${slot.backend.counters.requests} requests (max-requests): recycling it`);
+      void this.replace(slot, this.options.drainTimeoutMs);
+    }
+  }
+
+  /** A new process takes over from `previous`: started first, then `previous` is drained and stopped. */
+  private async replace(previous: Slot, drainTimeoutMs: number): Promise<boolean> {
+    const fresh = await this.addSlot();
+    await this.spawnSlot(fresh);
+    if (fresh.backend.state === 'ready') {
+      await this.retire(previous, drainTimeoutMs);
+      return true;
+    }
+    this.log.error({ backend: fresh.id }, `new backend ${fresh.id} did not get ready; keeping ${previous.id}`);
+    previous.recycling = false;
+    await this.retire(fresh, 0);
+    return false;
   }
 
   private async addSlot(): Promise<Slot> {
@@ -112,7 +172,9 @@ export class Supervisor {
     const socketPath = path.join(this.options.socketDir, `${id}.sock`);
     const socket = this.ownsSocket ? await ListeningSocket.create(socketPath, this.options.backlog) : null;
     const backend = this.makeBackend(id, { path: socketPath }, index);
-    const slot: Slot = { id, backend, socket, socketPath, child: null, failuresInRow: 0, restartTimer: null };
+    const jitter = this.options.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.options.maxRequestsJitter + 1)) : 0;
+    const slot: Slot = { id, backend, socket, socketPath, child: null, failuresInRow: 0, restartTimer: null,
+      recycleAt: this.options.maxRequests > 0 ? this.options.maxRequests + jitter : 0, stderrTail: [], lastExit: null };
     this.slots.push(slot);
     this.pool.add(backend);
     return slot;
@@ -134,6 +196,7 @@ export class Supervisor {
     if (this.options.socketMode === 'shared') throw new Error('scale works with --socket per-process only so far');
     const from = this.procs;
     if (target === from) return { from, to: target };
+    this.counters.scaleChanges++;
     this.log.info({ from, to: target, reason }, `scaling from ${from} to ${target} process${target === 1 ? '' : 'es'} (${reason})`);
     if (target > from) {
       for (let i = from; i < target; i++) {
@@ -162,17 +225,10 @@ export class Supervisor {
     this.log.info({ procs: old.length, reason }, `reloading ${old.length} process${old.length === 1 ? '' : 'es'} (${reason})`);
     let replaced = 0;
     let failed = 0;
+    this.counters.reloads++;
     await Promise.all(old.map(async (previous) => {
-      const fresh = await this.addSlot();
-      await this.spawnSlot(fresh);
-      if (fresh.backend.state === 'ready') {
-        replaced++;
-        await this.retire(previous, drainTimeoutMs);
-      } else {
-        failed++;
-        this.log.error({ backend: fresh.id }, `reload: new backend ${fresh.id} did not get ready; keeping ${previous.id}`);
-        await this.retire(fresh, 0);
-      }
+      if (await this.replace(previous, drainTimeoutMs)) replaced++;
+      else failed++;
     }));
     this.log.info({ replaced, failed }, `reload done: ${replaced} replaced, ${failed} kept because their replacement failed`);
     return { replaced, failed };
@@ -222,16 +278,18 @@ export class Supervisor {
       env: { ...process.env, ...this.options.env, UPFRONT_SOCKET: socketPath },
       cwd: this.options.cwd,
       listenFd,
+      identity: this.identity,
     };
   }
 
   private async spawnSlot(slot: Slot): Promise<void> {
     if (this.stopping) return;
     if (!this.ownsSocket) { try { fs.unlinkSync(slot.socketPath); } catch { /* none */ } }
-    const child = new Child(slot.id, this.childSpec(slot.socketPath, slot.socket?.fd ?? null), this.log);
+    const child = new Child(slot.id, this.childSpec(slot.socketPath, slot.socket?.fd ?? null), this.log,
+      (line) => { slot.stderrTail.push(line); if (slot.stderrTail.length > 10) slot.stderrTail.shift(); });
     slot.child = child;
     slot.backend.pid = child.pid;
-    slot.backend.state = slot.backend.restarts > 0 ? 'restarting' : 'starting';
+    if (slot.backend.state !== 'down') slot.backend.state = slot.backend.restarts > 0 ? 'restarting' : 'starting';
     child.waitExit().then((exit) => this.onSlotExit(slot, child, exit));
     try {
       const result = await probeBackend({
@@ -246,6 +304,7 @@ export class Supervisor {
       slot.backend.applySwitches(switches);
       slot.backend.client.resume();
       slot.backend.state = 'ready';
+      slot.backend.downReason = null;
       this.log.info({
         backend: slot.id, pid: child.pid, address: slot.backend.addressText,
         multithreaded: switches.multithreaded, multiplexed: switches.multiplexed, slots: switches.slots,
@@ -275,6 +334,11 @@ export class Supervisor {
     slot.failuresInRow = ranLong ? 1 : slot.failuresInRow + 1;
     const delay = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMs * 2 ** (slot.failuresInRow - 1));
     backend.restarts++;
+    slot.lastExit = describeExit(exit);
+    if (slot.failuresInRow >= this.options.downAfterFailures) {
+      backend.state = 'down'; // still retried, but shown as down with why (see /stats lastExit, stderrTail)
+      backend.downReason = { lastExit: slot.lastExit, stderrTail: slot.stderrTail.slice() };
+    }
     this.log.error({ backend: slot.id, pid: child.pid, code: exit.code, signal: exit.signal, uptimeMs: exit.uptimeMs, restartInMs: delay, failuresInRow: slot.failuresInRow },
       `backend ${slot.id} (pid ${child.pid}) ${describeExit(exit)} after ${(exit.uptimeMs / 1000).toFixed(2)} s; restarting in ${delay} ms (failure ${slot.failuresInRow} in a row)`);
     slot.restartTimer = setTimeout(() => {
@@ -292,7 +356,7 @@ export class Supervisor {
     const backend = this.makeBackend('shared', { path: socketPath }, 0);
     backend.state = 'starting';
     this.pool.add(backend);
-    this.slots.push({ id: 'shared', backend, socket: this.sharedSocket, socketPath, child: null, failuresInRow: 0, restartTimer: null });
+    this.slots.push({ id: 'shared', backend, socket: this.sharedSocket, socketPath, child: null, failuresInRow: 0, restartTimer: null, recycleAt: 0, stderrTail: [], lastExit: null });
     for (let i = 0; i < this.options.procs; i++) this.sharedChildren.push({ index: i, child: null, failuresInRow: 0, timer: null, ready: false });
     await Promise.all(this.sharedChildren.map((c) => this.spawnShared(c)));
   }
@@ -376,6 +440,7 @@ export class Supervisor {
   /** SIGTERM every child, SIGKILL after the kill timeout, remove the sockets. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.recycleTimer) clearInterval(this.recycleTimer);
     const all: Child[] = [];
     for (const s of this.slots) {
       if (s.restartTimer) clearTimeout(s.restartTimer);
