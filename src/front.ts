@@ -6,6 +6,7 @@ import { AcceptQueueSampler, somaxconn } from './stats/acceptQueueSampler.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { parseAddress, type RunConfig } from './config/schema.js';
 import { FcgiClient, type FcgiAddress } from './fastcgi/client.js';
+import { HttpClient } from './http/httpClient.js';
 import { Backend } from './pool/backend.js';
 import { createPolicy } from './pool/policies/index.js';
 import { Pool } from './pool/pool.js';
@@ -57,6 +58,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
   };
   const startedAt = Date.now();
   const server = new FrontServer({
+    protocol: config.protocol,
     listen: config.listen,
     spoolMemoryBytes: 1024 * 1024,
     cgi: {
@@ -132,6 +134,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
         maxRequestsJitter: config['max-requests-jitter'],
         downAfterFailures: config['down-after-failures'],
         drainTimeoutMs: config['shutdown-grace'],
+        protocol: config.protocol,
         user: config.user,
         group: config.group,
       }, pool, log);
@@ -183,18 +186,20 @@ async function addUpstreams(config: RunConfig, pool: Pool, transport: TransportS
     if (typeof a === 'string') throw new Error(`upstream ${u}: ${a}`);
     const address: FcgiAddress = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
     const id = `u${i}`;
-    const client = new FcgiClient({
-      address, multiplexed: false, maxConns: 1, ...transport,
-      onAdapt: (what, why) => log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}`),
-    });
+    const client = config.protocol === 'http'
+      ? new HttpClient({ address, maxConns: 1, readTimeoutMs: transport.readTimeoutMs, connectTimeoutMs: transport.connectTimeoutMs, multiplexed: false, keepConn: true, pipelineDepth: 1 })
+      : new FcgiClient({
+        address, multiplexed: false, maxConns: 1, ...transport,
+        onAdapt: (what, why) => log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}`),
+      });
     const backend = new Backend(id, address, client, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, pool.backends.length);
     pool.add(backend);
     // An upstream is not ours to wait for forever: probe in the background, serve once it answers.
     probes.push((async () => {
       for (;;) {
         try {
-          const result = await probeBackend({ address, ownSocket: true, getValuesTimeoutMs: config['get-values-timeout'], deadline: Date.now() + config['start-timeout'], isAlive: () => true });
-          const s = decideSwitches(switches, result.values);
+          const result = await probeBackend({ address, ownSocket: true, getValuesTimeoutMs: config['get-values-timeout'], deadline: Date.now() + config['start-timeout'], isAlive: () => true, fastcgi: config.protocol === 'fastcgi' });
+          const s = decideSwitches(switches, result.values, config.protocol);
           backend.applySwitches(s);
           backend.state = 'ready';
           log.info({ backend: id, address: backend.addressText, multithreaded: s.multithreaded, multiplexed: s.multiplexed, slots: s.slots, source: s.source },

@@ -82,6 +82,7 @@ export const runSchema = z.object({
   listen: address.prefault('127.0.0.1:8080'),
   admin: adminAddress.prefault('127.0.0.1:8081'),
   procs: int(0, 1024).prefault(1),
+  protocol: z.enum(['fastcgi', 'http'], { message: 'expected fastcgi or http' }).prefault('fastcgi'),
   socket: z.enum(['per-process', 'shared'], { message: 'expected per-process or shared' }).prefault('per-process'),
   backlog: int(1, 65535).prefault(1024),
   multithreaded: switchValue.prefault('auto'),
@@ -161,6 +162,8 @@ export function validateRunConfig(input: Record<string, unknown>): RunConfig {
     if (typeof a === 'string') throw new ConfigError(`upstream: ${a}`);
   }
   if (c['pipeline-depth'] > 1 && c['keep-conn'] === false) c['pipeline-depth'] = 1;
+  if (c.protocol === 'http' && c.socket === 'shared') throw new ConfigError('socket: shared hands a socket to children as fd 0, which HTTP apps do not take; use per-process with --protocol http');
+  if (c.protocol === 'http' && (c.overflow === 'nginx' || c.overflow === 'retry')) throw new ConfigError(`overflow: ${c.overflow} reproduces nginx's FastCGI behaviour; with --protocol http use queue or shed`);
   const socketDir = c['socket-dir'] ?? path.join(os.tmpdir(), `upfront-${process.pid}`);
   return { ...c, 'document-root': path.resolve(c['document-root']), socketDir };
 }

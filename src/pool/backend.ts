@@ -1,6 +1,7 @@
 // One upstream: a spawned process (with its socket) or a remote address. Holds the
 // slots, the transport client and the counters the stats read.
 import { FcgiClient, describeAddress, type FcgiAddress } from '../fastcgi/client.js';
+import type { HttpClient } from '../http/httpClient.js';
 import { createHistogram } from '../stats/histogram.js';
 
 export type BackendState = 'starting' | 'ready' | 'busy' | 'down' | 'restarting' | 'draining';
@@ -49,7 +50,7 @@ export class Backend {
   /** Why it is down after failing to run K times in a row (null otherwise). */
   downReason: { lastExit: string; stderrTail: string[] } | null = null;
 
-  constructor(readonly id: string, readonly address: FcgiAddress, readonly client: FcgiClient,
+  constructor(readonly id: string, readonly address: FcgiAddress, readonly client: FcgiClient | HttpClient,
     switches: BackendSwitches, index: number) {
     this.switches = switches;
     this.index = index;

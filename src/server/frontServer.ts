@@ -8,9 +8,11 @@ import { BadRequestPath, CgiParamsBuilder, type CgiParamsOptions } from './cgiPa
 import { sendError } from './errorResponse.js';
 import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
 import { BodySpool } from './bodySpool.js';
+import { HttpProxyRequest } from './httpProxyRequest.js';
 import type { Readable } from 'node:stream';
 
 export interface FrontServerOptions {
+  protocol: 'fastcgi' | 'http';
   listen: ListenAddress;
   /** Chunked request bodies up to this size are spooled in memory, larger ones to a temp file. */
   spoolMemoryBytes: number;
@@ -48,6 +50,11 @@ export class FrontServer {
     if (this.draining) res.shouldKeepAlive = false;
     const te = req.headers['transfer-encoding'];
     const cl = req.headers['content-length'];
+    if (this.options.protocol === 'http') {
+      // HTTP backends take chunked bodies as they are: stream, no spooling, no CGI params.
+      new HttpProxyRequest(this.options.proxy, req, res, te !== undefined || (cl !== undefined && cl !== '0'), this.options.cgi.https).start();
+      return;
+    }
     if (cl === undefined && te !== undefined) {
       // Chunked: read it whole first (memory, then a temp file) so CONTENT_LENGTH can be sent.
       const spool = new BodySpool(req, this.options.spoolMemoryBytes);

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CgiHead } from '../fastcgi/cgiResponse.js';
 import type { FcgiRequest } from '../fastcgi/connection.js';
-import type { FcgiStartHandler } from '../fastcgi/client.js';
+import type { FcgiClient, FcgiStartHandler } from '../fastcgi/client.js';
 import type { FcgiError } from '../fastcgi/errors.js';
 import type { Backend } from '../pool/backend.js';
 import type { Acquirer, AcquireRefusal, Pool } from '../pool/pool.js';
@@ -67,7 +67,7 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
       this.backend = null;
       return;
     }
-    backend.client.dispatch({ params: this.params, hasBody: this.hasBody, pipelinable: this.pipelinable }, this);
+    (backend.client as FcgiClient).dispatch({ params: this.params, hasBody: this.hasBody, pipelinable: this.pipelinable }, this);
   }
 
   onRefused(reason: AcquireRefusal, detail: string): void {

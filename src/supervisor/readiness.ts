@@ -22,6 +22,8 @@ export interface ProbeOptions {
   getValuesTimeoutMs: number;
   deadline: number;
   isAlive(): boolean;
+  /** false: an HTTP backend; ready as soon as it accepts a connection (no GET_VALUES). */
+  fastcgi?: boolean;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -74,6 +76,10 @@ export async function probeBackend(opts: ProbeOptions): Promise<ProbeResult> {
       if (Date.now() > opts.deadline) throw new Error('its socket did not accept connections before the start timeout');
       await sleep(25);
       continue;
+    }
+    if (opts.fastcgi === false) {
+      socket.destroy();
+      return { values: null };
     }
     const outcome = await probeOnce(opts, socket);
     switch (outcome.kind) {

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { FcgiClient, type FcgiAddress } from '../fastcgi/client.js';
+import { HttpClient } from '../http/httpClient.js';
 import { Backend, type BackendSwitches } from '../pool/backend.js';
 import type { Pool } from '../pool/pool.js';
 import { Child, describeExit, resolveCommand } from './child.js';
@@ -52,6 +53,7 @@ export interface SupervisorOptions {
   /** Failures in a row after which a backend shows as down (it is still retried, at the longest backoff). */
   downAfterFailures: number;
   drainTimeoutMs: number;
+  protocol: 'fastcgi' | 'http';
   /** Drop the children's privileges to this user (and group) when upfront runs as root. */
   user?: string;
   group?: string;
@@ -64,7 +66,13 @@ export interface SupervisorCounters {
 }
 
 /** Decides a backend's switches from the flags and its GET_VALUES answer. */
-export function decideSwitches(settings: SwitchSettings, values: Map<string, string> | null): BackendSwitches {
+export function decideSwitches(settings: SwitchSettings, values: Map<string, string> | null, protocol: 'fastcgi' | 'http' = 'fastcgi'): BackendSwitches {
+  if (protocol === 'http') {
+    // HTTP/1.1 has no GET_VALUES: auto means an app that takes concurrent requests (gunicorn
+    // with its workers, a Node server); one request per connection, never multiplexed.
+    const multithreaded = settings.multithreaded === 'auto' ? true : settings.multithreaded;
+    return { multithreaded, multiplexed: false, slots: multithreaded ? settings.maxRequestsPerBackend ?? 8 : 1, source: settings.multithreaded === 'auto' ? 'http: auto is multithreaded' : 'flags' };
+  }
   const maxReqs = Number(values?.get('FCGI_MAX_REQS'));
   const maxConns = Number(values?.get('FCGI_MAX_CONNS'));
   const answered = values !== null && values.size > 0;
@@ -114,7 +122,8 @@ export class Supervisor {
 
   constructor(private readonly options: SupervisorOptions, private readonly pool: Pool, private readonly log: Logger) {
     this.argsHaveSocket = options.args.some((a) => a.includes('{socket}')) || options.command.includes('{socket}');
-    this.ownsSocket = !this.argsHaveSocket;
+    // HTTP apps bind UPFRONT_SOCKET (or {socket}) themselves; FastCGI apps get it as fd 0.
+    this.ownsSocket = !this.argsHaveSocket && options.protocol === 'fastcgi';
   }
 
   /** Creates sockets and spawns every child; resolves once each is ready or has failed its first start. */
@@ -255,6 +264,10 @@ export class Supervisor {
 
   private makeBackend(id: string, address: FcgiAddress, index: number): Backend {
     const t = this.options.transport;
+    if (this.options.protocol === 'http') {
+      const http = new HttpClient({ address, maxConns: 1, readTimeoutMs: t.readTimeoutMs, connectTimeoutMs: t.connectTimeoutMs, multiplexed: false, keepConn: true, pipelineDepth: 1 });
+      return new Backend(id, address, http, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, index);
+    }
     const client = new FcgiClient({
       address,
       multiplexed: false,
@@ -298,9 +311,10 @@ export class Supervisor {
         getValuesTimeoutMs: this.options.getValuesTimeoutMs,
         deadline: Date.now() + this.options.startTimeoutMs,
         isAlive: () => child.exited === null,
+        fastcgi: this.options.protocol === 'fastcgi',
       });
       if (child.exited || this.stopping || slot.retiring) return;
-      const switches = decideSwitches(this.options.switches, result.values);
+      const switches = decideSwitches(this.options.switches, result.values, this.options.protocol);
       slot.backend.applySwitches(switches);
       slot.backend.client.resume();
       slot.backend.state = 'ready';
