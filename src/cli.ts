@@ -29,7 +29,12 @@ program.command('run')
   .option('-c, --config <file>', 'YAML or JSON config file; flags override it')
   .option('--listen <addr>', 'public listener, HOST:PORT or unix:PATH (default 127.0.0.1:8080)')
   .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH, or "off" (default 127.0.0.1:8081)')
-  .option('-n, --procs <n>', 'backend processes to spawn from COMMAND (default 1)')
+  .option('-n, --procs <n>', 'backend processes to spawn from COMMAND, or MIN:MAX to autoscale (default 1)')
+  .option('--scale-up-after <ms>', 'autoscale: add a process when the queue was non-empty this long (default 1000)')
+  .option('--scale-down-after <ms>', 'autoscale: remove a process idle this long (default 30000)')
+  .option('--kill-stuck <bool>', 'kill a process whose request exceeded --read-timeout; it is restarted (default false)')
+  .option('--max-rss <mb>', 'recycle a process whose resident memory exceeds this (default 0: never)')
+  .option('--socket-fd <how>', '0 (FCGI_LISTENSOCK_FILENO, default) or systemd (fd 3, LISTEN_FDS=1, LISTEN_PID)')
   .option('--protocol <p>', 'fastcgi (default) or http: HTTP/1.1 to apps that bind UPFRONT_SOCKET or {socket} themselves (gunicorn, uvicorn, Node)')
   .addOption(new Option('--socket <mode>', 'per-process: a unix socket per child; shared: one socket for all as fd 0 (spawn-fcgi -F N) (default per-process)'))
   .option('--backlog <n>', 'listen backlog of the sockets upfront creates (default 1024, as spawn-fcgi)')
@@ -94,6 +99,7 @@ program.command('run')
     // As gunicorn: SIGTTIN adds a process, SIGTTOU removes one (drained first).
     const step = (delta: number, sig: string) => () => {
       const current = front.supervisor?.procs ?? 0;
+      if (current + delta < 1) return;
       front.scale(current + delta, sig).catch((err: Error) => log.warn({ signal: sig }, `${sig}: ${err.message}`));
     };
     process.on('SIGHUP', () => {

@@ -13,6 +13,7 @@ import { Pool } from './pool/pool.js';
 import { FrontServer } from './server/frontServer.js';
 import { probeBackend } from './supervisor/readiness.js';
 import { resolveCommand } from './supervisor/child.js';
+import { Autoscaler } from './supervisor/autoscaler.js';
 import { Supervisor, decideSwitches, type TransportSettings } from './supervisor/supervisor.js';
 
 export const SERVER_SOFTWARE = 'upfront/0.1';
@@ -72,11 +73,13 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
     proxy: {
       pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
       serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
+      onStuck: config['kill-stuck'] ? (backendId: string) => supervisor?.killStuck(backendId) : undefined,
     },
   }, log);
 
   let supervisor: Supervisor | null = null;
   let admin: AdminServer | null = null;
+  let autoscaler: Autoscaler | null = null;
   const scale = async (procs: number, reason: string) => {
     if (!supervisor) throw new Error('no spawned backends to scale (this upfront only has --upstream backends)');
     if (!Number.isInteger(procs) || procs < 1 || procs > 1024) throw new Error(`procs: expected a whole number from 1 to 1024, got ${JSON.stringify(procs)}`);
@@ -135,10 +138,16 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
         downAfterFailures: config['down-after-failures'],
         drainTimeoutMs: config['shutdown-grace'],
         protocol: config.protocol,
+        maxRssMb: config['max-rss'],
+        socketFd: config['socket-fd'],
         user: config.user,
         group: config.group,
       }, pool, log);
       await supervisor.start();
+      if (config.maxProcs > config.procs) {
+        autoscaler = new Autoscaler(supervisor, pool, { min: config.procs, max: config.maxProcs, scaleUpAfterMs: config['scale-up-after'], scaleDownAfterMs: config['scale-down-after'], drainTimeoutMs: config['shutdown-grace'] }, log);
+        autoscaler.start();
+      }
     }
     sampler.start();
     log.info({ listen: address, procs: config.procs, socket: config.socket, upstreams: config.upstream }, `upfront listening on ${address}`);
@@ -156,6 +165,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
           pool.rejectQueued();
         }
         pool.close();
+        autoscaler?.stop();
         if (supervisor) await supervisor.stop();
         for (const b of pool.backends) b.client.close(true);
         server.destroyAll();

@@ -65,3 +65,49 @@ describe('process management', () => {
     await expect(startTestFront({ procs: 1, user: 'no-such-user-here', command: ['python3', PY_HELLO] })).rejects.toThrow(/--user no-such-user-here: no such user/);
   });
 });
+
+describe('more process management', () => {
+  it('--kill-stuck: a request past read-timeout gets 504 and its process is killed and restarted', async () => {
+    front = await startTestFront({ procs: 1, 'read-timeout': 300, 'kill-stuck': true, command: [process.execPath, FAULT, 'silent'] });
+    const f = front;
+    const pid = f.pool.backends[0].pid!;
+    expect((await request(`${f.url}/stuck`)).status).toBe(504);
+    await f.log.waitFor((l) => /exceeded read-timeout; killing it \(--kill-stuck\)/.test(l.msg), 'about killing the stuck process');
+    await waitUntil(() => f.pool.backends[0].pid !== pid && f.pool.backends[0].state === 'ready', 'a new process is ready');
+    expect(f.pool.backends[0].restarts).toBe(1);
+  });
+
+  it('--max-rss recycles a process that uses more memory', async () => {
+    front = await startTestFront({ procs: 1, 'max-rss': 1, command: ['python3', PY_HELLO] });
+    const f = front;
+    const line = await f.log.waitFor((l) => /MB of memory \(max-rss 1 MB\): recycling it/.test(l.msg), 'about max-rss', 10_000);
+    expect(line.backend).toBe('b0');
+    await waitUntil(async () => (await getStats(f)).processes.recycles >= 1, 'a recycle is counted');
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+  });
+
+  it('--socket-fd systemd: the socket on fd 3 with LISTEN_FDS=1 and LISTEN_PID = the app\'s pid', async () => {
+    front = await startTestFront({ procs: 1, 'socket-fd': 'systemd', command: [process.execPath, FAULT, 'whoami'] });
+    const info = JSON.parse((await request(`${front.url}/x`)).body.toString());
+    expect(info.LISTEN_FDS).toBe('1');
+    expect(info.LISTEN_PID).toBe(String(info.pid));
+    expect(info.pid).toBe(front.pool.backends[0].pid);
+  });
+
+  it('--procs 1:3 autoscales up while requests queue and back down when idle, logging why', async () => {
+    front = await startTestFront({ procs: '1:3', 'scale-up-after': 200, 'scale-down-after': 600, command: ['python3', PY_HELLO] });
+    const f = front;
+    let running = true;
+    const statuses: number[] = [];
+    const loops = Array.from({ length: 12 }, async () => { while (running) statuses.push((await request(`${f.url}/sleep/20`)).status); });
+    await waitUntil(() => f.pool.backends.filter((b) => b.state === 'ready').length === 3, 'three ready backends', 20_000);
+    running = false;
+    await Promise.all(loops);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    const up = await f.log.waitFor((l) => /scaling from 1 to 2 .*autoscale: the queue was not empty for 200 ms/.test(l.msg), 'about scaling up');
+    expect(up.reason).toMatch(/^autoscale:/);
+    await waitUntil(() => f.pool.backends.length === 1, 'back to one backend', 20_000);
+    await f.log.waitFor((l) => /autoscale: backend b\d+ was idle for 600 ms/.test(l.msg), 'about scaling down');
+    expect((await getStats(f)).processes.scaleChanges).toBeGreaterThanOrEqual(4);
+  });
+});

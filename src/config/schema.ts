@@ -81,7 +81,22 @@ const stringList = z.union([z.string(), z.array(z.string())]).transform((v) => (
 export const runSchema = z.object({
   listen: address.prefault('127.0.0.1:8080'),
   admin: adminAddress.prefault('127.0.0.1:8081'),
-  procs: int(0, 1024).prefault(1),
+  // N, or MIN:MAX to autoscale between them.
+  procs: z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const m = /^\s*(\d+)\s*(?::\s*(\d+)\s*)?$/.exec(String(v));
+    const min = m ? Number(m[1]) : NaN;
+    const max = m && m[2] !== undefined ? Number(m[2]) : min;
+    if (!m || min > 1024 || max > 1024 || max < min || (m[2] !== undefined && min < 1)) {
+      ctx.addIssue({ code: 'custom', message: `expected a whole number from 0 to 1024, or MIN:MAX (1 ≤ MIN ≤ MAX ≤ 1024), got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return { min, max };
+  }).prefault(1),
+  'scale-up-after': duration.prefault(1000),
+  'scale-down-after': duration.prefault(30_000),
+  'kill-stuck': bool.prefault(false),
+  'max-rss': int(0, 1_000_000).prefault(0),
+  'socket-fd': z.enum(['0', 'systemd'], { message: 'expected 0 or systemd' }).prefault('0'),
   protocol: z.enum(['fastcgi', 'http'], { message: 'expected fastcgi or http' }).prefault('fastcgi'),
   socket: z.enum(['per-process', 'shared'], { message: 'expected per-process or shared' }).prefault('per-process'),
   backlog: int(1, 65535).prefault(1024),
@@ -138,8 +153,12 @@ export const runSchema = z.object({
 export type RunConfigInput = z.input<typeof runSchema>;
 export type RunConfigParsed = z.output<typeof runSchema>;
 
-export interface RunConfig extends RunConfigParsed {
+export interface RunConfig extends Omit<RunConfigParsed, 'procs'> {
   socketDir: string;
+  /** Processes at start (the MIN of MIN:MAX). */
+  procs: number;
+  /** Autoscale ceiling (= procs when not autoscaling). */
+  maxProcs: number;
 }
 
 export class ConfigError extends Error {}
@@ -153,7 +172,8 @@ export function validateRunConfig(input: Record<string, unknown>): RunConfig {
     if (issue.code === 'unrecognized_keys') message = `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
     throw new ConfigError(`${where}: ${message}`);
   }
-  const c = result.data;
+  const parsed = result.data;
+  const c = { ...parsed, procs: parsed.procs.min, maxProcs: parsed.procs.max };
   if (c.procs > 0 && c.command.length === 0) throw new ConfigError('command: --procs needs a backend command after "--" (or set command: in the config file), or use --upstream');
   if (c.procs === 0 && c.upstream.length === 0) throw new ConfigError('procs: 0 processes and no --upstream: nothing to serve');
   if (c.command.length > 0 && c.procs === 0) throw new ConfigError('procs: a command was given but --procs is 0');

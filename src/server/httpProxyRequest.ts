@@ -128,6 +128,7 @@ export class HttpProxyRequest implements Acquirer {
       return;
     }
     const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') this.ctx.onStuck?.(backend.id);
     this.ctx.log.error({ backend: backend.id, pid: backend.pid, code },
       `${err.message} (${code}) while ${isConnect ? 'connecting to' : 'talking to'} upstream, request: "${this.req.method} ${this.req.url}", upstream: "http://${backend.addressText}"`);
     sendError(this.res, timeout ? 504 : 502, timeout ? 'the backend did not answer in time (read-timeout)' : `the backend failed (${code})`);

@@ -22,6 +22,8 @@ export interface ProxyContext {
   /** Add `Server-Timing: queue;dur=, connect;dur=, backend;dur=` to responses. */
   serverTiming: boolean;
   slowRequestMs: number;
+  /** --kill-stuck: called when a request to this backend exceeded the read timeout. */
+  onStuck?(backendId: string): void;
 }
 
 const REFUSAL_EXTRA_TRIES = 4;
@@ -157,6 +159,7 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
       this.res.destroy(); // the response is cut: the client must not take it for complete
       return;
     }
+    if (err.kind === 'timeout') this.ctx.onStuck?.(backend.id);
     const status = err.kind === 'timeout' ? 504 : err.kind === 'overloaded' ? 503 : 502;
     sendError(this.res, status, clientReason(err), err.kind === 'overloaded' ? this.ctx.queueRetryAfterSec : undefined);
   }

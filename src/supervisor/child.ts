@@ -19,6 +19,8 @@ export interface ChildSpec {
   listenFd: number | null;
   /** Run as this uid/gid (setpriv --reuid/--regid/--init-groups). */
   identity?: { user: string; uid: number; gid: number } | null;
+  /** systemd-style socket passing: the socket as fd 3, LISTEN_FDS=1, LISTEN_PID = the child's pid. */
+  systemd?: boolean;
 }
 
 export interface ChildExit {
@@ -40,9 +42,17 @@ export class Child {
     // SIGKILL (PR_SET_PDEATHSIG survives exec): no orphan keeps a socket busy.
     if (spec.identity && !SETPRIV) throw new Error('--user needs setpriv (Debian package util-linux) to drop privileges');
     const ids = spec.identity ? [`--reuid=${spec.identity.uid}`, `--regid=${spec.identity.gid}`, '--init-groups'] : [];
-    const [command, args] = SETPRIV ? [SETPRIV, [...ids, '--pdeathsig', 'KILL', '--', spec.command, ...spec.args]] : [spec.command, spec.args];
+    // LISTEN_PID must be the app's own pid, known only after fork: a shell sets it and execs the app
+    // (setpriv and sh both exec, so the pid stays the one we spawned).
+    const target = spec.systemd
+      ? ['/bin/sh', '-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', spec.command, ...spec.args]
+      : [spec.command, ...spec.args];
+    const [command, args] = SETPRIV ? [SETPRIV, [...ids, '--pdeathsig', 'KILL', '--', ...target]] : [target[0], target.slice(1)];
+    const stdio: Array<number | 'ignore' | 'pipe'> = spec.systemd
+      ? ['ignore', 'pipe', 'pipe', spec.listenFd ?? 'ignore']
+      : [spec.listenFd ?? 'ignore', 'pipe', 'pipe'];
     this.process = spawn(command, args, {
-      stdio: [spec.listenFd ?? 'ignore', 'pipe', 'pipe'],
+      stdio,
       env: spec.env,
       cwd: spec.cwd,
       // Its own process group: a terminal's Ctrl-C reaches the front only, which then

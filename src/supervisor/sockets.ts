@@ -34,7 +34,12 @@ export class ListeningSocket {
     return new ListeningSocket(socketPath, fd, backlog);
   }
 
+  private closed = false;
+
+  /** Idempotent: closing an fd twice would close whatever libuv opened under that number since. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     closeFd(this.fd);
     try { fs.unlinkSync(this.path); } catch { /* already gone */ }
   }

@@ -13,6 +13,16 @@ import { probeBackend } from './readiness.js';
 import { ListeningSocket } from './sockets.js';
 import { resolveIdentity, type Identity } from './identity.js';
 
+/** Resident memory of a process in MB (VmRSS), or null when it is gone. */
+function readRssMb(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
 export type Switch = boolean | 'auto';
 
 export interface SwitchSettings {
@@ -54,6 +64,10 @@ export interface SupervisorOptions {
   downAfterFailures: number;
   drainTimeoutMs: number;
   protocol: 'fastcgi' | 'http';
+  /** Recycle a process whose resident memory exceeds this many MB (0: never). */
+  maxRssMb: number;
+  /** '0': the socket as fd 0 (FCGI_LISTENSOCK_FILENO); 'systemd': as fd 3 with LISTEN_FDS=1, LISTEN_PID. */
+  socketFd: '0' | 'systemd';
   /** Drop the children's privileges to this user (and group) when upfront runs as root. */
   user?: string;
   group?: string;
@@ -142,27 +156,60 @@ export class Supervisor {
     const added: Slot[] = [];
     for (let i = 0; i < this.options.procs; i++) added.push(await this.addSlot());
     await Promise.all(added.map((s) => this.spawnSlot(s)));
-    if (this.options.maxRequests > 0) {
+    if (this.options.maxRequests > 0 || this.options.maxRssMb > 0) {
       // Checked off the request path: a counter compare per backend, 10 times a second.
       this.recycleTimer = setInterval(() => this.checkRecycle(), 100);
       this.recycleTimer.unref();
     }
   }
 
+  private rssTick = 0;
+
   private checkRecycle(): void {
+    const checkRss = this.options.maxRssMb > 0 && ++this.rssTick % 10 === 0; // once a second
     for (const slot of this.slots) {
-      if (slot.retiring || slot.recycling || slot.recycleAt === 0 || slot.backend.state !== 'ready') continue;
-      if (slot.backend.counters.requests < slot.recycleAt) continue;
+      if (slot.retiring || slot.recycling || slot.backend.state !== 'ready') continue;
+      let why: string | null = null;
+      if (slot.recycleAt > 0 && slot.backend.counters.requests >= slot.recycleAt) {
+        why = `served ${slot.backend.counters.requests} requests (max-requests)`;
+      } else if (checkRss && slot.child?.pid) {
+        const rssMb = readRssMb(slot.child.pid);
+        if (rssMb !== null && rssMb > this.options.maxRssMb) why = `uses ${rssMb.toFixed(0)} MB of memory (max-rss ${this.options.maxRssMb} MB)`;
+      }
+      if (!why) continue;
       slot.recycling = true;
       this.counters.recycles++;
-      this.log.info({ backend: slot.id, pid: slot.child?.pid, requests: slot.backend.counters.requests },
-        `backend ${slot.id} served ${slot.backend.counters.requests} requests (max-requests): recycling it`);
+      this.log.info({ backend: slot.id, pid: slot.child?.pid, requests: slot.backend.counters.requests }, `backend ${slot.id} ${why}: recycling it`);
       void this.replace(slot, this.options.drainTimeoutMs);
     }
   }
 
+  /**
+   * --kill-stuck: a request exceeded the read timeout; kill the process that holds it
+   * (uWSGI's harakiri, php-fpm's request_terminate_timeout). It is restarted as after a crash.
+   */
+  killStuck(backendId: string): void {
+    const slot = this.slots.find((s) => s.id === backendId);
+    const child = slot?.child;
+    if (!slot || !child || child.exited || slot.retiring) return;
+    this.log.error({ backend: slot.id, pid: child.pid }, `backend ${slot.id} (pid ${child.pid}): a request exceeded read-timeout; killing it (--kill-stuck)`);
+    child.signal('SIGKILL');
+  }
+
   /** A new process takes over from `previous`: started first, then `previous` is drained and stopped. */
   private async replace(previous: Slot, drainTimeoutMs: number): Promise<boolean> {
+    try {
+      return await this.replaceUnguarded(previous, drainTimeoutMs);
+    } catch (err) {
+      // Stopping while a replacement starts (socket dir gone...) is not worth a crash.
+      if (!this.stopping) this.log.error({ backend: previous.id }, `could not replace backend ${previous.id}: ${(err as Error).message}`);
+      previous.recycling = false;
+      return false;
+    }
+  }
+
+  private async replaceUnguarded(previous: Slot, drainTimeoutMs: number): Promise<boolean> {
+    if (this.stopping) return false;
     const fresh = await this.addSlot();
     await this.spawnSlot(fresh);
     if (fresh.backend.state === 'ready') {
@@ -210,14 +257,16 @@ export class Supervisor {
     if (target > from) {
       for (let i = from; i < target; i++) {
         const slot = await this.addSlot();
-        void this.spawnSlot(slot);
+        this.spawnSlot(slot).catch((err: Error) => this.log.error({ backend: slot.id }, `could not start backend ${slot.id}: ${err.message}`));
       }
     } else {
       // Retire the least busy, newest first: their queues are the shortest to drain.
       const victims = this.slots.filter((s) => !s.retiring)
         .sort((a, b) => a.backend.inflight - b.backend.inflight || b.backend.index - a.backend.index)
         .slice(0, from - target);
-      for (const slot of victims) void this.retire(slot, drainTimeoutMs);
+      for (const slot of victims) {
+        this.retire(slot, drainTimeoutMs).catch((err: Error) => this.log.error({ backend: slot.id }, `could not stop backend ${slot.id}: ${err.message}`));
+      }
     }
     return { from, to: target };
   }
@@ -285,10 +334,12 @@ export class Supervisor {
 
   private childSpec(socketPath: string, listenFd: number | null) {
     const sub = (s: string) => s.split('{socket}').join(socketPath);
+    const systemd = this.options.socketFd === 'systemd' && listenFd !== null;
     return {
       command: sub(this.options.command),
       args: this.options.args.map(sub),
-      env: { ...process.env, ...this.options.env, UPFRONT_SOCKET: socketPath },
+      env: { ...process.env, ...this.options.env, UPFRONT_SOCKET: socketPath, ...(systemd ? { LISTEN_FDS: '1', LISTEN_FDNAMES: 'upfront' } : {}) },
+      systemd,
       cwd: this.options.cwd,
       listenFd,
       identity: this.identity,
