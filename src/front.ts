@@ -73,6 +73,7 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
     proxy: {
       pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
       serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
+      forwarded: config.forwarded,
       onStuck: config['kill-stuck'] ? (backendId: string) => supervisor?.killStuck(backendId) : undefined,
     },
   }, log);

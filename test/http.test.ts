@@ -13,7 +13,7 @@ if (process.env.CI && !hasGunicorn) throw new Error('python3-gunicorn is not ins
 
 describe('the Node HTTP app behind --protocol http', () => {
   let front: TestFront;
-  beforeAll(async () => { front = await startTestFront({ procs: 2, protocol: 'http', 'max-requests-per-backend': 4, command: [process.execPath, NODE_APP] }); });
+  beforeAll(async () => { front = await startTestFront({ procs: 2, protocol: 'http', forwarded: true, 'max-requests-per-backend': 4, command: [process.execPath, NODE_APP] }); });
   afterAll(async () => { await front?.stop(); });
 
   it('serves /Hello/100, drops hop-by-hop headers both ways, sets X-Forwarded-*', async () => {
@@ -26,6 +26,7 @@ describe('the Node HTTP app behind --protocol http', () => {
     expect(seen['x-forwarded-proto']).toBe('http');
     expect(seen['x-forwarded-host']).toBe(new URL(front.url).host);
     expect(seen['x-kept']).toBe('yes');
+    expect(seen.forwarded).toBe(`for=127.0.0.1;proto=http;host="${new URL(front.url).host}"`);
     expect(seen['x-secret']).toBeUndefined();
     expect(seen['keep-alive']).toBeUndefined();
     expect(h.headers['x-hop']).toBe('kept');
@@ -54,6 +55,10 @@ describe('the Node HTTP app behind --protocol http', () => {
     }
     const total = stats.pools[0].backends.reduce((a: number, b: any) => a + b.responses['2xx'], 0);
     expect(total).toBeGreaterThanOrEqual(200);
+    // The apps themselves count the connections they accepted: kept alive, at most one per
+    // slot, plus the readiness probe's.
+    const counted = await Promise.all(Array.from({ length: 10 }, () => request(`${front.url}/connections`)));
+    for (const c of counted) expect(Number(c.body.toString())).toBeLessThanOrEqual(4 + 1);
   });
 });
 

@@ -95,6 +95,7 @@ export const runSchema = z.object({
   'scale-up-after': duration.prefault(1000),
   'scale-down-after': duration.prefault(30_000),
   'kill-stuck': bool.prefault(false),
+  forwarded: bool.prefault(false),
   'max-rss': int(0, 1_000_000).prefault(0),
   'socket-fd': z.enum(['0', 'systemd'], { message: 'expected 0 or systemd' }).prefault('0'),
   protocol: z.enum(['fastcgi', 'http'], { message: 'expected fastcgi or http' }).prefault('fastcgi'),

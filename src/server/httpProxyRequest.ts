@@ -2,7 +2,7 @@
 // headers removed, X-Forwarded-* set, bodies streamed both ways with
 // backpressure, errors mapped to 502/504 as with FastCGI.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { HttpClient } from '../http/httpClient.js';
 import type { Backend } from '../pool/backend.js';
 import type { Acquirer, AcquireRefusal } from '../pool/pool.js';
@@ -14,14 +14,16 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EAGAIN', 'EACCES', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET']);
 
 /** Request headers for the backend: hop-by-hop ones dropped (and those named in Connection). */
-export function forwardHeaders(req: IncomingMessage, https: boolean): string[] {
+export function forwardHeaders(req: IncomingMessage, https: boolean, forwarded = false): string[] {
   const raw = req.rawHeaders;
   const connection = req.headers.connection;
   const named = connection ? new Set(connection.toLowerCase().split(',').map((s) => s.trim())) : null;
   const out: string[] = [];
   let xff: string | null = null;
+  let prior: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i].toLowerCase();
+    if (forwarded && lower === 'forwarded') { prior = prior ? `${prior}, ${raw[i + 1]}` : raw[i + 1]; continue; }
     if (HOP_BY_HOP.has(lower) || (named && named.has(lower))) continue;
     if (lower === 'x-forwarded-for') { xff = xff ? `${xff}, ${raw[i + 1]}` : raw[i + 1]; continue; }
     if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue; // ours replace the client's
@@ -31,13 +33,21 @@ export function forwardHeaders(req: IncomingMessage, https: boolean): string[] {
   out.push('X-Forwarded-For', xff ? `${xff}, ${remote}` : remote);
   out.push('X-Forwarded-Proto', https ? 'https' : 'http');
   if (req.headers.host) out.push('X-Forwarded-Host', req.headers.host);
+  if (forwarded) {
+    // RFC 7239; IPv6 addresses are quoted and bracketed.
+    const forId = remote.includes(':') ? `"[${remote}]"` : remote;
+    const host = req.headers.host ? `;host="${req.headers.host.replace(/["\\]/g, '')}"` : '';
+    const element = `for=${forId};proto=${https ? 'https' : 'http'}${host}`;
+    out.push('Forwarded', prior ? `${prior}, ${element}` : element);
+  }
   return out;
 }
 
 export class HttpProxyRequest implements Acquirer {
   private backend: Backend | null = null;
   private waiter: Waiter | null = null;
-  private readonly abort = new AbortController();
+  /** The response body from the backend, once the head arrived (destroyed when the client leaves). */
+  private body: Readable | null = null;
   private clientGone = false;
   private attempts = 0;
   private bodyTouched = false;
@@ -49,7 +59,8 @@ export class HttpProxyRequest implements Acquirer {
       if (res.writableFinished) return;
       this.clientGone = true;
       if (this.waiter) { ctx.pool.cancel(this.waiter); this.waiter = null; }
-      this.abort.abort();
+      // No AbortController per request (measurably costly): a response still to come is dropped on arrival.
+      this.body?.destroy();
     });
   }
 
@@ -74,14 +85,19 @@ export class HttpProxyRequest implements Acquirer {
     client.undici.request({
       method: (this.req.method ?? 'GET') as 'GET',
       path: this.req.url ?? '/',
-      headers: forwardHeaders(this.req, this.https),
+      headers: forwardHeaders(this.req, this.https, this.ctx.forwarded),
       body: this.hasBody ? (this.req as Readable) : null,
-      signal: this.abort.signal,
     }).then(({ statusCode, headers, body }) => this.onResponse(backend, statusCode, headers, body),
       (err: NodeJS.ErrnoException) => this.onFailure(backend, err));
   }
 
   private onResponse(backend: Backend, status: number, headers: Record<string, string | string[] | undefined>, body: Readable): void {
+    if (this.clientGone) {
+      body.destroy();
+      this.release();
+      return;
+    }
+    this.body = body;
     const counters = backend.counters.responses;
     if (status < 200) counters['1xx']++; else if (status < 300) counters['2xx']++; else if (status < 400) counters['3xx']++; else if (status < 500) counters['4xx']++; else counters['5xx']++;
     const named = typeof headers.connection === 'string' ? new Set(headers.connection.toLowerCase().split(',').map((s) => s.trim())) : null;
@@ -100,7 +116,10 @@ export class HttpProxyRequest implements Acquirer {
       this.release();
       return;
     }
-    pipeline(body, this.res, (err) => {
+    let done = false;
+    const finish = (err: Error | null) => {
+      if (done) return;
+      done = true;
       if (!err) {
         const us = (performance.now() - this.tGranted.t) * 1000;
         backend.latency.recordValue(us < 1 ? 1 : us);
@@ -109,9 +128,14 @@ export class HttpProxyRequest implements Acquirer {
         backend.counters.failures.body = (backend.counters.failures.body ?? 0) + 1;
         this.ctx.log.error({ backend: backend.id, pid: backend.pid, code: (err as NodeJS.ErrnoException).code },
           `${err.message} while reading upstream, request: "${this.req.method} ${this.req.url}", upstream: "http://${backend.addressText}"`);
+        this.res.destroy(); // cut: the client must not take it for complete
       }
       this.release();
-    });
+    };
+    body.pipe(this.res);
+    body.once('end', () => finish(null));
+    body.once('error', (err) => finish(err));
+    body.once('close', () => { if (!body.readableEnded) finish(this.clientGone ? null : new Error('the backend response ended early')); });
   }
 
   private onFailure(backend: Backend, err: NodeJS.ErrnoException): void {

@@ -22,6 +22,8 @@ export interface ProxyContext {
   /** Add `Server-Timing: queue;dur=, connect;dur=, backend;dur=` to responses. */
   serverTiming: boolean;
   slowRequestMs: number;
+  /** --protocol http: also send an RFC 7239 Forwarded header. */
+  forwarded?: boolean;
   /** --kill-stuck: called when a request to this backend exceeded the read timeout. */
   onStuck?(backendId: string): void;
 }
