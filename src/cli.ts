@@ -67,17 +67,21 @@ program.command('run')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent (default info)')
   .argument('[command...]', 'the backend command and its arguments ({socket} is replaced by a socket path the child binds itself)')
   .action(async (command: string[], flags: Record<string, unknown>, cmd: Command) => {
-    let raw: Record<string, unknown> = {};
-    if (flags.config) raw = loadConfigFile(String(flags.config));
-    for (const [key, value] of Object.entries(flags)) {
-      if (key === 'config' || value === undefined) continue;
-      if (cmd.getOptionValueSource(key) !== 'cli') continue;
-      raw[kebab(key)] = value;
-    }
-    if (command.length) raw.command = command;
-    const config = validateRunConfig(raw);
+    const readConfig = () => {
+      let raw: Record<string, unknown> = {};
+      if (flags.config) raw = loadConfigFile(String(flags.config));
+      for (const [key, value] of Object.entries(flags)) {
+        if (key === 'config' || value === undefined) continue;
+        if (cmd.getOptionValueSource(key) !== 'cli') continue;
+        raw[kebab(key)] = value;
+      }
+      if (command.length) raw.command = command;
+      return validateRunConfig(raw);
+    };
+    const config = readConfig();
     const log = createLogger(config['log-level']);
-    const front = await startFront(config, log);
+    // A reload re-reads the config file, so a changed command line takes effect.
+    const front = await startFront(config, log, { reloadConfig: readConfig });
     const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;
     if (process.stdout.isTTY || config['log-level'] !== 'silent') {
       process.stderr.write(`upfront: serving on ${base} (${config.procs} process${config.procs === 1 ? '' : 'es'}${config.upstream.length ? ` + ${config.upstream.length} upstream(s)` : ''}); try:\n`

@@ -33,7 +33,12 @@ export interface Front {
   reload(reason: string): Promise<{ replaced: number; failed: number }>;
 }
 
-export async function startFront(config: RunConfig, log: Logger): Promise<Front> {
+export interface FrontHooks {
+  /** Re-reads the config (file + flags) for a reload; the new command line applies to the new processes. */
+  reloadConfig?(): RunConfig;
+}
+
+export async function startFront(config: RunConfig, log: Logger, hooks: FrontHooks = {}): Promise<Front> {
   const pool = new Pool({
     name: 'app',
     policy: createPolicy(config.policy),
@@ -88,6 +93,18 @@ export async function startFront(config: RunConfig, log: Logger): Promise<Front>
   };
   const reload = async (reason: string) => {
     if (!supervisor) throw new Error('no spawned backends to reload (this upfront only has --upstream backends)');
+    if (hooks.reloadConfig) {
+      try {
+        const fresh = hooks.reloadConfig();
+        const changed = fresh.command.join(' ') !== config.command.join(' ');
+        supervisor.setCommand(fresh.command[0], fresh.command.slice(1), fresh.env, fresh.cwd ?? process.cwd());
+        if (changed) log.info({ command: fresh.command }, `reload: new command line ${fresh.command.join(' ')}`);
+        config.command = fresh.command;
+      } catch (err) {
+        log.error({ reason }, `reload refused: ${(err as Error).message}; the running processes stay`);
+        throw err;
+      }
+    }
     return supervisor.reload(reason, config['shutdown-grace']);
   };
   const sampler = new AcceptQueueSampler([pool], config['sample-interval'], log);

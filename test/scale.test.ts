@@ -120,3 +120,31 @@ describe('rolling reload', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('reload re-reads the config', () => {
+  it('a changed command line in the config file takes effect on `upfront reload`', async () => {
+    const dir = tmpDir();
+    const conf = path.join(dir, 'upfront.yaml');
+    const FAULT = path.join(ROOT, 'test/fixtures/fault-backend.mjs');
+    fs.writeFileSync(conf, `procs: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\ncommand: [python3, ${PY_HELLO}]\n`);
+    const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '-c', conf], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      let err = '';
+      proc.stderr!.on('data', (c) => { err += c; });
+      await waitUntil(() => /curl (http:\/\/[\d.:]+)\/stats/.test(err), 'the CLI prints its addresses', 15_000);
+      const base = /serving on (http:\/\/[\d.:]+)/.exec(err)![1];
+      const admin = /curl (http:\/\/[\d.:]+)\/stats/.exec(err)![1];
+      expect((await request(`${base}/Hello/2`)).body.toString()).toMatch(/Hello, World!/);
+      fs.writeFileSync(conf, `procs: 1\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\ncommand: [${process.execPath}, ${FAULT}, whoami]\n`);
+      const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'reload', '--admin', admin.replace('http://', '')], { timeout: 10_000 });
+      expect(stdout).toMatch(/reloading/);
+      await waitUntil(async () => (await request(`${base}/x`)).body.toString().startsWith('{'), 'the new command answers', 15_000);
+      const info = JSON.parse((await request(`${base}/x`)).body.toString());
+      expect(info.UPFRONT_SOCKET).toMatch(/b1\.sock$/);
+    } finally {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -271,6 +271,15 @@ export class Supervisor {
     return { from, to: target };
   }
 
+  /** The command line (and environment) new processes start with, from a re-read config. */
+  setCommand(command: string, args: string[], env: Record<string, string>, cwd: string): void {
+    if (!command.includes('{socket}')) resolveCommand(command, cwd);
+    this.options.command = command;
+    this.options.args = args;
+    this.options.env = env;
+    this.options.cwd = cwd;
+  }
+
   /**
    * Rolling reload: a new process for each current one; as each is ready it takes
    * traffic and an old one is drained and stopped. A new process that does not get
