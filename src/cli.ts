@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // upfront's command line: parses flags, loads the config, hands over. Thin on purpose.
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { loadConfigFile } from './config/load.js';
-import { ConfigError, validateRunConfig } from './config/schema.js';
+import { ConfigError, parseAddress, validateRunConfig } from './config/schema.js';
 import { startFront } from './front.js';
 import { createLogger } from './log.js';
 import { fetchStats, formatStats, postAdmin, postScale } from './admin/statsTable.js';
@@ -139,6 +141,104 @@ program.command('reload')
   .action(async (flags: { admin: string }) => {
     await postAdmin(flags.admin, '/reload', '{}');
     process.stdout.write('reloading (watch upfront stats)\n');
+  });
+
+const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+
+program.command('bench')
+  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against nginx + spawn-fcgi')
+  .usage('[options] -- COMMAND [ARGS...]')
+  .option('--procs <list>', 'process counts to sweep', '1,2,4')
+  .option('--switches <list>', 'multithreaded/multiplexed pairs to sweep, e.g. false/false,true/true; auto: what the backend answers', 'auto')
+  .option('--overflow <list>', 'upfront overflow modes to sweep', 'queue,nginx')
+  .option('--front <list>', 'fronts to compare: upfront, nginx', 'upfront,nginx')
+  .option('--path <path>', 'the URL path to load', '/Hello/100')
+  .option('--concurrency <n>', 'concurrent connections', '200')
+  .option('--duration <time>', 'measured time per cell', '20s')
+  .option('--warmup <time>', 'warmup per cell', '3s')
+  .option('--repeat <n>', 'runs per cell (medians, with min–max)', '3')
+  .option('--load <tool>', 'autocannon (built in) or wrk', 'autocannon')
+  .option('--backlog <n>', 'listen backlog for both fronts\' backend sockets', '1024')
+  .option('--out <dir>', 'where results.json, report.html and nginx.conf go', 'bench-out')
+  .argument('<command...>', 'the backend command (a FastCGI app serving on fd 0)')
+  .action(async (command: string[], f: Record<string, string>) => {
+    const { runBench, stopEverything } = await import('./bench/sweep.js');
+    const { renderReportHtml, renderTerminalTable } = await import('./bench/report.js');
+    const { nginxConf, spawnFcgiCommands } = await import('./bench/nginxConf.js');
+    const int = (name: string, v: string, min: number) => {
+      if (!/^\d+$/.test(v) || Number(v) < min) fail(`${name}: expected a whole number ≥ ${min}, got ${JSON.stringify(v)}`, EXIT_USAGE);
+      return Number(v);
+    };
+    const seconds = (name: string, v: string) => {
+      const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(v.trim());
+      if (!m) fail(`${name}: expected a duration such as 20s or 500ms, got ${JSON.stringify(v)}`, EXIT_USAGE);
+      return m![2] === 'ms' ? Number(m![1]) / 1000 : Number(m![1]);
+    };
+    const procs = list(f.procs).map((p) => int('procs', p, 1));
+    const switches = f.switches === 'auto' ? [null] : list(f.switches).map((pair) => {
+      const m = /^(true|false)\/(true|false)$/.exec(pair);
+      if (!m) fail(`switches: expected multithreaded/multiplexed pairs such as false/false,true/true, got ${JSON.stringify(pair)}`, EXIT_USAGE);
+      return { multithreaded: m![1] === 'true', multiplexed: m![2] === 'true' };
+    });
+    const overflow = list(f.overflow);
+    for (const o of overflow) if (!['queue', 'shed', 'nginx', 'retry'].includes(o)) fail(`overflow: ${JSON.stringify(o)} is not one of queue, shed, nginx, retry`, EXIT_USAGE);
+    const fronts = list(f.front) as Array<'upfront' | 'nginx'>;
+    for (const fr of fronts) if (fr !== 'upfront' && fr !== 'nginx') fail(`front: ${JSON.stringify(fr)} is not upfront or nginx`, EXIT_USAGE);
+    if (f.load !== 'autocannon' && f.load !== 'wrk') fail(`load: ${JSON.stringify(f.load)}: use autocannon (built in) or wrk (siege is not supported yet)`, EXIT_USAGE);
+    const { which } = await import('./bench/sweep.js');
+    if (f.load === 'wrk' && !which('wrk')) fail('load: wrk is not installed: apt-get install wrk (or use --load autocannon)');
+    for (const [tool, pkg] of [['nginx', 'nginx-light'], ['spawn-fcgi', 'spawn-fcgi']]) {
+      if (fronts.includes('nginx') && !which(tool)) process.stderr.write(`upfront: ${tool} is not installed (apt-get install ${pkg}); the nginx cells will be skipped\n`);
+    }
+    const outDir = f.out;
+    fs.mkdirSync(outDir, { recursive: true });
+    const tty = process.stderr.isTTY;
+    const onInterrupt = () => { stopEverything(); process.stderr.write('\nupfront bench: interrupted; every server it started is stopped\n'); process.exit(130); };
+    process.on('SIGINT', onInterrupt);
+    process.on('SIGTERM', onInterrupt);
+    const results = await runBench({
+      command, procs, switches, overflow, fronts,
+      path: f.path, concurrency: int('concurrency', f.concurrency, 1), durationSec: seconds('duration', f.duration), warmupSec: seconds('warmup', f.warmup),
+      repeat: int('repeat', f.repeat, 1), load: f.load as 'autocannon' | 'wrk', backlog: int('backlog', f.backlog, 1),
+      commandLine: ['upfront', ...process.argv.slice(2)].join(' '),
+      progress: (text, done) => {
+        if (tty) process.stderr.write(`\r\x1b[K${text}${done ? '\n' : ''}`);
+        else if (done) process.stderr.write(`${text}\n`);
+      },
+    });
+    fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+    fs.writeFileSync(path.join(outDir, 'report.html'), renderReportHtml(results));
+    const maxProcs = Math.max(...procs);
+    const sock = '/run/upfront-compare/backend.sock';
+    fs.writeFileSync(path.join(outDir, 'nginx.conf'), nginxConf({ listenHost: '127.0.0.1', listenPort: 8080, sockets: [sock], procsPerSocket: maxProcs, backlog: int('backlog', f.backlog, 1), command, documentRoot: process.cwd(), prefixRelative: true })
+      + `# backends: ${spawnFcgiCommands({ listenHost: '127.0.0.1', listenPort: 8080, sockets: [sock], procsPerSocket: maxProcs, backlog: int('backlog', f.backlog, 1), command, documentRoot: process.cwd(), prefixRelative: true }).join('\n# ')}\n`);
+    process.stdout.write(renderTerminalTable(results) + '\n');
+    if (results.recommendation) process.stdout.write(`recommendation: ${results.recommendation.why}\n`);
+    process.stdout.write(`results: ${path.join(outDir, 'results.json')}, ${path.join(outDir, 'report.html')}, ${path.join(outDir, 'nginx.conf')}\n`);
+  });
+
+program.command('nginx-conf')
+  .description('print the nginx config and spawn-fcgi command lines equivalent to an `upfront run`')
+  .usage('[run options] -- COMMAND [ARGS...]')
+  .option('--listen <addr>', 'HOST:PORT', '127.0.0.1:8080')
+  .option('-n, --procs <n>', 'backend processes', '1')
+  .option('--socket <mode>', 'per-process (a spawn-fcgi per process, one upstream server each) or shared (spawn-fcgi -F N)', 'per-process')
+  .option('--backlog <n>', 'listen backlog of the backend sockets', '1024')
+  .option('--socket-dir <dir>', 'where the backend sockets go', '/run/upfront')
+  .option('--document-root <dir>', 'root', process.cwd())
+  .argument('<command...>', 'the backend command')
+  .action((command: string[], f: Record<string, string>) => {
+    const addr = parseAddress(f.listen);
+    if (typeof addr === 'string' || addr.kind !== 'tcp') fail(`listen: ${typeof addr === 'string' ? addr : 'nginx-conf needs HOST:PORT'}`, EXIT_USAGE);
+    const procs = Number(f.procs);
+    if (!Number.isInteger(procs) || procs < 1) fail(`procs: expected a whole number ≥ 1, got ${JSON.stringify(f.procs)}`, EXIT_USAGE);
+    if (f.socket !== 'per-process' && f.socket !== 'shared') fail('socket: expected per-process or shared', EXIT_USAGE);
+    const sockets = f.socket === 'shared' ? [path.join(f.socketDir, 'shared.sock')] : Array.from({ length: procs }, (_, i) => path.join(f.socketDir, `b${i}.sock`));
+    const setup = { listenHost: addr.host, listenPort: addr.port, sockets, procsPerSocket: f.socket === 'shared' ? procs : 1, backlog: Number(f.backlog), command, documentRoot: path.resolve(f.documentRoot), prefixRelative: true };
+    import('./bench/nginxConf.js').then(({ nginxConf, spawnFcgiCommands }) => {
+      process.stdout.write(`# Save as DIR/nginx.conf; run: nginx -p DIR/ -c nginx.conf (pid, logs and temp files stay in DIR).\n`
+        + `# Backends first (spawn-fcgi):\n${spawnFcgiCommands(setup).map((c) => `#   ${c}`).join('\n')}\n${nginxConf(setup)}`);
+    });
   });
 
 function kebab(s: string): string {
