@@ -186,7 +186,10 @@ program.command('bench')
     for (const fr of fronts) if (fr !== 'upfront' && fr !== 'nginx') fail(`front: ${JSON.stringify(fr)} is not upfront or nginx`, EXIT_USAGE);
     if (f.load !== 'autocannon' && f.load !== 'wrk') fail(`load: ${JSON.stringify(f.load)}: use autocannon (built in) or wrk (siege is not supported yet)`, EXIT_USAGE);
     const { which } = await import('./bench/sweep.js');
-    if (f.load === 'wrk' && !which('wrk')) fail('load: wrk is not installed: apt-get install wrk (or use --load autocannon)');
+    if (f.load === 'wrk' && !which('wrk')) {
+      process.stderr.write('upfront: wrk is not installed (apt-get install wrk); using the built-in autocannon instead\n');
+      f.load = 'autocannon';
+    }
     for (const [tool, pkg] of [['nginx', 'nginx-light'], ['spawn-fcgi', 'spawn-fcgi']]) {
       if (fronts.includes('nginx') && !which(tool)) process.stderr.write(`upfront: ${tool} is not installed (apt-get install ${pkg}); the nginx cells will be skipped\n`);
     }

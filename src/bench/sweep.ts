@@ -258,6 +258,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
       else for (const overflow of opts.overflow) for (const sw of opts.switches) plan.push({ front, overflow, sw, procs });
     }
   }
+  const startedAt = new Date().toISOString();
   const cells: Cell[] = [];
   for (const [i, p] of plan.entries()) {
     const label = `[${i + 1}/${plan.length}] ${p.front}${p.overflow ? ` (${p.overflow})` : ''}${p.sw ? ` mt=${p.sw.multithreaded} mpx=${p.sw.multiplexed}` : ''} procs=${p.procs}`;
@@ -286,7 +287,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   if (nginx) nginxVersion = (spawnSync(nginx, ['-v'], { encoding: 'utf8' }).stderr ?? '').trim().replace(/^nginx version: /, '') || null;
   const results: BenchResults = {
     command: opts.commandLine,
-    startedAt: new Date().toISOString(),
+    startedAt,
     machine: { cores: os.cpus().length, kernel: `${os.type()} ${os.release()}`, node: process.version, nginx: nginxVersion },
     settings: { path: opts.path, concurrency: opts.concurrency, durationSec: opts.durationSec, warmupSec: opts.warmupSec, repeat: opts.repeat, load: opts.load, backend: opts.command.join(' ') },
     cells,
