@@ -211,10 +211,10 @@ program.command('bench')
     });
     fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n');
     fs.writeFileSync(path.join(outDir, 'report.html'), renderReportHtml(results));
-    const maxProcs = Math.max(...procs);
-    const sock = '/run/upfront-compare/backend.sock';
-    fs.writeFileSync(path.join(outDir, 'nginx.conf'), nginxConf({ listenHost: '127.0.0.1', listenPort: 8080, sockets: [sock], procsPerSocket: maxProcs, backlog: int('backlog', f.backlog, 1), command, documentRoot: process.cwd(), prefixRelative: true })
-      + `# backends: ${spawnFcgiCommands({ listenHost: '127.0.0.1', listenPort: 8080, sockets: [sock], procsPerSocket: maxProcs, backlog: int('backlog', f.backlog, 1), command, documentRoot: process.cwd(), prefixRelative: true }).join('\n# ')}\n`);
+    // The nginx side at the largest process count, to reproduce by hand (`nginx -p DIR/ -c nginx.conf`).
+    const setup = { listenHost: '127.0.0.1', listenPort: 8080, sockets: ['/run/upfront-compare/backend.sock'], procsPerSocket: Math.max(...procs),
+      backlog: int('backlog', f.backlog, 1), command, documentRoot: process.cwd(), prefixRelative: true };
+    fs.writeFileSync(path.join(outDir, 'nginx.conf'), `# backends: ${spawnFcgiCommands(setup).join('\n# ')}\n${nginxConf(setup)}`);
     process.stdout.write(renderTerminalTable(results) + '\n');
     if (results.recommendation) process.stdout.write(`recommendation: ${results.recommendation.why}\n`);
     process.stdout.write(`results: ${path.join(outDir, 'results.json')}, ${path.join(outDir, 'report.html')}, ${path.join(outDir, 'nginx.conf')}\n`);
