@@ -67,6 +67,7 @@ program.command('run')
   .option('--slow-request <ms>', 'requests slower than this count as slow in /status (default 5000)')
   .option('--socket-dir <dir>', 'where backend sockets are created (default a fresh dir under the temp dir)')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent (default info)')
+  .option('--log-format <format>', 'json (pino lines) or pretty (default: pretty on a terminal, else json)')
   .argument('[command...]', 'the backend command and its arguments ({socket} is replaced by a socket path the child binds itself)')
   .action(async (command: string[], flags: Record<string, unknown>, cmd: Command) => {
     const readConfig = () => {
@@ -81,7 +82,7 @@ program.command('run')
       return validateRunConfig(raw);
     };
     const config = readConfig();
-    const log = createLogger(config['log-level']);
+    const log = createLogger(config['log-level'], config['log-format']);
     // A reload re-reads the config file, so a changed command line takes effect.
     const front = await startFront(config, log, { reloadConfig: readConfig });
     const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;

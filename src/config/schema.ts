@@ -148,6 +148,7 @@ export const runSchema = z.object({
     }),
   ]).prefault({}),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { message: 'expected trace, debug, info, warn, error, fatal or silent' }).prefault('info'),
+  'log-format': z.enum(['json', 'pretty'], { message: 'expected json or pretty' }).optional(),
   command: z.array(z.string()).prefault([]),
 }).strict();
 
