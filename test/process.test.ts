@@ -55,10 +55,17 @@ describe('process management', () => {
   });
 
   it.skipIf(process.getuid?.() !== 0)('--user nobody: the children run as nobody', async () => {
-    front = await startTestFront({ procs: 1, user: 'nobody', command: [process.execPath, FAULT, 'whoami'] });
+    // nobody may not reach the checkout (CI clones anywhere): run a copy from a world-readable dir.
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o755);
+    const copy = path.join(dir, 'fault-backend.mjs');
+    fs.copyFileSync(FAULT, copy);
+    fs.chmodSync(copy, 0o644);
+    front = await startTestFront({ procs: 1, user: 'nobody', cwd: dir, command: [process.execPath, copy, 'whoami'] });
     const info = JSON.parse((await request(`${front.url}/x`)).body.toString());
     expect(info.uid).toBe(65534);
     expect(info.gid).toBe(65534);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('--user with an unknown user: a clear error before anything starts', async () => {
