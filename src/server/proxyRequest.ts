@@ -183,9 +183,11 @@ export class ProxyRequest implements Acquirer, FcgiStartHandler {
   }
 
   private canRetry(err: FcgiError): boolean {
-    // A fresh connection closed unanswered is a refusal (an app at its thread limit on a
-    // shared socket, where the kernel picks the child): a few more tries than --retries.
-    const budget = this.ctx.retries + (err.freshConnection ? REFUSAL_EXTRA_TRIES : 0);
+    // A refusal — a fresh connection closed unanswered (an app at its thread limit on a shared
+    // socket, where the kernel picks the child) or FCGI_OVERLOADED — processed nothing:
+    // a few more tries than --retries.
+    const refusal = err.freshConnection || err.kind === 'overloaded';
+    const budget = this.ctx.retries + (refusal ? REFUSAL_EXTRA_TRIES : 0);
     if (!err.notStarted || this.res.headersSent || this.attempts > budget) return false;
     if (this.bodyTouched) return false; // a body partly sent is never replayed
     // The backend refused outright: safe for any method. Otherwise only idempotent ones.
