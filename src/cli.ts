@@ -85,13 +85,6 @@ program.command('run')
     const log = createLogger(config['log-level'], config['log-format']);
     // A reload re-reads the config file, so a changed command line takes effect.
     const front = await startFront(config, log, { reloadConfig: readConfig });
-    const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;
-    if (process.stdout.isTTY || config['log-level'] !== 'silent') {
-      process.stderr.write(`upfront: serving on ${base} (${config.procs} process${config.procs === 1 ? '' : 'es'}${config.upstream.length ? ` + ${config.upstream.length} upstream(s)` : ''}); try:\n`
-        + `  curl ${base}/Hello/100\n`
-        + (front.adminAddress ? `  curl http://${front.adminAddress}/stats\n` : '')
-        + `Ctrl-C stops it (in-flight requests finish first).\n`);
-    }
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       signals++;
@@ -115,6 +108,14 @@ program.command('run')
     });
     process.on('SIGTTIN', step(1, 'SIGTTIN'));
     process.on('SIGTTOU', step(-1, 'SIGTTOU'));
+    // The banner last: whoever reads it may signal at once (SIGTTIN's default would stop the process).
+    const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;
+    if (process.stdout.isTTY || config['log-level'] !== 'silent') {
+      process.stderr.write(`upfront: serving on ${base} (${config.procs} process${config.procs === 1 ? '' : 'es'}${config.upstream.length ? ` + ${config.upstream.length} upstream(s)` : ''}); try:\n`
+        + `  curl ${base}/Hello/100\n`
+        + (front.adminAddress ? `  curl http://${front.adminAddress}/stats\n` : '')
+        + `Ctrl-C stops it (in-flight requests finish first).\n`);
+    }
   });
 
 program.command('stats')

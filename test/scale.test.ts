@@ -8,6 +8,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PY_HELLO, ROOT, pidAlive, request, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
 
 let front: TestFront | null = null;
+
+/** SIGTERM, bounded: SIGKILL after 10 s (a stopped or stuck process must not hang the test). */
+async function stopCli(proc: import('node:child_process').ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  proc.kill('SIGCONT');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
 afterEach(async () => { await front?.stop(); front = null; });
 
 /** Keeps `workers` requests in flight until stop() is called; resolves with every status. */
@@ -80,8 +91,7 @@ describe('scale', () => {
       proc.kill('SIGTTOU');
       await waitUntil(async () => ((await (await fetch(`${admin}/stats`)).json()) as any).pools[0].backends.length === 1, 'one backend after SIGTTOU');
     } finally {
-      proc.kill('SIGTERM');
-      await new Promise((r) => proc.once('exit', r));
+      await stopCli(proc);
     }
   });
 });
@@ -142,8 +152,7 @@ describe('reload re-reads the config', () => {
       const info = JSON.parse((await request(`${base}/x`)).body.toString());
       expect(info.UPFRONT_SOCKET).toMatch(/b1\.sock$/);
     } finally {
-      proc.kill('SIGTERM');
-      await new Promise((r) => proc.once('exit', r));
+      await stopCli(proc);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
