@@ -11,6 +11,7 @@ import { Backend } from './pool/backend.js';
 import { createPolicy } from './pool/policies/index.js';
 import { Pool } from './pool/pool.js';
 import { FrontServer } from './server/frontServer.js';
+import { addressOf } from './server/listen.js';
 import { probeBackend } from './supervisor/readiness.js';
 import { resolveCommand } from './supervisor/child.js';
 import { Autoscaler } from './supervisor/autoscaler.js';
@@ -193,17 +194,12 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
       })();
       return stopping;
     };
-    return { scale, reload, stats: statsSources, address, adminAddress: admin ? describe(admin) : null, pool, supervisor, server, stop };
+    return { scale, reload, stats: statsSources, address, adminAddress: admin ? addressOf(admin.http) : null, pool, supervisor, server, stop };
   } catch (err) {
     if (supervisor) await supervisor.stop().catch(() => {});
     for (const c of cleanups.reverse()) c();
     throw err;
   }
-}
-
-function describe(admin: AdminServer): string {
-  const a = admin.http.address();
-  return typeof a === 'string' ? `unix:${a}` : a ? `${a.address}:${a.port}` : '';
 }
 
 async function addUpstreams(config: RunConfig, pool: Pool, transport: TransportSettings,
@@ -226,7 +222,7 @@ async function addUpstreams(config: RunConfig, pool: Pool, transport: TransportS
     probes.push((async () => {
       for (;;) {
         try {
-          const result = await probeBackend({ address, ownSocket: true, getValuesTimeoutMs: config['get-values-timeout'], deadline: Date.now() + config['start-timeout'], isAlive: () => true, fastcgi: config.protocol === 'fastcgi' });
+          const result = await probeBackend({ address, getValuesTimeoutMs: config['get-values-timeout'], deadline: Date.now() + config['start-timeout'], isAlive: () => true, fastcgi: config.protocol === 'fastcgi' });
           const s = decideSwitches(switches, result.values, config.protocol);
           backend.applySwitches(s);
           backend.state = 'ready';

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import type { ListenAddress } from '../config/schema.js';
-import { clearSocketPath } from '../supervisor/sockets.js';
+import { listenOn } from '../server/listen.js';
 import { phpFpmStatus } from '../stats/phpFpmStatus.js';
 import { PrometheusExporter } from '../stats/prometheus.js';
 import { statsSnapshot, type StatsSources } from '../stats/snapshot.js';
@@ -87,26 +87,10 @@ export class AdminServer {
   }
 
   async listen(): Promise<string> {
-    const l = this.listenAt;
-    if (l.kind === 'unix') await clearSocketPath(l.path);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        const where = l.kind === 'unix' ? `unix:${l.path}` : `${l.host}:${l.port}`;
-        reject(new Error(`cannot listen on admin address ${where}: ${err.code === 'EADDRINUSE' ? 'address already in use (EADDRINUSE); choose another --admin or --admin off' : err.message}`));
-      };
-      this.http.once('error', onError);
-      const done = () => { this.http.off('error', onError); resolve(); };
-      // A unix socket is created with no access for others from the first moment.
-      if (l.kind === 'unix') {
-        const old = process.umask(0o177);
-        this.http.listen({ path: l.path }, () => { process.umask(old); done(); });
-      } else {
-        this.http.listen({ host: l.host, port: l.port }, done);
-      }
-    });
-    if (l.kind === 'unix') fs.chmodSync(l.path, 0o600);
-    const a = this.http.address();
-    return typeof a === 'string' ? `unix:${a}` : a ? `${a.address}:${a.port}` : '';
+    // A unix socket is created with no access for others from the first moment.
+    const address = await listenOn(this.http, this.listenAt, { label: 'admin address ', inUseHint: 'choose another --admin or --admin off', umask: 0o177 });
+    if (this.listenAt.kind === 'unix') fs.chmodSync(this.listenAt.path, 0o600);
+    return address;
   }
 
   close(): void {

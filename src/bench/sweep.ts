@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { acceptQueueOf } from '../native/sock.js';
 import { runLoad, type LoadTool } from './load.js';
 import { nginxConf } from './nginxConf.js';
-import { childPids, cpuSeconds, rssMb } from './procStats.js';
+import { childPids, cpuSeconds, rssMb } from '../stats/proc.js';
 import { recommend } from './report.js';
 import { summarize } from './results.js';
 import type { BenchResults, Cell, CellMetrics } from './results.js';

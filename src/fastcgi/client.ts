@@ -49,11 +49,6 @@ export interface FcgiStartHandler extends FcgiHandler {
   onStart(request: FcgiRequest): void;
 }
 
-export interface ConnectErrorInfo {
-  code: string;
-  message: string;
-}
-
 const MIN_SWEEP_MS = 20;
 
 export class FcgiClient {
@@ -232,31 +227,6 @@ export class FcgiClient {
     }
   }
 
-  /** Asks FCGI_GET_VALUES on a connection of its own; null when there is no answer in time. */
-  async getValues(names: readonly string[], timeoutMs: number): Promise<Map<string, string> | null> {
-    const socket = 'path' in this.options.address
-      ? net.connect({ path: this.options.address.path })
-      : net.connect({ host: this.options.address.host, port: this.options.address.port });
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const finish = (value: Map<string, string> | null, err?: Error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        socket.destroy();
-        if (err) reject(err); else resolve(value);
-      };
-      const timer = setTimeout(() => finish(null), timeoutMs);
-      socket.once('error', (err: NodeJS.ErrnoException) => {
-        finish(null, new FcgiError('connect', connectErrorMessage(this.options.address, err), { code: err.code, cause: err }));
-      });
-      socket.once('connect', () => {
-        const conn = new FcgiConnection(socket, { maxHeadBytes: 0, keepConn: false });
-        conn.getValues(names).then((pairs) => finish(pairs ? new Map(pairs) : null));
-      });
-    });
-  }
-
   /** Closes idle kept connections; with `force`, every connection. */
   close(force = false): void {
     this.closing = true;
@@ -284,11 +254,6 @@ export class FcgiClient {
 
   resume(): void {
     this.suspended = false;
-  }
-
-  /** Idle kept connections are closed; busy ones once their requests are done. */
-  closeIdle(): void {
-    for (const c of this.connections) if (c.inflight === 0) c.destroy();
   }
 
   private sweep(): void {

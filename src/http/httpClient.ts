@@ -61,7 +61,5 @@ export class HttpClient {
     void (force ? p.destroy() : p.close()).catch(() => {});
   }
 
-  closeIdle(): void { /* undici closes idle sockets by keepAliveTimeout */ }
-
   stopPipelining(): void { /* never pipelines */ }
 }

@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
-import { clearSocketPath } from '../supervisor/sockets.js';
 import { BadRequestPath, CgiParamsBuilder, type CgiParamsOptions } from './cgiParams.js';
 import { sendError } from './errorResponse.js';
+import { addressOf, listenOn } from './listen.js';
 import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
 import { BodySpool } from './bodySpool.js';
 import { HttpProxyRequest } from './httpProxyRequest.js';
@@ -91,28 +91,12 @@ export class FrontServer {
     if (this.active === 0 && this.idleWaiters.length) for (const w of this.idleWaiters.splice(0)) w();
   };
 
-  async listen(): Promise<string> {
-    const l = this.options.listen;
-    if (l.kind === 'unix') await clearSocketPath(l.path);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        const where = l.kind === 'unix' ? `unix:${l.path}` : `${l.host}:${l.port}`;
-        reject(new Error(err.code === 'EADDRINUSE' ? `cannot listen on ${where}: address already in use (EADDRINUSE); stop what uses it or choose another --listen`
-          : err.code === 'EACCES' ? `cannot listen on ${where}: permission denied (EACCES)` : `cannot listen on ${where}: ${err.message}`));
-      };
-      this.http.once('error', onError);
-      const done = () => { this.http.off('error', onError); resolve(); };
-      if (l.kind === 'unix') this.http.listen({ path: l.path, backlog: 1024 }, done);
-      else this.http.listen({ host: l.host, port: l.port, backlog: 1024 }, done);
-    });
-    return this.address();
+  listen(): Promise<string> {
+    return listenOn(this.http, this.options.listen, { label: '', inUseHint: 'stop what uses it or choose another --listen', backlog: 1024 });
   }
 
   address(): string {
-    const a = this.http.address();
-    if (typeof a === 'string') return `unix:${a}`;
-    if (!a) return '';
-    return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    return addressOf(this.http);
   }
 
   /** Stops accepting connections; in-flight requests go on (their connections close after). */

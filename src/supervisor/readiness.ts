@@ -16,8 +16,6 @@ export interface ProbeResult {
 
 export interface ProbeOptions {
   address: FcgiAddress;
-  /** The socket is ours (fd 0): it exists from the start; readiness = accepted. */
-  ownSocket: boolean;
   /** How long an app that accepted the probe may take to answer GET_VALUES. */
   getValuesTimeoutMs: number;
   deadline: number;

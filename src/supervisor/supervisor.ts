@@ -12,16 +12,7 @@ import { Child, describeExit, resolveCommand } from './child.js';
 import { probeBackend } from './readiness.js';
 import { ListeningSocket } from './sockets.js';
 import { resolveIdentity, type Identity } from './identity.js';
-
-/** Resident memory of a process in MB (VmRSS), or null when it is gone. */
-function readRssMb(pid: number): number | null {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : null;
-  } catch {
-    return null;
-  }
-}
+import { rssMb } from '../stats/proc.js';
 
 export type Switch = boolean | 'auto';
 
@@ -173,8 +164,8 @@ export class Supervisor {
       if (slot.recycleAt > 0 && slot.backend.counters.requests >= slot.recycleAt) {
         why = `served ${slot.backend.counters.requests} requests (max-requests)`;
       } else if (checkRss && slot.child?.pid) {
-        const rssMb = readRssMb(slot.child.pid);
-        if (rssMb !== null && rssMb > this.options.maxRssMb) why = `uses ${rssMb.toFixed(0)} MB of memory (max-rss ${this.options.maxRssMb} MB)`;
+        const mb = rssMb(slot.child.pid); // 0 when gone
+        if (mb > this.options.maxRssMb) why = `uses ${mb.toFixed(0)} MB of memory (max-rss ${this.options.maxRssMb} MB)`;
       }
       if (!why) continue;
       slot.recycling = true;
@@ -367,7 +358,6 @@ export class Supervisor {
     try {
       const result = await probeBackend({
         address: slot.backend.address,
-        ownSocket: this.ownsSocket,
         getValuesTimeoutMs: this.options.getValuesTimeoutMs,
         deadline: Date.now() + this.options.startTimeoutMs,
         isAlive: () => child.exited === null,
@@ -406,7 +396,7 @@ export class Supervisor {
     if (this.stopping) return;
     const ranLong = exit.uptimeMs > 10_000 && wasReady;
     slot.failuresInRow = ranLong ? 1 : slot.failuresInRow + 1;
-    const delay = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMs * 2 ** (slot.failuresInRow - 1));
+    const delay = this.backoffMs(slot.failuresInRow);
     backend.restarts++;
     slot.lastExit = describeExit(exit);
     if (slot.failuresInRow >= this.options.downAfterFailures) {
@@ -419,6 +409,11 @@ export class Supervisor {
       slot.restartTimer = null;
       void this.spawnSlot(slot);
     }, delay);
+  }
+
+  /** Exponential restart backoff: restart-backoff doubling per failure in a row, up to restart-backoff-max. */
+  private backoffMs(failuresInRow: number): number {
+    return Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMs * 2 ** (failuresInRow - 1));
   }
 
   // --- shared socket: spawn-fcgi -F N ---
@@ -468,7 +463,7 @@ export class Supervisor {
       this.updateSharedSlots();
       if (this.stopping) return;
       entry.failuresInRow = exit.uptimeMs > 10_000 ? 1 : entry.failuresInRow + 1;
-      const delay = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMs * 2 ** (entry.failuresInRow - 1));
+      const delay = this.backoffMs(entry.failuresInRow);
       backend.restarts++;
       this.log.error({ backend: id, pid: child.pid, code: exit.code, signal: exit.signal, restartInMs: delay },
         `backend ${id} (pid ${child.pid}) ${describeExit(exit)} after ${(exit.uptimeMs / 1000).toFixed(2)} s; restarting in ${delay} ms (failure ${entry.failuresInRow} in a row)`);
@@ -477,7 +472,7 @@ export class Supervisor {
     if (this.perChildSwitches === null) {
       try {
         const result = await probeBackend({
-          address: backend.address, ownSocket: true, getValuesTimeoutMs: this.options.getValuesTimeoutMs,
+          address: backend.address, getValuesTimeoutMs: this.options.getValuesTimeoutMs,
           deadline: Date.now() + this.options.startTimeoutMs, isAlive: () => child.exited === null,
         });
         if (this.perChildSwitches === null) {

@@ -1,4 +1,4 @@
-// CPU seconds and resident memory of processes, from /proc.
+// CPU seconds and resident memory of processes, from /proc (bench cells, --max-rss).
 import fs from 'node:fs';
 
 const CLK_TCK = 100; // Linux USER_HZ: /proc/PID/stat times are in 1/100 s on every mainstream kernel

@@ -1,0 +1,44 @@
+// Listening on HOST:PORT or unix:PATH with errors that say what to do, and the
+// address as users write it. Shared by the public and the admin listener.
+import type http from 'node:http';
+import type { ListenAddress } from '../config/schema.js';
+import { clearSocketPath } from '../supervisor/sockets.js';
+
+export interface ListenOptions {
+  /** Named in errors: "" for the public listener, "admin address " for the admin one. */
+  label: string;
+  /** What to do about EADDRINUSE. */
+  inUseHint: string;
+  backlog?: number;
+  /** Create a unix socket with this umask, so it is never open to others. */
+  umask?: number;
+}
+
+export async function listenOn(server: http.Server, at: ListenAddress, opts: ListenOptions): Promise<string> {
+  if (at.kind === 'unix') await clearSocketPath(at.path);
+  await new Promise<void>((resolve, reject) => {
+    const where = at.kind === 'unix' ? `unix:${at.path}` : `${at.host}:${at.port}`;
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(new Error(err.code === 'EADDRINUSE' ? `cannot listen on ${opts.label}${where}: address already in use (EADDRINUSE); ${opts.inUseHint}`
+        : err.code === 'EACCES' ? `cannot listen on ${opts.label}${where}: permission denied (EACCES)` : `cannot listen on ${opts.label}${where}: ${err.message}`));
+    };
+    server.once('error', onError);
+    const old = at.kind === 'unix' && opts.umask !== undefined ? process.umask(opts.umask) : null;
+    const done = () => {
+      if (old !== null) process.umask(old);
+      server.off('error', onError);
+      resolve();
+    };
+    if (at.kind === 'unix') server.listen({ path: at.path, backlog: opts.backlog }, done);
+    else server.listen({ host: at.host, port: at.port, backlog: opts.backlog }, done);
+  });
+  return addressOf(server);
+}
+
+/** HOST:PORT ([v6]:PORT) or unix:PATH of a listening server. */
+export function addressOf(server: http.Server): string {
+  const a = server.address();
+  if (typeof a === 'string') return `unix:${a}`;
+  if (!a) return '';
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
