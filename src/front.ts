@@ -5,17 +5,20 @@ import { AdminServer } from './admin/adminServer.js';
 import { AcceptQueueSampler, somaxconn } from './stats/acceptQueueSampler.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { parseAddress, type RunConfig } from './config/schema.js';
-import { FcgiClient, type FcgiAddress } from './fastcgi/client.js';
-import { HttpClient } from './http/httpClient.js';
-import { Backend } from './pool/backend.js';
+import { CgiParamsEncoder } from './fastcgi/cgiParams.js';
+import { FcgiTransport } from './fastcgi/transport.js';
+import { HttpTransport } from './http/transport.js';
+import { Backend, type BackendSwitches } from './pool/backend.js';
 import { createPolicy } from './pool/policies/index.js';
 import { Pool } from './pool/pool.js';
+import { decideSwitches, type SwitchSettings } from './pool/switches.js';
 import { FrontServer } from './server/frontServer.js';
 import { addressOf } from './server/listen.js';
 import { probeBackend } from './supervisor/readiness.js';
 import { resolveCommand } from './supervisor/child.js';
 import { Autoscaler } from './supervisor/autoscaler.js';
-import { Supervisor, decideSwitches, type TransportSettings } from './supervisor/supervisor.js';
+import { Supervisor } from './supervisor/supervisor.js';
+import type { BackendAddress } from './transport.js';
 
 export const SERVER_SOFTWARE = 'upfront/0.1';
 
@@ -50,36 +53,44 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
   // nginx and retry: as nginx by default, a new connection per request without FCGI_KEEP_CONN
   // (a single-threaded app serving a kept connection to its end would starve the rest).
   const perRequestConnections = config.overflow === 'nginx' || config.overflow === 'retry';
-  const transport = {
-    readTimeoutMs: config['read-timeout'],
-    connectTimeoutMs: config['connect-timeout'],
-    maxHeadBytes: config['max-head-bytes'],
-    pipelineDepth: perRequestConnections ? 1 : config['pipeline-depth'],
-    keepConn: perRequestConnections ? false : config['keep-conn'],
-    retryEagain: config.overflow === 'retry',
-  };
-  const switches = {
+  const switches: SwitchSettings = {
     multithreaded: config.multithreaded,
     multiplexed: config.multiplexed,
     maxRequestsPerBackend: config['max-requests-per-backend'],
   };
+  const connectionUse = {
+    keepConn: perRequestConnections ? false : config['keep-conn'],
+    pipelineDepth: perRequestConnections || !config['keep-conn'] ? 1 : config['pipeline-depth'],
+  };
+  const encoder = config.protocol === 'fastcgi' ? new CgiParamsEncoder({
+    documentRoot: config['document-root'],
+    serverSoftware: SERVER_SOFTWARE,
+    passUnderscoreHeaders: config['pass-underscore-headers'],
+    passProxyHeader: config['pass-proxy-header'],
+    extra: [],
+    scriptExtensions: config['script-ext'],
+  }) : null;
+  /** A backend at `address`, with the transport of the configured protocol; its learned changes logged once each. */
+  const makeBackend = (id: string, address: BackendAddress, index: number): Backend => {
+    const initial: BackendSwitches = { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' };
+    const backend = new Backend(id, address, initial, connectionUse, index, (caps, events) => encoder
+      ? new FcgiTransport({
+        address, readTimeoutMs: config['read-timeout'], connectTimeoutMs: config['connect-timeout'], maxHeadBytes: config['max-head-bytes'],
+        retryEagain: config.overflow === 'retry', perRequestConnections, encoder,
+      }, caps, events)
+      : new HttpTransport({ address, readTimeoutMs: config['read-timeout'], connectTimeoutMs: config['connect-timeout'], forwarded: config.forwarded }, caps, events));
+    backend.caps.onChange = (what, why) => log.warn({ backend: id, pid: backend.pid, change: what, evidence: why }, `backend ${id}: ${what} (${why})`);
+    return backend;
+  };
   const startedAt = Date.now();
   const server = new FrontServer({
-    protocol: config.protocol,
     listen: config.listen,
+    needsBodyLength: config.protocol === 'fastcgi',
     spoolMemoryBytes: 1024 * 1024,
-    cgi: {
-      documentRoot: config['document-root'],
-      serverSoftware: SERVER_SOFTWARE,
-      passUnderscoreHeaders: config['pass-underscore-headers'],
-      passProxyHeader: config['pass-proxy-header'],
-      extra: [],
-      https: false,
-    },
+    maxBodyBytes: config['max-body-size'],
     proxy: {
       pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
       serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
-      forwarded: config.forwarded,
       onStuck: config['kill-stuck'] ? (backendId: string) => supervisor?.killStuck(backendId) : undefined,
     },
   }, log);
@@ -134,7 +145,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
       cleanups.push(() => admin?.close());
       log.info({ admin: adminAddress }, `admin on http://${adminAddress}/stats`);
     }
-    await addUpstreams(config, pool, transport, switches, log);
+    await addUpstreams(config, pool, makeBackend, switches, log);
     if (config.procs > 0) {
       supervisor = new Supervisor({
         command: config.command[0],
@@ -146,7 +157,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         cwd: config.cwd ?? process.cwd(),
         env: config.env,
         switches,
-        transport,
+        makeBackend,
         startTimeoutMs: config['start-timeout'],
         getValuesTimeoutMs: config['get-values-timeout'],
         killTimeoutMs: config['kill-timeout'],
@@ -186,7 +197,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         pool.close();
         autoscaler?.stop();
         if (supervisor) await supervisor.stop();
-        for (const b of pool.backends) b.client.close(true);
+        for (const b of pool.backends) b.transport.close(true);
         server.destroyAll();
         admin?.close();
         sampler.stop();
@@ -202,21 +213,15 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
   }
 }
 
-async function addUpstreams(config: RunConfig, pool: Pool, transport: TransportSettings,
-  switches: Parameters<typeof decideSwitches>[0], log: Logger): Promise<void> {
+async function addUpstreams(config: RunConfig, pool: Pool, makeBackend: (id: string, address: BackendAddress, index: number) => Backend,
+  switches: SwitchSettings, log: Logger): Promise<void> {
   const probes: Promise<void>[] = [];
   config.upstream.forEach((u, i) => {
     const a = parseAddress(u);
     if (typeof a === 'string') throw new Error(`upstream ${u}: ${a}`);
-    const address: FcgiAddress = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
+    const address: BackendAddress = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
     const id = `u${i}`;
-    const client = config.protocol === 'http'
-      ? new HttpClient({ address, maxConns: 1, readTimeoutMs: transport.readTimeoutMs, connectTimeoutMs: transport.connectTimeoutMs, multiplexed: false, keepConn: true, pipelineDepth: 1 })
-      : new FcgiClient({
-        address, multiplexed: false, maxConns: 1, ...transport,
-        onAdapt: (what, why) => log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}`),
-      });
-    const backend = new Backend(id, address, client, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, pool.backends.length);
+    const backend = makeBackend(id, address, pool.backends.length);
     pool.add(backend);
     // An upstream is not ours to wait for forever: probe in the background, serve once it answers.
     probes.push((async () => {

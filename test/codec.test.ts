@@ -3,20 +3,39 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CgiHeadError, CgiHeadParser } from '../src/fastcgi/cgiResponse.js';
-import { decodePairs, encodePairs, encodeRequestHead, NameValueDecoder } from '../src/fastcgi/nameValue.js';
+import { CgiParamsEncoder } from '../src/fastcgi/cgiParams.js';
+import { decodePairs, encodePairs, NameValueDecoder } from '../src/fastcgi/nameValue.js';
 import { RecordType } from '../src/fastcgi/protocol.js';
 import { encodeRecord, encodeStream, RecordDecoder } from '../src/fastcgi/records.js';
 
 type Rec = { type: number; id: number; content: Buffer };
 
+/**
+ * Decodes `chunks`; stream records (STDOUT, STDERR) come in pieces as they arrive, so
+ * consecutive non-empty pieces of one stream are joined back into the record they came from.
+ */
 function decodeAll(chunks: Buffer[]): { records: Rec[]; error: string | null } {
   const records: Rec[] = [];
   let error: string | null = null;
+  let open: Rec | null = null; // a stream record still receiving pieces
   const d = new RecordDecoder({
-    onRecord: (type, id, content) => records.push({ type, id, content: Buffer.from(content) }),
+    onRecord: (type, id, content) => {
+      const stream = type === RecordType.Stdout || type === RecordType.Stderr;
+      if (stream && content.length > 0 && open && open.type === type && open.id === id && pieceLeft > 0) {
+        open.content = Buffer.concat([open.content, content]);
+      } else {
+        open = { type, id, content: Buffer.from(content) };
+        records.push(open);
+      }
+      pieceLeft = 0;
+    },
     onProtocolError: (reason) => { error = reason; },
   });
-  for (const c of chunks) d.push(c);
+  let pieceLeft = 0;
+  for (const c of chunks) {
+    d.push(c);
+    pieceLeft = 1; // a chunk boundary: the next piece may continue the open record
+  }
   return { records, error };
 }
 
@@ -101,12 +120,15 @@ describe('name-value pairs', () => {
   });
 
   it('puts BEGIN_REQUEST, PARAMS, the end of PARAMS and an empty STDIN in one buffer', () => {
-    const head = encodeRequestHead(1, 1, 1, ['REQUEST_METHOD', 'GET', 'X', 'y'.repeat(70_000)], true);
+    const encoder = new CgiParamsEncoder({ documentRoot: '/srv', serverSoftware: 'upfront/test', passUnderscoreHeaders: false, passProxyHeader: false, extra: [], scriptExtensions: [] });
+    const connection = { remoteAddress: '127.0.0.1', remotePort: 5000, localAddress: '127.0.0.1', localPort: 8080, encrypted: false };
+    const head = encoder.encode({ method: 'GET', target: '/x?q=1', versionMinor: 1, headers: ['Host', 'h', 'X', 'y'.repeat(70_000)], host: 'h', contentType: undefined, connection }, 0, 1, true);
     const { records } = decodeAll([head]);
     expect(records.map((r) => r.type)).toEqual([RecordType.BeginRequest, RecordType.Params, RecordType.Params, RecordType.Params, RecordType.Stdin]);
     expect([...records[0].content.subarray(0, 3)]).toEqual([0, 1, 1]); // role 1, FCGI_KEEP_CONN
     const stream = Buffer.concat(records.filter((r) => r.type === RecordType.Params).map((r) => r.content));
-    expect(decodePairs(stream)).toEqual([['REQUEST_METHOD', 'GET'], ['X', 'y'.repeat(70_000)]]);
+    const env = Object.fromEntries(decodePairs(stream));
+    expect(env).toMatchObject({ REQUEST_METHOD: 'GET', QUERY_STRING: 'q=1', HTTP_X: 'y'.repeat(70_000), HTTP_HOST: 'h', REMOTE_PORT: '5000', SERVER_PORT: '8080', DOCUMENT_ROOT: '/srv' });
     expect(records[4].content.length).toBe(0);
   });
 });
@@ -129,7 +151,7 @@ describe('CGI response head', () => {
       const r = parse([text.slice(0, cut), text.slice(cut)]);
       expect(r).not.toBeNull();
       expect(r!.head.status).toBe(404);
-      expect(r!.head.statusText).toBe('Not Found');
+      expect(r!.head.reason).toBe('Not Found');
       expect(r!.head.headers).toEqual(['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain']);
       expect(r!.body).toBe('body!');
     }

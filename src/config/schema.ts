@@ -76,6 +76,18 @@ const adminAddress = z.string().transform((v, ctx) => {
   return a;
 });
 
+/** "100m", "1g", "512k" or a number of bytes. */
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v) || v < 0) { ctx.addIssue({ code: 'custom', message: `expected a size in bytes ≥ 0, got ${v}` }); return z.NEVER; }
+    return v;
+  }
+  const m = /^(\d+)\s*([kmg]?)b?$/i.exec(v.trim());
+  if (!m) { ctx.addIssue({ code: 'custom', message: `expected a size such as 1m, 512k, 1g or a number of bytes, got ${JSON.stringify(v)}` }); return z.NEVER; }
+  const unit = m[2].toLowerCase();
+  return Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1);
+});
+
 const stringList = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v]));
 
 export const runSchema = z.object({
@@ -130,6 +142,19 @@ export const runSchema = z.object({
   'pipeline-depth': int(1, 16).prefault(2),
   'keep-conn': bool.prefault(true),
   'max-head-bytes': int(1024, 64 * 1024 * 1024).prefault(1024 * 1024),
+  // nginx's client_max_body_size is 1m; apps behind upfront often take uploads, so 100m, and 0 for none.
+  'max-body-size': size.prefault('100m'),
+  // Which files are scripts ("php" or ".php", comma-separated or repeated): nginx users' `location ~ \.php$`.
+  'script-ext': stringList.transform((list, ctx) => {
+    const out: string[] = [];
+    for (const item of list.flatMap((s) => s.split(','))) {
+      const e = item.trim();
+      if (!e) continue;
+      if (!/^\.?[A-Za-z0-9_-]+$/.test(e)) { ctx.addIssue({ code: 'custom', message: `expected file extensions such as php or .php, got ${JSON.stringify(item)}` }); return z.NEVER; }
+      out.push(e.startsWith('.') ? e : `.${e}`);
+    }
+    return out;
+  }).prefault([]),
   'pass-underscore-headers': bool.prefault(false),
   'pass-proxy-header': bool.prefault(false),
   'socket-dir': z.string().optional(),

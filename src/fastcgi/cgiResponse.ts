@@ -1,106 +1,200 @@
 // The CGI response head a FastCGI responder writes on STDOUT (RFC 3875 section 6):
 // header lines ending in \n or \r\n, a blank line, then the body. `Status:` sets the
-// HTTP status; `Location:` without it means a redirect (302).
-
-export interface CgiHead {
-  status: number;
-  statusText: string | undefined;
-  /** Flat [name, value, name, value, ...] in the order sent; repeated names kept. */
-  headers: string[];
-}
+// HTTP status; `Location:` without it means a redirect (302). Parsed by byte scans
+// straight from the record content; a head split across records is collected first.
+// What would contradict the response the front frames itself (framing, hop-by-hop
+// headers, a 1xx as final status, two different Content-Lengths) is refused or dropped.
+import type { ResponseHead } from '../transport.js';
 
 export class CgiHeadError extends Error {}
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// Framing is the front's business: these would contradict the response it writes.
-const DROPPED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade', 'trailer', 'te']);
+/** Header-name bytes (RFC 9110 token). */
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) { TOKEN[c] = 1; TOKEN[c + 32] = 1; }
 
-/**
- * Collects STDOUT bytes until the end of the head. `push` returns the parsed head
- * and the offset in that chunk where the body starts, or null when more is needed.
- */
-export class CgiHeadParser {
-  private collected: Buffer | null = null;
-  private scanFrom = 0;
+// Names the front handles itself, by length then lower-case bytes (no toLowerCase per line).
+const enum Name { Other, Status, ContentLength, Location, Dropped }
+const SPECIAL: Array<[string, Name]> = [
+  ['status', Name.Status], ['content-length', Name.ContentLength], ['location', Name.Location],
+  // Framing and hop-by-hop: the front's business, they would contradict what it writes.
+  ['connection', Name.Dropped], ['keep-alive', Name.Dropped], ['transfer-encoding', Name.Dropped],
+  ['proxy-connection', Name.Dropped], ['upgrade', Name.Dropped], ['trailer', Name.Dropped], ['te', Name.Dropped],
+];
+const BY_LENGTH: Array<Array<[Buffer, Name]> | undefined> = [];
+for (const [name, kind] of SPECIAL) (BY_LENGTH[name.length] ??= []).push([Buffer.from(name, 'latin1'), kind]);
 
-  constructor(private readonly maxHeadBytes: number) {}
-
-  push(chunk: Buffer): { head: CgiHead; bodyOffset: number } | null {
-    const prevLen = this.collected ? this.collected.length : 0;
-    const data = this.collected ? Buffer.concat([this.collected, chunk]) : chunk;
-    const end = findHeadEnd(data, Math.max(0, this.scanFrom - 3));
-    if (end < 0) {
-      if (data.length > this.maxHeadBytes) {
-        throw new CgiHeadError(`backend sent a response head over ${this.maxHeadBytes} bytes without the blank line that ends it`);
-      }
-      this.collected = data === chunk ? Buffer.from(chunk) : data;
-      this.scanFrom = data.length;
-      return null;
+function classify(buf: Buffer, start: number, end: number): Name {
+  const candidates = BY_LENGTH[end - start];
+  if (candidates === undefined) return Name.Other;
+  outer: for (const [lower, kind] of candidates) {
+    for (let i = 0; i < lower.length; i++) {
+      if ((buf[start + i] | 0x20) !== lower[i]) continue outer;
     }
-    const lineEnd = end;
-    const sepLen = separatorLength(data, lineEnd);
-    const head = parseHead(data.toString('latin1', 0, lineEnd));
-    if (lineEnd > this.maxHeadBytes) {
-      throw new CgiHeadError(`backend sent a response head of ${lineEnd} bytes, over the limit of ${this.maxHeadBytes}`);
-    }
-    this.collected = null;
-    return { head, bodyOffset: lineEnd + sepLen - prevLen };
+    return kind;
   }
+  return Name.Other;
 }
 
-/** Length of the line breaks ending the head, starting at `at`. */
-function separatorLength(data: Buffer, at: number): number {
-  let i = at;
-  if (at === 0 && data[0] === 0x0a) return 1; // no headers at all
-  if (at === 0 && data[0] === 0x0d && data[1] === 0x0a) return 2;
-  i += data[i] === 0x0d ? 2 : 1; // first line break
-  i += data[i] === 0x0d ? 2 : 1; // the empty line
-  return i - at;
-}
-
-/** Index of the first line break of the blank line ending the head, or -1. */
-function findHeadEnd(data: Buffer, from: number): number {
+/** Index of the first line break of the blank line ending the head, searching from `from`; -1 when not yet seen. */
+export function findHeadEnd(data: Buffer, from: number, end = data.length): number {
   if (from === 0 && (data[0] === 0x0a || (data[0] === 0x0d && data[1] === 0x0a))) return 0;
-  for (let i = data.indexOf(0x0a, from); i >= 0; i = data.indexOf(0x0a, i + 1)) {
+  for (let i = data.indexOf(0x0a, from); i >= 0 && i < end; i = data.indexOf(0x0a, i + 1)) {
     // i is a \n; the head ends when the next line is empty: "\n\n" or "\n\r\n".
-    const next = data[i + 1];
+    const next = i + 1 < end ? data[i + 1] : -1;
     if (next === 0x0a) return data[i - 1] === 0x0d ? i - 1 : i;
-    if (next === 0x0d && data[i + 2] === 0x0a) return data[i - 1] === 0x0d ? i - 1 : i;
-    if (next === undefined || (next === 0x0d && data[i + 2] === undefined)) return -1;
+    if (next === 0x0d) {
+      if (i + 2 >= end) return -1;
+      if (data[i + 2] === 0x0a) return data[i - 1] === 0x0d ? i - 1 : i;
+    }
+    if (next === -1) return -1;
   }
   return -1;
 }
 
-export function parseHead(text: string): CgiHead {
+/** Length of the line breaks ending the head at `at` (the first break plus the empty line). */
+function separatorLength(data: Buffer, at: number): number {
+  if (at === 0) return data[0] === 0x0a ? 1 : 2; // no headers at all
+  let i = at;
+  i += data[i] === 0x0d ? 2 : 1;
+  i += data[i] === 0x0d ? 2 : 1;
+  return i - at;
+}
+
+function describe(buf: Buffer, start: number, end: number): string {
+  return JSON.stringify(buf.latin1Slice(start, Math.min(end, start + 80)));
+}
+
+/** Parses the head in `buf[0, end)` (the bytes before the blank line). */
+export function parseHeadBytes(buf: Buffer, end: number): ResponseHead {
   const headers: string[] = [];
   let status = 0;
-  let statusText: string | undefined;
+  let reason: string | null = null;
+  let contentLength = -1;
   let location = false;
-  let start = 0;
-  while (start < text.length) {
-    let nl = text.indexOf('\n', start);
-    if (nl < 0) nl = text.length;
-    const line = text.charCodeAt(nl - 1) === 13 ? text.slice(start, nl - 1) : text.slice(start, nl);
-    start = nl + 1;
-    if (line.length === 0) continue;
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new CgiHeadError(`backend sent a malformed header line ${JSON.stringify(line.slice(0, 80))}`);
-    const name = line.slice(0, colon).trim();
-    const value = line.slice(colon + 1).trim();
-    if (!TOKEN.test(name)) throw new CgiHeadError(`backend sent an invalid header name ${JSON.stringify(name.slice(0, 80))}`);
-    const lower = name.toLowerCase();
-    if (lower === 'status') {
-      const m = /^(\d{3})(?:\s+(.*))?$/.exec(value);
-      if (!m) throw new CgiHeadError(`backend sent an invalid Status header ${JSON.stringify(value.slice(0, 80))}`);
-      status = Number(m[1]);
-      if (status < 100 || status > 999) throw new CgiHeadError(`backend sent Status ${status}, outside 100-999`);
-      statusText = m[2] || undefined;
-      continue;
+  let i = 0;
+  while (i < end) {
+    let lf = buf.indexOf(0x0a, i);
+    if (lf < 0 || lf > end) lf = end;
+    let lineEnd = lf;
+    if (lineEnd > i && buf[lineEnd - 1] === 0x0d) lineEnd--;
+    const lineStart = i;
+    i = lf + 1;
+    if (lineEnd === lineStart) continue;
+    let colon = lineStart;
+    while (colon < lineEnd && TOKEN[buf[colon]] === 1) colon++;
+    if (colon === lineStart || colon === lineEnd || buf[colon] !== 0x3a) {
+      if (colon < lineEnd && buf[colon] !== 0x3a && buf.indexOf(0x3a, lineStart) > lineStart && buf.indexOf(0x3a, lineStart) < lineEnd) {
+        throw new CgiHeadError(`backend sent an invalid header name ${describe(buf, lineStart, buf.indexOf(0x3a, lineStart))}`);
+      }
+      throw new CgiHeadError(`backend sent a malformed header line ${describe(buf, lineStart, lineEnd)}`);
     }
-    if (DROPPED.has(lower)) continue;
-    if (lower === 'location') location = true;
-    headers.push(name, value);
+    let v = colon + 1;
+    while (v < lineEnd && (buf[v] === 0x20 || buf[v] === 0x09)) v++;
+    let ve = lineEnd;
+    while (ve > v && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
+    for (let k = v; k < ve; k++) {
+      const c = buf[k];
+      if ((c < 0x20 && c !== 0x09) || c === 0x7f) {
+        throw new CgiHeadError(`backend sent a control character (0x${c.toString(16).padStart(2, '0')}) in the value of header ${describe(buf, lineStart, colon)}`);
+      }
+    }
+    switch (classify(buf, lineStart, colon)) {
+      case Name.Status: {
+        // "Status: NNN[ reason]"
+        const d0 = buf[v] - 48, d1 = buf[v + 1] - 48, d2 = buf[v + 2] - 48;
+        const after = v + 3;
+        if (ve - v < 3 || d0 < 0 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (after < ve && buf[after] !== 0x20 && buf[after] !== 0x09)) {
+          throw new CgiHeadError(`backend sent an invalid Status header ${describe(buf, v, ve)}`);
+        }
+        status = d0 * 100 + d1 * 10 + d2;
+        if (status < 200) {
+          throw new CgiHeadError(status < 100 ? `backend sent Status ${status}, outside 100-999`
+            : `backend sent Status ${status}: a 1xx status cannot be the final response`);
+        }
+        let r = after;
+        while (r < ve && (buf[r] === 0x20 || buf[r] === 0x09)) r++;
+        reason = r < ve ? buf.latin1Slice(r, ve) : null;
+        continue;
+      }
+      case Name.ContentLength: {
+        if (ve === v || ve - v > 15) throw new CgiHeadError(`backend sent an invalid Content-Length ${describe(buf, v, ve)}`);
+        let n = 0;
+        for (let k = v; k < ve; k++) {
+          const d = buf[k] - 48;
+          if (d < 0 || d > 9) throw new CgiHeadError(`backend sent an invalid Content-Length ${describe(buf, v, ve)}`);
+          n = n * 10 + d;
+        }
+        if (contentLength !== -1 && contentLength !== n) {
+          throw new CgiHeadError(`backend sent two different Content-Length headers (${contentLength} and ${n})`);
+        }
+        contentLength = n;
+        continue;
+      }
+      case Name.Dropped:
+        continue;
+      case Name.Location:
+        location = true;
+        break;
+      case Name.Other:
+        break;
+    }
+    headers.push(buf.latin1Slice(lineStart, colon), buf.latin1Slice(v, ve));
   }
   if (status === 0) status = location ? 302 : 200;
-  return { status, statusText, headers };
+  return { status, reason, headers, contentLength };
+}
+
+/** The head and where the body starts in the pushed bytes. */
+export interface ParsedHead {
+  head: ResponseHead;
+  /** Offset in the chunk passed to the call that completed the head. */
+  bodyOffset: number;
+}
+
+/**
+ * The head when it lies whole in `chunk` (the common case: no parser object), or
+ * null when more bytes are needed (then use a CgiHeadParser).
+ */
+export function parseCgiHead(chunk: Buffer, maxHeadBytes: number): ParsedHead | null {
+  const end = findHeadEnd(chunk, 0);
+  if (end < 0) {
+    if (chunk.length > maxHeadBytes) throw new CgiHeadError(`backend sent a response head over ${maxHeadBytes} bytes without the blank line that ends it`);
+    return null;
+  }
+  if (end > maxHeadBytes) throw new CgiHeadError(`backend sent a response head of ${end} bytes, over the limit of ${maxHeadBytes}`);
+  return { head: parseHeadBytes(chunk, end), bodyOffset: end + separatorLength(chunk, end) };
+}
+
+/** Collects STDOUT bytes until the end of a head that spans several records or reads. */
+export class CgiHeadParser {
+  private collected: Buffer | null = null;
+
+  constructor(private readonly maxHeadBytes: number) {}
+
+  push(chunk: Buffer): ParsedHead | null {
+    const prev = this.collected;
+    if (prev === null) {
+      const parsed = parseCgiHead(chunk, this.maxHeadBytes);
+      if (parsed === null) this.collected = Buffer.from(chunk);
+      return parsed;
+    }
+    const data = Buffer.concat([prev, chunk]);
+    const end = findHeadEnd(data, Math.max(0, prev.length - 3));
+    if (end < 0) {
+      if (data.length > this.maxHeadBytes) throw new CgiHeadError(`backend sent a response head over ${this.maxHeadBytes} bytes without the blank line that ends it`);
+      this.collected = data;
+      return null;
+    }
+    if (end > this.maxHeadBytes) throw new CgiHeadError(`backend sent a response head of ${end} bytes, over the limit of ${this.maxHeadBytes}`);
+    this.collected = null;
+    return { head: parseHeadBytes(data, end), bodyOffset: end + separatorLength(data, end) - prev.length };
+  }
+}
+
+/** Parses a whole head given as text (tests, tools). */
+export function parseHead(text: string): ResponseHead {
+  const buf = Buffer.from(text, 'latin1');
+  return parseHeadBytes(buf, buf.length);
 }

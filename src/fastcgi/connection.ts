@@ -1,72 +1,75 @@
 // One FastCGI connection to an application: request ids, record demultiplexing,
-// STDIN backpressure, GET_VALUES. It knows nothing of pools or processes.
-import type { Socket } from 'node:net';
-import { CgiHeadError, CgiHeadParser, type CgiHead } from './cgiResponse.js';
-import { FcgiError } from './errors.js';
-import { decodePairs, encodePairs, encodeRequestHead } from './nameValue.js';
-import { FCGI_KEEP_CONN, ProtocolStatus, RecordType, Role, protocolStatusName, recordTypeName } from './protocol.js';
-import { encodeRecord, encodeStream, RecordDecoder, type RecordSink } from './records.js';
+// STDIN with backpressure, the response head, the read timeout's clock. It knows
+// nothing of pools or processes; its owner (FcgiTransport) decides what goes on it.
+import net from 'node:net';
+import { TransportError, describeAddress, type BackendAddress, type RequestControl, type ResponseHandler, type TransportRequest } from '../transport.js';
+import { CgiHeadError, CgiHeadParser, parseCgiHead } from './cgiResponse.js';
+import { CgiRequestError, type CgiParamsEncoder } from './cgiParams.js';
+import { ProtocolStatus, RecordType, protocolStatusName, recordTypeName } from './protocol.js';
+import { RecordDecoder, encodeRecord, framedLength, writeHeader, writeStream, type RecordSink } from './records.js';
 
-/** What a caller hears about one request (the shape of undici's dispatch handlers). */
-export interface FcgiHandler {
-  onHead(head: CgiHead): void;
-  /** Return false to pause reading from the backend until `request.resume()`. */
-  onBody(chunk: Buffer): boolean;
-  onEnd(appStatus: number): void;
-  /** At most one of onEnd / onError is called. */
-  onError(err: FcgiError): void;
-  onStderr(chunk: Buffer): void;
-  /** The request no longer occupies the application (END_REQUEST or the connection is gone). Always called once, last. */
-  onRelease(): void;
-}
-
-export interface ConnectionOptions {
-  maxHeadBytes: number;
-  keepConn: boolean;
-  /** Called when the connection is closed or destroyed, for the owner's bookkeeping. */
-  onClose?(conn: FcgiConnection, hadRequests: boolean): void;
-  /** Called when a request leaves the connection (owner may hand it a new one). */
-  onIdle?(conn: FcgiConnection): void;
-}
+/**
+ * A coarse clock (ms) shared by all connections: the read timeout needs no
+ * Date.now() per record. One unref'd timer advances it.
+ */
+export const TICK_MS = 20;
+export let currentTick = Date.now();
+setInterval(() => { currentTick = Date.now(); }, TICK_MS).unref();
 
 const enum State { Active, Finished, Released }
 
-/** How long a connection waits after its first request before it is reused (see settle). */
+/** How long a fresh connection waits after its first request before it is reused (see settle). */
 const FIRST_SETTLE_MS = 10;
+/** Bodies up to this size are framed by copying into one buffer; larger ones are written around (writev). */
+const COPY_BELOW = 16 * 1024;
+const PADDING = Buffer.alloc(8);
 
-export class FcgiRequest {
+export interface ConnectionOwner {
+  readonly address: BackendAddress;
+  readonly connectTimeoutMs: number;
+  readonly maxHeadBytes: number;
+  /** On EAGAIN, connect() again with backoff until the connect timeout (instead of failing as nginx does). */
+  readonly retryEagain: boolean;
+  readonly encoder: CgiParamsEncoder;
+  onConnectError(code: string): void;
+  /** The connection may take a request it could not take before. */
+  onUsable(conn: FcgiConnection): void;
+  onClose(conn: FcgiConnection): void;
+}
+
+/** One request on a connection; the handler's RequestControl. */
+export class FcgiRequest implements RequestControl {
   lastTick = 0;
   state = State.Active;
-  headParser: CgiHeadParser | null;
+  headParser: CgiHeadParser | null = null;
   headSeen = false;
   stdinEnded: boolean;
   bodyBytesSent = 0;
   /** The response was given up (client abort, timeout): data is discarded, END_REQUEST awaited. */
   abandoned = false;
   anyResponseByte = false;
+  /** BEGIN_REQUEST + PARAMS of a request with a body, written with the first body bytes. */
+  pendingHead: Buffer | null = null;
 
-  constructor(readonly connection: FcgiConnection, readonly id: number, readonly handler: FcgiHandler,
-    hasBody: boolean, maxHeadBytes: number) {
-    this.headParser = new CgiHeadParser(maxHeadBytes);
-    this.stdinEnded = !hasBody;
+  constructor(readonly connection: FcgiConnection, readonly id: number, readonly handler: ResponseHandler,
+    readonly bodyLength: number) {
+    this.stdinEnded = bodyLength === 0;
   }
 
-  /** Streams request body bytes as STDIN records; false means wait for `onDrain`. */
-  writeStdin(chunk: Buffer): boolean {
+  writeBody(chunk: Buffer): boolean {
     if (this.stdinEnded || this.state !== State.Active || chunk.length === 0) return true;
     this.bodyBytesSent += chunk.length;
-    return this.connection.write(encodeStream(RecordType.Stdin, this.id, chunk));
+    this.lastTick = currentTick;
+    const last = this.bodyLength >= 0 && this.bodyBytesSent >= this.bodyLength;
+    if (last) this.stdinEnded = true;
+    return this.connection.writeStdin(this, chunk, last);
   }
 
-  endStdin(): void {
+  endBody(): void {
     if (this.stdinEnded) return;
     this.stdinEnded = true;
-    if (this.state === State.Active) this.connection.write(encodeRecord(RecordType.Stdin, this.id));
-  }
-
-  /** Calls `fn` once the connection's write buffer has drained. */
-  onDrain(fn: () => void): void {
-    this.connection.waitDrain(fn);
+    this.lastTick = currentTick;
+    if (this.state === State.Active) this.connection.writeStdin(this, null, true);
   }
 
   resume(): void {
@@ -80,36 +83,60 @@ export class FcgiRequest {
   abort(): void {
     if (this.state !== State.Active || this.abandoned) return;
     this.abandoned = true;
-    this.connection.write(encodeRecord(RecordType.AbortRequest, this.id));
-    this.connection.resumeReading();
+    this.connection.sendAbort(this);
   }
 }
 
 export class FcgiConnection implements RecordSink {
+  socket: net.Socket;
   private readonly decoder = new RecordDecoder(this);
   /** Index = request id. Ids are reused after END_REQUEST, lowest first. */
   private readonly requests: Array<FcgiRequest | undefined> = [undefined];
-  private drainWaiters: Array<() => void> = [];
-  private valuesWaiter: ((pairs: Array<[string, string]> | null) => void) | null = null;
+  /** Requests whose body write met a full socket buffer: told on 'drain'. */
+  private drainWaiters: FcgiRequest[] = [];
   inflight = 0;
+  connected = false;
   closed = false;
-  /** Requests completed on this connection (to notice apps that ignore FCGI_KEEP_CONN). */
+  /** Closed by this side (idle close, shutdown, timeout), not by the application. */
+  closedByUs = false;
+  /** The application half-closed the connection: nothing more may be written on it. */
+  ended = false;
+  /** Between the first END_REQUEST that left it idle and FIRST_SETTLE_MS later. */
+  settling = false;
+  /** It stayed open after a completed request: it honours FCGI_KEEP_CONN; safe to pipeline on. */
+  proven = false;
+  /** The application closed it right after its first request, while idle: it ignores FCGI_KEEP_CONN. */
+  closedAfterFirst = false;
+  /** Requests completed on this connection. */
   completed = 0;
+  lastError: TransportError | null = null;
   /** The request whose client could not keep up; reading resumes when it drains or ends. */
   private pausedBy: FcgiRequest | null = null;
-  lastError: FcgiError | null = null;
+  /** Bytes written before connect() completed, kept to write again after an EAGAIN retry. */
+  private preconnect: Buffer[] | null = [];
+  private connectTimer: NodeJS.Timeout | null = null;
+  private connectDeadline: number;
+  private backoffMs = 1;
 
-  constructor(readonly socket: Socket, private readonly options: ConnectionOptions) {
-    socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
-    socket.on('drain', () => this.flushDrainWaiters());
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.lastError = new FcgiError('closed', `connection error: ${err.message}`, { code: err.code, cause: err });
-    });
-    socket.on('end', () => { this.ended = true; });
-    socket.on('close', () => this.onSocketClose());
+  constructor(private readonly owner: ConnectionOwner) {
+    this.connectDeadline = Date.now() + owner.connectTimeoutMs;
+    this.socket = this.attempt();
+    this.connectTimer = setTimeout(this.onConnectTimeout, owner.connectTimeoutMs);
   }
 
-  /** Whether the last request's STDIN is complete, so another request may follow it on the wire. */
+  private attempt(): net.Socket {
+    const a = this.owner.address;
+    const socket = 'path' in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port, noDelay: true });
+    socket.on('connect', this.onConnect);
+    socket.on('data', this.onData);
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onError);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onSocketClose);
+    return socket;
+  }
+
+  /** Whether every request's STDIN is complete, so another request may follow on the wire. */
   get stdinComplete(): boolean {
     for (let i = 1; i < this.requests.length; i++) {
       const r = this.requests[i];
@@ -126,43 +153,95 @@ export class FcgiConnection implements RecordSink {
     return false;
   }
 
-  /** Begins a request; BEGIN_REQUEST, PARAMS and (with no body) the empty STDIN go out in one write. */
-  begin(pairs: readonly string[], hasBody: boolean, handler: FcgiHandler, tick: number): FcgiRequest {
-    let id = 1;
-    while (id < this.requests.length && this.requests[id] !== undefined) id++;
-    const request = new FcgiRequest(this, id, handler, hasBody, this.options.maxHeadBytes);
-    request.lastTick = tick;
-    this.requests[id] = request;
-    this.inflight++;
-    this.socket.write(encodeRequestHead(id, Role.Responder, this.options.keepConn ? FCGI_KEEP_CONN : 0, pairs, !hasBody));
-    return request;
+  /** May take a new request now. */
+  get usable(): boolean {
+    return !this.closed && !this.ended && !this.settling;
   }
 
-  /** FCGI_GET_VALUES; resolves null when the application closes or does not answer. */
-  getValues(names: readonly string[]): Promise<Array<[string, string]> | null> {
-    const flat: string[] = [];
-    for (const n of names) flat.push(n, '');
-    return new Promise((resolve) => {
-      this.valuesWaiter = resolve;
-      this.socket.write(encodeRecord(RecordType.GetValues, 0, encodePairs(flat)));
-    });
+  /**
+   * Puts a request on this connection: BEGIN_REQUEST, PARAMS and, without a body, the
+   * empty STDIN in one write; with a body they go out with its first bytes. Calls
+   * handler.onStart, or onError + onRelease when the request cannot be encoded.
+   */
+  begin(req: TransportRequest, handler: ResponseHandler, keepConn: boolean): void {
+    let id = 1;
+    while (id < this.requests.length && this.requests[id] !== undefined) id++;
+    let head: Buffer;
+    try {
+      head = this.owner.encoder.encode(req.head, req.bodyLength, id, keepConn);
+    } catch (err) {
+      if (!(err instanceof CgiRequestError)) throw err;
+      handler.onError(new TransportError('request', err.message, { notStarted: true, status: err.status }));
+      handler.onRelease();
+      if (!keepConn && this.inflight === 0) this.destroy();
+      return;
+    }
+    const request = new FcgiRequest(this, id, handler, req.bodyLength);
+    request.lastTick = currentTick;
+    this.requests[id] = request;
+    this.inflight++;
+    if (req.bodyLength === 0) this.write(head);
+    else request.pendingHead = head;
+    handler.onStart(request);
   }
 
   write(buf: Buffer): boolean {
     if (this.closed) return true;
+    if (this.preconnect !== null) {
+      this.preconnect.push(buf);
+      return true;
+    }
     return this.socket.write(buf);
   }
 
-  waitDrain(fn: () => void): void {
-    if (this.closed || !this.socket.writableNeedDrain) { fn(); return; }
-    this.drainWaiters.push(fn);
+  /** STDIN records for `chunk` (null: none), the request's pending head before them, the end record after when `last`. */
+  writeStdin(request: FcgiRequest, chunk: Buffer | null, last: boolean): boolean {
+    const head = request.pendingHead;
+    request.pendingHead = null;
+    const len = chunk ? chunk.length : 0;
+    const size = (head ? head.length : 0) + framedLength(len) + (last ? 8 : 0);
+    let ok: boolean;
+    if (size <= COPY_BELOW || this.preconnect !== null) {
+      const buf = Buffer.allocUnsafe(size);
+      let o = head ? head.copy(buf, 0) : 0;
+      if (chunk) o = writeStream(buf, o, RecordType.Stdin, request.id, chunk);
+      if (last) writeHeader(buf, o, RecordType.Stdin, request.id, 0, 0);
+      ok = this.write(buf);
+    } else {
+      // Large: the body bytes are written where they are (writev), only the 8-byte headers are new.
+      const socket = this.socket;
+      socket.cork();
+      if (head) socket.write(head);
+      for (let start = 0; start < len; start += 65535) {
+        const n = Math.min(65535, len - start);
+        const pad = (8 - (n & 7)) & 7;
+        const h = Buffer.allocUnsafe(8);
+        writeHeader(h, 0, RecordType.Stdin, request.id, n, pad);
+        socket.write(h);
+        socket.write(start === 0 && n === len ? chunk! : chunk!.subarray(start, start + n));
+        if (pad) socket.write(PADDING.subarray(0, pad));
+      }
+      if (last) socket.write(encodeRecord(RecordType.Stdin, request.id));
+      socket.uncork();
+      ok = !socket.writableNeedDrain;
+    }
+    if (!ok) this.drainWaiters.push(request);
+    return ok;
   }
 
-  private flushDrainWaiters(): void {
-    const waiters = this.drainWaiters;
-    if (waiters.length === 0) return;
-    this.drainWaiters = [];
-    for (const fn of waiters) fn();
+  sendAbort(request: FcgiRequest): void {
+    if (request.pendingHead !== null) {
+      // Never sent: nothing to abort at the application; the slot is free at once.
+      request.pendingHead = null;
+      this.requests[request.id] = undefined;
+      this.inflight--;
+      request.state = State.Released;
+      request.handler.onRelease();
+      if (this.inflight === 0) this.owner.onUsable(this);
+      return;
+    }
+    this.write(encodeRecord(RecordType.AbortRequest, request.id));
+    if (this.pausedBy === request) this.resumeReading();
   }
 
   pauseReading(by: FcgiRequest): void {
@@ -181,38 +260,119 @@ export class FcgiConnection implements RecordSink {
     }
   }
 
-  /** Closed by this side (idle close, shutdown), not by the application. */
-  closedByUs = false;
-  /** The application half-closed the connection: nothing more may be written on it. */
-  ended = false;
-  /** Between an END_REQUEST that left it idle and the next turn of the event loop. */
-  settling = false;
-  /** It stayed open after a completed request: safe to pipeline or multiplex on. */
-  proven = false;
-
-  /** May take a new request now. */
-  get usable(): boolean {
-    return !this.closed && !this.ended && !this.settling;
-  }
-
-  destroy(err?: FcgiError): void {
+  destroy(err?: TransportError): void {
     this.closedByUs = true;
     if (err && !this.lastError) this.lastError = err;
     this.socket.destroy();
   }
 
+  // --- socket events (bound once per connection) ---
+
+  private readonly onConnect = (): void => {
+    this.connected = true;
+    if (this.connectTimer) { clearTimeout(this.connectTimer); this.connectTimer = null; }
+    const pending = this.preconnect!;
+    this.preconnect = null;
+    if (pending.length === 1) this.socket.write(pending[0]);
+    else if (pending.length > 1) {
+      this.socket.cork();
+      for (const b of pending) this.socket.write(b);
+      this.socket.uncork();
+    }
+  };
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.decoder.push(chunk);
+  };
+
+  private readonly onDrain = (): void => {
+    const waiters = this.drainWaiters;
+    if (waiters.length === 0) return;
+    this.drainWaiters = [];
+    for (const r of waiters) if (r.state === State.Active) r.handler.onBodyDrain();
+  };
+
+  private readonly onError = (err: NodeJS.ErrnoException): void => {
+    if (!this.connected && !this.closedByUs) {
+      const code = err.code ?? 'EIO';
+      this.owner.onConnectError(code);
+      if (code === 'EAGAIN' && this.owner.retryEagain && Date.now() + this.backoffMs < this.connectDeadline) {
+        // The accept queue is full: it will have room once the app accepts. Back off and knock again.
+        const old = this.socket;
+        old.removeListener('close', this.onSocketClose);
+        old.destroy();
+        setTimeout(() => { if (!this.closed && !this.closedByUs) this.socket = this.attempt(); }, this.backoffMs);
+        this.backoffMs = Math.min(this.backoffMs * 2, 50);
+        return;
+      }
+      this.lastError = new TransportError('connect', connectErrorMessage(this.owner.address, err), { code, notStarted: true, cause: err });
+      return;
+    }
+    if (!this.lastError) this.lastError = new TransportError('closed', `connection error: ${err.message}`, { code: err.code, cause: err });
+  };
+
+  private readonly onConnectTimeout = (): void => {
+    this.connectTimer = null;
+    if (this.connected || this.closed) return;
+    this.owner.onConnectError('ETIMEDOUT');
+    this.lastError = new TransportError('connect', `connect() to ${describeAddress(this.owner.address)} timed out after ${this.owner.connectTimeoutMs} ms`,
+      { code: 'ETIMEDOUT', notStarted: true });
+    this.closedByUs = true;
+    this.socket.destroy();
+  };
+
+  private readonly onEnd = (): void => {
+    this.ended = true;
+  };
+
+  private readonly onSocketClose = (): void => {
+    this.closed = true;
+    if (this.connectTimer) { clearTimeout(this.connectTimer); this.connectTimer = null; }
+    // An app that ignores FCGI_KEEP_CONN closes right after its first END_REQUEST, while we
+    // wait to reuse the connection. A close at any other moment (a crash, a restart, a
+    // recycled process) is not evidence of that.
+    this.closedAfterFirst = this.settling && !this.closedByUs && this.inflight === 0 && this.lastError === null;
+    this.settling = false;
+    const cause = this.lastError;
+    for (let i = 1; i < this.requests.length; i++) {
+      const request = this.requests[i];
+      if (!request) continue;
+      this.requests[i] = undefined;
+      const wasActive = request.state === State.Active && !request.abandoned;
+      request.state = State.Released;
+      if (wasActive) {
+        let err: TransportError;
+        if (cause && (cause.kind === 'connect' || cause.kind === 'protocol')) {
+          err = new TransportError(cause.kind, cause.message, { code: cause.code, notStarted: cause.kind === 'connect' });
+        } else {
+          err = new TransportError('closed', request.anyResponseByte
+            ? 'backend closed the connection in the middle of the response'
+            : `backend closed the connection before answering${cause?.code ? ` (${cause.code})` : ''}`,
+          { code: cause?.code, notStarted: !request.anyResponseByte });
+          err.freshConnection = this.completed === 0 && !request.anyResponseByte;
+        }
+        request.handler.onError(err);
+      }
+      request.handler.onRelease();
+    }
+    this.inflight = 0;
+    this.drainWaiters = [];
+    this.owner.onClose(this);
+  };
+
   // --- RecordSink ---
 
   onRecord(type: number, requestId: number, content: Buffer): void {
     if (requestId === 0) {
-      this.onManagementRecord(type, content);
+      // Management records: we only ever send GET_VALUES on probe connections (getValues.ts).
+      if (type === RecordType.UnknownType || type === RecordType.GetValuesResult) return;
+      this.decoder.fail(`unexpected management record ${recordTypeName(type)} (request id 0)`);
       return;
     }
     const request = this.requests[requestId];
-    if (request === undefined && content.length === 0 && (type === RecordType.Stdout || type === RecordType.Stderr)) {
-      return; // a stream's end record sent after END_REQUEST (patched node-fastcgi does): harmless
-    }
-    if (request === undefined || request.state !== State.Active) {
+    if (request === undefined) {
+      // A stream's end record sent after END_REQUEST (patched node-fastcgi does): harmless.
+      if (content.length === 0 && (type === RecordType.Stdout || type === RecordType.Stderr)) return;
       this.decoder.fail(`${recordTypeName(type)} record for request id ${requestId}, which is not in flight on this connection`);
       return;
     }
@@ -222,7 +382,7 @@ export class FcgiConnection implements RecordSink {
         if (content.length > 0) this.onStdout(request, content);
         return;
       case RecordType.Stderr:
-        if (content.length > 0) request.handler.onStderr(content);
+        if (content.length > 0 && request.state === State.Active) request.handler.onStderr(content);
         return;
       case RecordType.EndRequest:
         this.onEndRequest(request, content);
@@ -233,39 +393,29 @@ export class FcgiConnection implements RecordSink {
   }
 
   onProtocolError(reason: string): void {
-    this.lastError = new FcgiError('protocol', `backend sent invalid FastCGI: ${reason}`);
+    this.lastError = new TransportError('protocol', `backend sent invalid FastCGI: ${reason}`);
+    this.closedByUs = true;
     this.socket.destroy();
-  }
-
-  private onManagementRecord(type: number, content: Buffer): void {
-    if (type === RecordType.GetValuesResult) {
-      let pairs: Array<[string, string]>;
-      try {
-        pairs = decodePairs(content);
-      } catch (err) {
-        this.decoder.fail(`bad GET_VALUES_RESULT: ${(err as Error).message}`);
-        return;
-      }
-      const waiter = this.valuesWaiter;
-      this.valuesWaiter = null;
-      if (waiter) waiter(pairs);
-      return;
-    }
-    if (type === RecordType.UnknownType) return; // the app did not know a management record we sent
-    this.decoder.fail(`unexpected management record ${recordTypeName(type)} (request id 0)`);
   }
 
   private onStdout(request: FcgiRequest, content: Buffer): void {
     request.anyResponseByte = true;
-    if (request.abandoned) return;
-    const parser = request.headParser;
-    if (parser !== null) {
+    if (request.abandoned || request.state !== State.Active) return;
+    if (!request.headSeen) {
       let parsed;
       try {
-        parsed = parser.push(content);
+        if (request.headParser !== null) parsed = request.headParser.push(content);
+        else {
+          parsed = parseCgiHead(content, this.owner.maxHeadBytes);
+          if (parsed === null) {
+            request.headParser = new CgiHeadParser(this.owner.maxHeadBytes);
+            request.headParser.push(content);
+            return;
+          }
+        }
       } catch (err) {
         if (err instanceof CgiHeadError) {
-          this.failRequest(request, new FcgiError('head', err.message));
+          this.failRequest(request, new TransportError('head', err.message));
           return;
         }
         throw err;
@@ -274,8 +424,8 @@ export class FcgiConnection implements RecordSink {
       request.headParser = null;
       request.headSeen = true;
       request.handler.onHead(parsed.head);
-      if (request.abandoned || parsed.bodyOffset >= content.length) return;
-      content = content.subarray(parsed.bodyOffset);
+      if (request.abandoned || request.state !== State.Active || parsed.bodyOffset >= content.length) return;
+      content = parsed.bodyOffset === 0 ? content : content.subarray(parsed.bodyOffset);
     }
     if (!request.handler.onBody(content)) this.pauseReading(request);
   }
@@ -285,7 +435,6 @@ export class FcgiConnection implements RecordSink {
       this.decoder.fail(`END_REQUEST body of ${content.length} bytes (expected 8)`);
       return;
     }
-    const appStatus = content.readUInt32BE(0);
     const protocolStatus = content[4];
     this.requests[request.id] = undefined;
     this.inflight--;
@@ -293,31 +442,29 @@ export class FcgiConnection implements RecordSink {
     const wasActive = request.state === State.Active;
     request.state = State.Released;
     if (this.pausedBy === request) this.resumeReading(); // its client's drain no longer matters here
+    if (this.inflight === 0 && !this.proven && !this.closed) {
+      // A fresh connection is not reused until the app had a moment to show it closes
+      // after END_REQUEST (it ignores FCGI_KEEP_CONN); one that stays open has proven it
+      // keeps connections, and is reusable at once from then on.
+      this.settling = true;
+      setTimeout(this.settle, FIRST_SETTLE_MS);
+    }
     if (wasActive && !request.abandoned) {
       if (protocolStatus === ProtocolStatus.RequestComplete) {
-        if (request.headParser !== null && !request.headSeen) {
-          request.handler.onError(new FcgiError('head', request.anyResponseByte
+        if (!request.headSeen) {
+          request.handler.onError(new TransportError('head', request.anyResponseByte
             ? 'backend ended the request inside the response head'
             : 'backend ended the request without sending a response', { notStarted: false }));
         } else {
-          request.handler.onEnd(appStatus);
+          request.handler.onEnd();
         }
       } else {
         const kind = protocolStatus === ProtocolStatus.CantMpxConn ? 'cant-mpx'
           : protocolStatus === ProtocolStatus.Overloaded ? 'overloaded'
           : protocolStatus === ProtocolStatus.UnknownRole ? 'unknown-role' : 'protocol';
-        request.handler.onError(new FcgiError(kind, `backend ended the request with ${protocolStatusName(protocolStatus)}`,
+        request.handler.onError(new TransportError(kind, `backend ended the request with ${protocolStatusName(protocolStatus)}`,
           { notStarted: !request.anyResponseByte }));
       }
-    }
-    if (this.inflight === 0 && !this.closed) {
-      // Not reusable until the events already read are handled: an app that ignores
-      // FCGI_KEEP_CONN closes right after END_REQUEST, and its FIN is usually already
-      // here. A connection still open then has proven it is kept.
-      this.settling = true;
-      // The first time, give a slow app a moment longer to show it closes (once per connection).
-      if (this.proven) setImmediate(this.settle);
-      else setTimeout(this.settle, FIRST_SETTLE_MS);
     }
     request.handler.onRelease();
   }
@@ -326,57 +473,29 @@ export class FcgiConnection implements RecordSink {
     this.settling = false;
     if (this.closed || this.ended) return;
     this.proven = true;
-    if (this.options.onIdle) this.options.onIdle(this);
+    this.owner.onUsable(this);
   };
 
   /** The response cannot be used any more; the request stays until END_REQUEST or close. */
-  failRequest(request: FcgiRequest, err: FcgiError): void {
+  failRequest(request: FcgiRequest, err: TransportError): void {
     if (request.state !== State.Active) return;
     request.state = State.Finished;
     request.abandoned = true;
     request.handler.onError(err);
-    if (err.kind === 'head' || err.kind === 'timeout') {
-      // Tell the application to stop; a conforming one answers END_REQUEST and the connection lives on.
-      this.write(encodeRecord(RecordType.AbortRequest, request.id));
-      this.resumeReading();
-    }
-  }
-
-  private onSocketClose(): void {
-    this.closed = true;
-    const hadRequests = this.inflight > 0;
-    const cause = this.lastError;
-    for (let i = 1; i < this.requests.length; i++) {
-      const request = this.requests[i];
-      if (!request) continue;
-      this.requests[i] = undefined;
-      const wasActive = request.state === State.Active && !request.abandoned;
-      request.state = State.Released;
-      if (wasActive) {
-        const err = cause && cause.kind === 'protocol'
-          ? new FcgiError('protocol', cause.message, { notStarted: false })
-          : new FcgiError('closed', request.anyResponseByte
-            ? 'backend closed the connection in the middle of the response'
-            : `backend closed the connection before answering${cause?.code ? ` (${cause.code})` : ''}`,
-          { code: cause?.code, notStarted: !request.anyResponseByte });
-        err.freshConnection = this.completed === 0 && !request.anyResponseByte;
-        request.handler.onError(err);
-      }
-      request.handler.onRelease();
-    }
-    this.inflight = 0;
-    const waiter = this.valuesWaiter;
-    this.valuesWaiter = null;
-    if (waiter) waiter(null);
-    this.flushDrainWaiters();
-    if (this.options.onClose) this.options.onClose(this, hadRequests);
+    // Tell the application to stop; a conforming one answers END_REQUEST and the connection lives on.
+    this.sendAbort(request);
   }
 }
 
-/**
- * A coarse clock (ms) shared by all connections: the read timeout needs no
- * Date.now() per record. One unref'd timer advances it.
- */
-export const TICK_MS = 20;
-export let currentTick = Date.now();
-setInterval(() => { currentTick = Date.now(); }, TICK_MS).unref();
+const ERRNO: Record<string, number> = { EAGAIN: 11, ECONNREFUSED: 111, ENOENT: 2, EACCES: 13, ETIMEDOUT: 110, ECONNRESET: 104, ENOTSOCK: 88, EHOSTUNREACH: 113 };
+const STRERROR: Record<string, string> = {
+  EAGAIN: 'Resource temporarily unavailable', ECONNREFUSED: 'Connection refused', ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied', ETIMEDOUT: 'Connection timed out', ECONNRESET: 'Connection reset by peer',
+};
+
+/** nginx's wording, so users can grep for the line they know: `connect() to unix:PATH failed (11: Resource temporarily unavailable)`. */
+export function connectErrorMessage(address: BackendAddress, err: NodeJS.ErrnoException): string {
+  const code = err.code ?? 'EIO';
+  const num = ERRNO[code] ?? (typeof err.errno === 'number' ? Math.abs(err.errno) : 0);
+  return `connect() to ${describeAddress(address)} failed (${num}: ${STRERROR[code] ?? err.message})`;
+}

@@ -1,13 +1,8 @@
 // Name-value pairs (specification 3.4): lengths of 1 byte (< 128) or 4 bytes with
 // the top bit set. Strings are handled as latin1 ("binary"), so the bytes a client
 // sent in its request line and headers reach the backend unchanged.
-import { HEADER_LEN, MAX_CONTENT, RecordType } from './protocol.js';
-import { writeHeader } from './records.js';
 
 export const MAX_NAME_VALUE_LENGTH = 0x7fffffff;
-
-// Buffer's latin1 writer without the encoding lookup of buf.write(); present in every Node since 0.x.
-type LatinBuffer = Buffer & { latin1Write(s: string, offset: number): number };
 
 function lengthSize(len: number): number {
   return len < 128 ? 1 : 4;
@@ -40,8 +35,8 @@ export function writePairs(buf: Buffer, offset: number, pairs: readonly string[]
     const value = pairs[i + 1];
     offset = writeLength(buf, offset, name.length);
     offset = writeLength(buf, offset, value.length);
-    offset += (buf as LatinBuffer).latin1Write(name, offset);
-    offset += (buf as LatinBuffer).latin1Write(value, offset);
+    offset += buf.latin1Write(name, offset);
+    offset += buf.latin1Write(value, offset);
   }
   return offset;
 }
@@ -51,49 +46,6 @@ export function encodePairs(pairs: readonly string[]): Buffer {
   const buf = Buffer.allocUnsafe(pairsLength(pairs));
   writePairs(buf, 0, pairs);
   return buf;
-}
-
-/**
- * BEGIN_REQUEST + PARAMS records + empty PARAMS (+ empty STDIN when the request has
- * no body) in one buffer: one write, one syscall, for the common request.
- */
-export function encodeRequestHead(requestId: number, role: number, flags: number,
-  pairs: readonly string[], endStdin: boolean): Buffer {
-  const streamLen = pairsLength(pairs);
-  const paramRecords = Math.max(1, Math.ceil(streamLen / MAX_CONTENT));
-  // Each PARAMS record is padded to 8; the final PARAMS and STDIN end records are empty.
-  const size = 16 + streamLen + paramRecords * (HEADER_LEN + 7) + HEADER_LEN + (endStdin ? HEADER_LEN : 0);
-  const buf = Buffer.allocUnsafe(size);
-  let offset = writeHeader(buf, 0, RecordType.BeginRequest, requestId, 8, 0);
-  buf[offset] = role >> 8;
-  buf[offset + 1] = role & 0xff;
-  buf[offset + 2] = flags;
-  buf.fill(0, offset + 3, offset + 8);
-  offset += 8;
-  if (streamLen > 0) {
-    if (streamLen <= MAX_CONTENT) {
-      const pad = (8 - (streamLen & 7)) & 7;
-      offset = writeHeader(buf, offset, RecordType.Params, requestId, streamLen, pad);
-      offset = writePairs(buf, offset, pairs);
-      buf.fill(0, offset, offset + pad);
-      offset += pad;
-    } else {
-      // Rare (huge headers): encode the stream once, then frame it; pairs straddle records.
-      const stream = encodePairs(pairs);
-      for (let start = 0; start < stream.length; start += MAX_CONTENT) {
-        const len = Math.min(MAX_CONTENT, stream.length - start);
-        const pad = (8 - (len & 7)) & 7;
-        offset = writeHeader(buf, offset, RecordType.Params, requestId, len, pad);
-        stream.copy(buf, offset, start, start + len);
-        offset += len;
-        buf.fill(0, offset, offset + pad);
-        offset += pad;
-      }
-    }
-  }
-  offset = writeHeader(buf, offset, RecordType.Params, requestId, 0, 0);
-  if (endStdin) offset = writeHeader(buf, offset, RecordType.Stdin, requestId, 0, 0);
-  return offset === size ? buf : buf.subarray(0, offset);
 }
 
 /**

@@ -66,59 +66,130 @@ export function encodeStream(type: number, requestId: number, data: Buffer): Buf
 }
 
 export interface RecordSink {
-  /** `content` is a view into the read buffer: valid only during the call. */
+  /**
+   * A record's content, as a view of the incoming chunk (no copy where it lies
+   * inside one). Stream records (STDOUT, STDERR) are handed out in pieces as they
+   * arrive, each non-empty, so a large record is never assembled; the empty content
+   * of a stream's end record (length 0) comes as one call with an empty buffer.
+   * Other records come whole.
+   */
   onRecord(type: number, requestId: number, content: Buffer): void;
   /** The byte stream is not FastCGI: the connection must be dropped. */
   onProtocolError(reason: string): void;
 }
 
+const EMPTY = Buffer.alloc(0);
+const enum Part { Header, Content, Padding }
+
+function isStream(type: number): boolean {
+  return type === RecordType.Stdout || type === RecordType.Stderr;
+}
+
 /**
- * Incremental record decoder. Content is handed out as views of the incoming chunk
- * whenever a record lies inside it (the common case: no copy); records split across
- * chunks are assembled in a growing buffer.
+ * Incremental record decoder: records split at any byte boundary, no concatenation
+ * of pending bytes with each chunk (a 64 KB record in 16 chunks is copied at most once,
+ * and a stream record not at all).
  */
 export class RecordDecoder {
-  private pending: Buffer | null = null; // bytes of an incomplete record
+  private part = Part.Header;
+  private readonly header = Buffer.alloc(HEADER_LEN);
+  private headerFill = 0;
+  private type = 0;
+  private requestId = 0;
+  private contentLeft = 0;
+  private paddingLeft = 0;
+  /** A non-stream record being assembled across chunks. */
+  private assembling: Buffer | null = null;
+  private assembled = 0;
   private failed = false;
 
   constructor(private readonly sink: RecordSink) {}
 
-  get hasPartial(): boolean {
-    return this.pending !== null && this.pending.length > 0;
-  }
-
   push(chunk: Buffer): void {
-    if (this.failed) return;
-    let data = chunk;
-    if (this.pending) {
-      data = Buffer.concat([this.pending, chunk]);
-      this.pending = null;
-    }
+    const total = chunk.length;
     let offset = 0;
-    const total = data.length;
-    while (total - offset >= HEADER_LEN) {
-      if (data[offset] !== FCGI_VERSION_1) {
-        this.fail(`bad FastCGI version ${data[offset]} (expected 1) at record start`);
-        return;
+    while (offset < total && !this.failed) {
+      if (this.part === Part.Header) {
+        let h: Buffer;
+        let at: number;
+        if (this.headerFill === 0 && total - offset >= HEADER_LEN) {
+          h = chunk;
+          at = offset;
+          offset += HEADER_LEN;
+        } else {
+          const take = Math.min(HEADER_LEN - this.headerFill, total - offset);
+          chunk.copy(this.header, this.headerFill, offset, offset + take);
+          this.headerFill += take;
+          offset += take;
+          if (this.headerFill < HEADER_LEN) return;
+          this.headerFill = 0;
+          h = this.header;
+          at = 0;
+        }
+        if (h[at] !== FCGI_VERSION_1) {
+          this.fail(`bad FastCGI version ${h[at]} (expected 1) at record start`);
+          return;
+        }
+        const type = h[at + 1];
+        const requestId = (h[at + 2] << 8) | h[at + 3];
+        const contentLength = (h[at + 4] << 8) | h[at + 5];
+        const paddingLength = h[at + 6];
+        if (contentLength === 0) {
+          this.paddingLeft = paddingLength;
+          this.part = paddingLength > 0 ? Part.Padding : Part.Header;
+          this.sink.onRecord(type, requestId, EMPTY);
+          continue;
+        }
+        if (total - offset >= contentLength + paddingLength) {
+          // The common case: the whole record lies in this chunk.
+          const start = offset;
+          offset += contentLength + paddingLength;
+          this.sink.onRecord(type, requestId, chunk.subarray(start, start + contentLength));
+          continue;
+        }
+        this.type = type;
+        this.requestId = requestId;
+        this.contentLeft = contentLength;
+        this.paddingLeft = paddingLength;
+        this.part = Part.Content;
+        if (!isStream(type)) {
+          this.assembling = Buffer.allocUnsafe(contentLength);
+          this.assembled = 0;
+        }
       }
-      const type = data[offset + 1];
-      const requestId = (data[offset + 2] << 8) | data[offset + 3];
-      const contentLength = (data[offset + 4] << 8) | data[offset + 5];
-      const paddingLength = data[offset + 6];
-      const recordEnd = offset + HEADER_LEN + contentLength + paddingLength;
-      if (recordEnd > total) break;
-      const contentStart = offset + HEADER_LEN;
-      offset = recordEnd;
-      this.sink.onRecord(type, requestId, data.subarray(contentStart, contentStart + contentLength));
-      if (this.failed) return;
+      if (this.part === Part.Content) {
+        const take = Math.min(this.contentLeft, total - offset);
+        if (take > 0) {
+          if (this.assembling) {
+            chunk.copy(this.assembling, this.assembled, offset, offset + take);
+            this.assembled += take;
+          } else {
+            this.sink.onRecord(this.type, this.requestId, chunk.subarray(offset, offset + take));
+          }
+          offset += take;
+          this.contentLeft -= take;
+        }
+        if (this.contentLeft > 0) return;
+        this.part = this.paddingLeft > 0 ? Part.Padding : Part.Header;
+        const whole = this.assembling;
+        if (whole) {
+          this.assembling = null;
+          this.sink.onRecord(this.type, this.requestId, whole);
+        }
+        continue;
+      }
+      // Padding
+      const skip = Math.min(this.paddingLeft, total - offset);
+      offset += skip;
+      this.paddingLeft -= skip;
+      if (this.paddingLeft === 0) this.part = Part.Header;
     }
-    if (offset < total) this.pending = Buffer.from(data.subarray(offset));
   }
 
   fail(reason: string): void {
     if (this.failed) return;
     this.failed = true;
-    this.pending = null;
+    this.assembling = null;
     this.sink.onProtocolError(reason);
   }
 }

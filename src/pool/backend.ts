@@ -1,18 +1,25 @@
-// One upstream: a spawned process (with its socket) or a remote address. Holds the
-// slots, the transport client and the counters the stats read.
-import { FcgiClient, describeAddress, type FcgiAddress } from '../fastcgi/client.js';
-import type { HttpClient } from '../http/httpClient.js';
+// One upstream: a spawned process (with its socket) or a remote address. Holds its
+// transport, what it can do (Capabilities: said, then learned), and the counters the
+// stats read.
+import { Capabilities, describeAddress, type BackendAddress, type CapabilityValues, type Transport, type TransportEvents } from '../transport.js';
 import { createHistogram } from '../stats/histogram.js';
 
-export type BackendState = 'starting' | 'ready' | 'busy' | 'down' | 'restarting' | 'draining';
+export type BackendState = 'starting' | 'ready' | 'down' | 'restarting' | 'draining';
 
+/** What the switches decide (flags, GET_VALUES): the part of the capabilities a backend says. */
 export interface BackendSwitches {
   multithreaded: boolean;
   multiplexed: boolean;
   /** Concurrent requests the application takes (1 when not multithreaded). */
   slots: number;
-  /** Where the decision came from: 'flag', 'GET_VALUES', 'fallback (no GET_VALUES answer)'. */
+  /** Where the decision came from: 'flags', 'GET_VALUES', 'fallback (no GET_VALUES answer)'. */
   source: string;
+}
+
+/** How connections are used, from the settings: the part of the capabilities the front decides. */
+export interface ConnectionUse {
+  keepConn: boolean;
+  pipelineDepth: number;
 }
 
 export interface BackendCounters {
@@ -24,13 +31,14 @@ export interface BackendCounters {
   retried: number;
 }
 
-export class Backend {
+export class Backend implements TransportEvents {
   state: BackendState = 'starting';
   pid: number | undefined;
   inflight = 0;
   maxInflight = 0;
   restarts = 0;
-  switches: BackendSwitches;
+  readonly caps: Capabilities;
+  readonly transport: Transport;
   readonly counters: BackendCounters = {
     requests: 0,
     responses: { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0 },
@@ -49,23 +57,38 @@ export class Backend {
   private idleWaiters: Array<() => void> = [];
   /** Why it is down after failing to run K times in a row (null otherwise). */
   downReason: { lastExit: string; stderrTail: string[] } | null = null;
+  /** Set by the pool: room appeared without a release (a connection became usable). */
+  onRoom: (() => void) | null = null;
 
-  constructor(readonly id: string, readonly address: FcgiAddress, readonly client: FcgiClient | HttpClient,
-    switches: BackendSwitches, index: number) {
-    this.switches = switches;
+  constructor(readonly id: string, readonly address: BackendAddress, switches: BackendSwitches,
+    private readonly use: ConnectionUse, index: number,
+    makeTransport: (caps: Capabilities, events: TransportEvents) => Transport) {
     this.index = index;
-    client.options.onConnectError = (code) => {
-      this.counters.connectErrors[code] = (this.counters.connectErrors[code] ?? 0) + 1;
-      // Linux answers EAGAIN exactly when the accept queue holds backlog+1: the peak
-      // a periodic sample would mostly miss.
-      if (code === 'EAGAIN' && this.acceptQueue && this.acceptQueue.max < this.acceptQueue.backlog + 1) {
-        this.acceptQueue.max = this.acceptQueue.backlog + 1;
-      }
-    };
+    this.caps = new Capabilities({ ...switches, ...use });
+    this.transport = makeTransport(this.caps, this);
   }
 
   get addressText(): string {
     return describeAddress(this.address);
+  }
+
+  get slots(): number {
+    return this.caps.slots;
+  }
+
+  // --- TransportEvents ---
+
+  onDrain(): void {
+    if (this.onRoom !== null && this.accepting) this.onRoom();
+  }
+
+  onConnectError(code: string): void {
+    this.counters.connectErrors[code] = (this.counters.connectErrors[code] ?? 0) + 1;
+    // Linux answers EAGAIN exactly when the accept queue holds backlog+1: the peak
+    // a periodic sample would mostly miss.
+    if (code === 'EAGAIN' && this.acceptQueue && this.acceptQueue.max < this.acceptQueue.backlog + 1) {
+      this.acceptQueue.max = this.acceptQueue.backlog + 1;
+    }
   }
 
   /** Resolves once no request is in flight here (for draining). */
@@ -80,55 +103,34 @@ export class Backend {
   }
 
   get accepting(): boolean {
-    return this.state === 'ready' || this.state === 'busy';
+    return this.state === 'ready';
   }
 
-  /**
-   * Requests this backend may hold. Not multiplexed: one per slot, plus a pipelined
-   * one behind each (body-less requests only, see FcgiClient.pipelineDepth).
-   */
-  capacityFor(pipelinable: boolean): number {
-    const s = this.switches.slots;
-    if (this.switches.multiplexed || !pipelinable) return s;
-    return s * this.client.options.pipelineDepth;
-  }
-
+  /** Whether a request can be sent here now: the transport has a place for it. */
   hasRoom(pipelinable: boolean): boolean {
-    if (!this.accepting) return false;
-    if (this.inflight < this.switches.slots) return true;
-    return pipelinable && this.inflight < this.capacityFor(true);
+    return this.state === 'ready' && this.transport.canTake(pipelinable);
   }
 
   /**
    * The application refused a request it was given (FCGI_CANT_MPX_CONN,
    * FCGI_OVERLOADED): give it less from now on instead of failing the same way
-   * again. Returns what changed, for the log, or null.
+   * again. The change is reported through caps.onChange.
    */
-  adaptToRefusal(kind: 'cant-mpx' | 'overloaded'): string | null {
-    const s = this.switches;
+  adaptToRefusal(kind: 'cant-mpx' | 'overloaded'): void {
+    const caps = this.caps;
     if (kind === 'cant-mpx') {
-      if (s.multiplexed && this.client.options.multiplexed) {
-        this.applySwitches({ ...s, multiplexed: false, source: 'adapted: FCGI_CANT_MPX_CONN' });
-        return 'it answered FCGI_CANT_MPX_CONN: one request per connection from now on';
-      }
-      if (this.client.options.pipelineDepth > 1) {
-        this.client.stopPipelining('it answered FCGI_CANT_MPX_CONN to a request written behind another');
-        return null; // stopPipelining logs through onAdapt
-      }
-      return null;
+      if (caps.multiplexed) caps.learn({ multiplexed: false }, 'it answered FCGI_CANT_MPX_CONN: one request per connection from now on');
+      else caps.learn({ pipelineDepth: 1 }, 'it answered FCGI_CANT_MPX_CONN to a request written behind another: one request at a time on each connection from now on');
+      return;
     }
     // FCGI_OVERLOADED: it took fewer than we gave it; the requests it did take are the limit.
     const slots = Math.max(1, this.inflight - 1);
-    if (slots >= s.slots) return null;
-    this.applySwitches({ ...s, slots, source: 'adapted: FCGI_OVERLOADED' });
-    return `it answered FCGI_OVERLOADED with ${this.inflight} requests in flight: slots ${s.slots} → ${slots}`;
+    if (slots < caps.slots) caps.learn({ slots }, `it answered FCGI_OVERLOADED with ${this.inflight} requests in flight`);
   }
 
+  /** What the backend says (flags, GET_VALUES) for a fresh process: learned refusals are forgotten. */
   applySwitches(switches: BackendSwitches): void {
-    this.switches = switches;
-    const o = this.client.options;
-    // A connection that carries one request (no FCGI_KEEP_CONN) has nothing to multiplex.
-    o.multiplexed = switches.multiplexed && o.keepConn;
-    o.maxConns = o.multiplexed ? 1 : switches.slots;
+    const values: CapabilityValues = { ...switches, ...this.use };
+    this.caps.reset(values);
   }
 }

@@ -54,6 +54,7 @@ export class Pool {
 
   add(backend: Backend): void {
     this.backends.push(backend);
+    backend.onRoom = this.serveQueue;
   }
 
   remove(backend: Backend): void {
@@ -91,7 +92,6 @@ export class Pool {
       pipelinable,
       enqueuedAt: Date.now(),
       done: false,
-      grant: () => {},
       reject: (reason) => acquirer.onRefused(reason, reason === 'timeout'
         ? `waited ${this.options.queueTimeoutMs} ms in the queue for a free slot (queue-timeout)`
         : 'the server is shutting down'),
@@ -125,8 +125,8 @@ export class Pool {
     this.serveQueue();
   }
 
-  /** A backend became ready or gained slots. */
-  serveQueue(): void {
+  /** A backend became ready, gained slots, or has room again. */
+  readonly serveQueue = (): void => {
     for (;;) {
       const head = this.queue.peek() as QueuedAcquirer | undefined;
       if (!head) return;
@@ -138,11 +138,11 @@ export class Pool {
       this.queueWait.recordValue(Math.max(1, (Date.now() - head.enqueuedAt) * 1000));
       head.acquirer.onBackend(backend);
     }
-  }
+  };
 
   totalSlots(): number {
     let n = 0;
-    for (const b of this.backends) if (b.accepting) n += b.switches.slots;
+    for (const b of this.backends) if (b.accepting) n += b.slots;
     return n;
   }
 

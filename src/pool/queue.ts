@@ -6,7 +6,6 @@ export interface Waiter {
   enqueuedAt: number;
   /** Set when the waiter left the queue (granted, timed out, or the client went away). */
   done: boolean;
-  grant(): void;
   reject(reason: 'timeout' | 'full' | 'shutdown'): void;
 }
 

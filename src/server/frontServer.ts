@@ -1,28 +1,28 @@
-// The public listener: node:http, CGI params, and a ProxyRequest per request.
+// The public listener: one ProxyRequest per request, whatever the backend protocol.
 import fs from 'node:fs';
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
-import { BadRequestPath, CgiParamsBuilder, type CgiParamsOptions } from './cgiParams.js';
+import { BodySpool, BodyTooLarge } from './bodySpool.js';
 import { sendError } from './errorResponse.js';
+import type { ClientExchange } from './exchange.js';
 import { addressOf, listenOn } from './listen.js';
+import { NodeExchange } from './nodeExchange.js';
 import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
-import { BodySpool } from './bodySpool.js';
-import { HttpProxyRequest } from './httpProxyRequest.js';
-import type { Readable } from 'node:stream';
 
 export interface FrontServerOptions {
-  protocol: 'fastcgi' | 'http';
   listen: ListenAddress;
+  /** The backends need a request body's length before it is sent (FastCGI): chunked bodies are spooled first. */
+  needsBodyLength: boolean;
   /** Chunked request bodies up to this size are spooled in memory, larger ones to a temp file. */
   spoolMemoryBytes: number;
-  cgi: CgiParamsOptions;
+  /** Largest request body accepted (413 beyond); 0: no limit. */
+  maxBodyBytes: number;
   proxy: ProxyContext;
 }
 
 export class FrontServer {
   readonly http: http.Server;
-  private readonly params: CgiParamsBuilder;
   /** Responses not finished yet (for a graceful stop). */
   active = 0;
   acceptedConn = 0;
@@ -30,12 +30,22 @@ export class FrontServer {
   private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly options: FrontServerOptions, private readonly log: Logger) {
-    this.params = new CgiParamsBuilder(options.cgi);
     this.http = http.createServer({
       keepAlive: true,
       requestTimeout: 0, // uploads may take long; the backend read timeout bounds the waiting
       headersTimeout: 60_000,
-    }, (req, res) => this.onRequest(req, res));
+    }, (req, res) => {
+      this.active++;
+      res.once('close', this.onResponseClose);
+      if (this.draining) res.shouldKeepAlive = false;
+      try {
+        this.onRequest(new NodeExchange(req, res));
+      } catch (err) {
+        this.log.error({ err: (err as Error).message, stack: (err as Error).stack }, `internal error handling "${req.method} ${req.url}"`);
+        if (!res.headersSent) { res.writeHead(500, { 'Content-Type': 'text/plain', Connection: 'close' }); res.end('500 Internal Server Error\n'); }
+        else res.destroy();
+      }
+    });
     this.http.on('connection', () => { this.acceptedConn++; });
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Malformed HTTP from a client: answer 400 where the socket still takes it, never crash.
@@ -44,46 +54,31 @@ export class FrontServer {
     });
   }
 
-  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.active++;
-    res.once('close', this.onResponseClose);
-    if (this.draining) res.shouldKeepAlive = false;
-    const te = req.headers['transfer-encoding'];
-    const cl = req.headers['content-length'];
-    if (this.options.protocol === 'http') {
-      // HTTP backends take chunked bodies as they are: stream, no spooling, no CGI params.
-      new HttpProxyRequest(this.options.proxy, req, res, te !== undefined || (cl !== undefined && cl !== '0'), this.options.cgi.https).start();
+  private onRequest(exchange: ClientExchange): void {
+    const o = this.options;
+    const target = exchange.target;
+    if (target.charCodeAt(0) !== 47 /* / */) {
+      sendError(exchange, 400, `request target ${JSON.stringify(target.slice(0, 100))} is not an absolute path`);
       return;
     }
-    if (cl === undefined && te !== undefined) {
-      // Chunked: read it whole first (memory, then a temp file) so CONTENT_LENGTH can be sent.
-      const spool = new BodySpool(req, this.options.spoolMemoryBytes);
-      spool.collect((err, length) => {
+    const length = exchange.contentLength;
+    if (o.maxBodyBytes > 0 && length > o.maxBodyBytes) {
+      sendError(exchange, 413, `the request body of ${length} bytes exceeds the limit of ${o.maxBodyBytes} bytes (max-body-size)`);
+      return;
+    }
+    if (length < 0 && o.needsBodyLength) {
+      // Chunked: read it whole first (memory, then a temp file) so its length can be sent.
+      const spool = new BodySpool(exchange, o.spoolMemoryBytes, o.maxBodyBytes);
+      spool.collect((err, total) => {
         if (err) {
-          if (!res.headersSent && !res.destroyed) sendError(res, 400, err.message);
+          if (!exchange.finished) sendError(exchange, err instanceof BodyTooLarge ? 413 : 400, err.message);
           return;
         }
-        this.forward(req, res, length, length > 0 ? spool.stream() : null);
+        new ProxyRequest(o.proxy, exchange, total, spool).start();
       });
       return;
     }
-    this.forward(req, res, cl !== undefined ? Number(cl) : 0, null);
-  }
-
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, bodyLength: number, spooled: Readable | null): void {
-    let params: string[];
-    try {
-      params = this.params.build(req, bodyLength);
-    } catch (err) {
-      if (err instanceof BadRequestPath) {
-        req.resume();
-        spooled?.destroy();
-        sendError(res, 400, err.message);
-        return;
-      }
-      throw err;
-    }
-    new ProxyRequest(this.options.proxy, req, res, params, bodyLength > 0, spooled).start();
+    new ProxyRequest(o.proxy, exchange, length, exchange).start();
   }
 
   private readonly onResponseClose = (): void => {

@@ -3,11 +3,9 @@
 // the answer is awaited from the moment the app accepted the probe, so a slow
 // start is not mistaken for an app that does not answer GET_VALUES.
 import net from 'node:net';
-import { FcgiConnection } from '../fastcgi/connection.js';
-import type { FcgiAddress } from '../fastcgi/client.js';
+import { getValues } from '../fastcgi/getValues.js';
 import { acceptQueueOf } from '../native/sock.js';
-
-export const VALUE_NAMES = ['FCGI_MAX_CONNS', 'FCGI_MAX_REQS', 'FCGI_MPXS_CONNS'] as const;
+import type { BackendAddress } from '../transport.js';
 
 export interface ProbeResult {
   /** null: the app accepted but did not answer GET_VALUES in time (or closed). */
@@ -15,7 +13,7 @@ export interface ProbeResult {
 }
 
 export interface ProbeOptions {
-  address: FcgiAddress;
+  address: BackendAddress;
   /** How long an app that accepted the probe may take to answer GET_VALUES. */
   getValuesTimeoutMs: number;
   deadline: number;
@@ -28,7 +26,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function connect(address: FcgiAddress): Promise<net.Socket | null> {
+function connect(address: BackendAddress): Promise<net.Socket | null> {
   return new Promise((resolve) => {
     const s = 'path' in address ? net.connect({ path: address.path }) : net.connect({ host: address.host, port: address.port });
     s.once('connect', () => { s.removeAllListeners('error'); s.on('error', () => {}); resolve(s); });
@@ -40,9 +38,8 @@ type Outcome = { kind: 'answer'; values: Map<string, string> } | { kind: 'silent
 
 /** One probe connection: GET_VALUES, then wait for an answer, a close, or the timeouts. */
 async function probeOnce(opts: ProbeOptions, socket: net.Socket): Promise<Outcome> {
-  const conn = new FcgiConnection(socket, { maxHeadBytes: 0, keepConn: false });
   let answer: Array<[string, string]> | null | undefined;
-  conn.getValues(VALUE_NAMES).then((pairs) => { answer = pairs; });
+  void getValues(socket).then((pairs) => { answer = pairs; });
   const path = 'path' in opts.address ? opts.address.path : null;
   let acceptedAt = path ? 0 : Date.now(); // TCP: no accept queue to watch; time from connect
   try {
@@ -60,7 +57,7 @@ async function probeOnce(opts: ProbeOptions, socket: net.Socket): Promise<Outcom
       if (!acceptedAt && now > opts.deadline) return { kind: 'not-accepted' };
     }
   } finally {
-    conn.destroy();
+    socket.destroy();
   }
 }
 

@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { FcgiClient, type FcgiAddress } from '../fastcgi/client.js';
-import { HttpClient } from '../http/httpClient.js';
-import { Backend, type BackendSwitches } from '../pool/backend.js';
+import type { Backend, BackendSwitches } from '../pool/backend.js';
+import { decideSwitches, type SwitchSettings } from '../pool/switches.js';
+import type { BackendAddress } from '../transport.js';
 import type { Pool } from '../pool/pool.js';
 import { Child, describeExit, resolveCommand } from './child.js';
 import { probeBackend } from './readiness.js';
@@ -14,23 +14,6 @@ import { ListeningSocket } from './sockets.js';
 import { resolveIdentity, type Identity } from './identity.js';
 import { rssMb } from '../stats/proc.js';
 
-export type Switch = boolean | 'auto';
-
-export interface SwitchSettings {
-  multithreaded: Switch;
-  multiplexed: Switch;
-  /** Slots of a multithreaded backend; undefined: FCGI_MAX_REQS, else 8. */
-  maxRequestsPerBackend: number | undefined;
-}
-
-export interface TransportSettings {
-  readTimeoutMs: number;
-  connectTimeoutMs: number;
-  maxHeadBytes: number;
-  pipelineDepth: number;
-  keepConn: boolean;
-  retryEagain: boolean;
-}
 
 export interface SupervisorOptions {
   command: string;
@@ -42,7 +25,8 @@ export interface SupervisorOptions {
   cwd: string;
   env: Record<string, string>;
   switches: SwitchSettings;
-  transport: TransportSettings;
+  /** A backend for a process's socket, with its transport (the wiring knows the protocol). */
+  makeBackend(id: string, address: BackendAddress, index: number): Backend;
   startTimeoutMs: number;
   getValuesTimeoutMs: number;
   killTimeoutMs: number;
@@ -68,32 +52,6 @@ export interface SupervisorCounters {
   recycles: number;
   reloads: number;
   scaleChanges: number;
-}
-
-/** Decides a backend's switches from the flags and its GET_VALUES answer. */
-export function decideSwitches(settings: SwitchSettings, values: Map<string, string> | null, protocol: 'fastcgi' | 'http' = 'fastcgi'): BackendSwitches {
-  if (protocol === 'http') {
-    // HTTP/1.1 has no GET_VALUES: auto means an app that takes concurrent requests (gunicorn
-    // with its workers, a Node server); one request per connection, never multiplexed.
-    const multithreaded = settings.multithreaded === 'auto' ? true : settings.multithreaded;
-    return { multithreaded, multiplexed: false, slots: multithreaded ? settings.maxRequestsPerBackend ?? 8 : 1, source: settings.multithreaded === 'auto' ? 'http: auto is multithreaded' : 'flags' };
-  }
-  const maxReqs = Number(values?.get('FCGI_MAX_REQS'));
-  const maxConns = Number(values?.get('FCGI_MAX_CONNS'));
-  const answered = values !== null && values.size > 0;
-  const multithreaded = settings.multithreaded === 'auto'
-    ? answered && ((maxReqs > 1) || (maxConns > 1))
-    : settings.multithreaded;
-  const multiplexed = settings.multiplexed === 'auto'
-    ? answered && values!.get('FCGI_MPXS_CONNS') === '1'
-    : settings.multiplexed;
-  let slots = 1;
-  if (multithreaded) {
-    slots = settings.maxRequestsPerBackend ?? (maxReqs > 0 ? maxReqs : 8);
-  }
-  const auto = settings.multithreaded === 'auto' || settings.multiplexed === 'auto';
-  const source = !auto ? 'flags' : answered ? 'GET_VALUES' : values === null ? 'fallback: no GET_VALUES answer' : 'fallback: empty GET_VALUES answer';
-  return { multithreaded, multiplexed, slots, source };
 }
 
 interface Slot {
@@ -218,7 +176,7 @@ export class Supervisor {
     const id = `b${index}`;
     const socketPath = path.join(this.options.socketDir, `${id}.sock`);
     const socket = this.ownsSocket ? await ListeningSocket.create(socketPath, this.options.backlog) : null;
-    const backend = this.makeBackend(id, { path: socketPath }, index);
+    const backend = this.options.makeBackend(id, { path: socketPath }, index);
     const jitter = this.options.maxRequestsJitter > 0 ? Math.floor(Math.random() * (this.options.maxRequestsJitter + 1)) : 0;
     const slot: Slot = { id, backend, socket, socketPath, child: null, failuresInRow: 0, restartTimer: null,
       recycleAt: this.options.maxRequests > 0 ? this.options.maxRequests + jitter : 0, stderrTail: [], lastExit: null };
@@ -299,7 +257,7 @@ export class Supervisor {
     if (slot.restartTimer) { clearTimeout(slot.restartTimer); slot.restartTimer = null; }
     const drained = await Promise.race([backend.whenIdle().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), drainTimeoutMs).unref())]);
     if (!drained) this.log.warn({ backend: slot.id, inflight: backend.inflight }, `backend ${slot.id} still had ${backend.inflight} request(s) after ${drainTimeoutMs} ms of draining; stopping it anyway`);
-    backend.client.close(true);
+    backend.transport.close(true);
     const pid = slot.child?.pid;
     if (slot.child) await slot.child.stop(this.options.killTimeoutMs);
     if (slot.socket) slot.socket.close();
@@ -309,27 +267,6 @@ export class Supervisor {
     const i = this.slots.indexOf(slot);
     if (i >= 0) this.slots.splice(i, 1);
     this.log.info({ backend: slot.id, pid }, `backend ${slot.id} (pid ${pid}) drained and stopped`);
-  }
-
-  private makeBackend(id: string, address: FcgiAddress, index: number): Backend {
-    const t = this.options.transport;
-    if (this.options.protocol === 'http') {
-      const http = new HttpClient({ address, maxConns: 1, readTimeoutMs: t.readTimeoutMs, connectTimeoutMs: t.connectTimeoutMs, multiplexed: false, keepConn: true, pipelineDepth: 1 });
-      return new Backend(id, address, http, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, index);
-    }
-    const client = new FcgiClient({
-      address,
-      multiplexed: false,
-      keepConn: t.keepConn,
-      maxConns: 1,
-      pipelineDepth: t.pipelineDepth,
-      readTimeoutMs: t.readTimeoutMs,
-      connectTimeoutMs: t.connectTimeoutMs,
-      maxHeadBytes: t.maxHeadBytes,
-      retryEagain: t.retryEagain,
-      onAdapt: (what, why) => this.log.warn({ backend: id, adapt: what }, `backend ${id}: ${why}`),
-    });
-    return new Backend(id, address, client, { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' }, index);
   }
 
   private childSpec(socketPath: string, listenFd: number | null) {
@@ -366,7 +303,7 @@ export class Supervisor {
       if (child.exited || this.stopping || slot.retiring) return;
       const switches = decideSwitches(this.options.switches, result.values, this.options.protocol);
       slot.backend.applySwitches(switches);
-      slot.backend.client.resume();
+      slot.backend.transport.resume();
       slot.backend.state = 'ready';
       slot.backend.downReason = null;
       this.log.info({
@@ -387,12 +324,12 @@ export class Supervisor {
     slot.child = null;
     if (slot.retiring) return; // stopped on purpose (scale down)
     const backend = slot.backend;
-    const wasReady = backend.state === 'ready' || backend.state === 'busy';
+    const wasReady = backend.state === 'ready';
     backend.state = this.stopping ? 'down' : 'restarting';
     // Every connection of the dead process is useless, and one still waiting in the socket's accept
     // queue would be the first the new process accepts and serves until closed: drop them all.
     // Requests in flight on them fail as not started and are retried elsewhere.
-    backend.client.suspend();
+    backend.transport.suspend();
     if (this.stopping) return;
     const ranLong = exit.uptimeMs > 10_000 && wasReady;
     slot.failuresInRow = ranLong ? 1 : slot.failuresInRow + 1;
@@ -422,7 +359,7 @@ export class Supervisor {
     const socketPath = path.join(this.options.socketDir, 'shared.sock');
     if (this.ownsSocket) this.sharedSocket = await ListeningSocket.create(socketPath, this.options.backlog);
     else throw new Error('--socket shared hands one socket to every child as fd 0; a command with {socket} binds its own: use --socket per-process');
-    const backend = this.makeBackend('shared', { path: socketPath }, 0);
+    const backend = this.options.makeBackend('shared', { path: socketPath }, 0);
     backend.state = 'starting';
     this.pool.add(backend);
     this.slots.push({ id: 'shared', backend, socket: this.sharedSocket, socketPath, child: null, failuresInRow: 0, restartTimer: null, recycleAt: 0, stderrTail: [], lastExit: null });
@@ -515,7 +452,7 @@ export class Supervisor {
       if (s.restartTimer) clearTimeout(s.restartTimer);
       if (s.child) all.push(s.child);
       s.backend.state = 'down';
-      s.backend.client.close(true);
+      s.backend.transport.close(true);
     }
     for (const c of this.sharedChildren) {
       if (c.timer) clearTimeout(c.timer);

@@ -16,7 +16,7 @@ export class LeastConn implements Policy {
     for (let i = 0; i < backends.length; i++) {
       const b = backends[i];
       if (!eligible(b, pipelinable, unlimited)) continue;
-      const load = b.inflight / b.switches.slots;
+      const load = b.inflight / b.slots;
       if (load < bestLoad) {
         best = b;
         bestLoad = load;

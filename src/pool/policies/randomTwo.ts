@@ -21,6 +21,6 @@ export class RandomTwo implements Policy {
     if (j >= i) j++;
     const a = c[i];
     const b = c[j];
-    return a.inflight / a.switches.slots <= b.inflight / b.switches.slots ? a : b;
+    return a.inflight / a.slots <= b.inflight / b.slots ? a : b;
   }
 }

@@ -1,0 +1,189 @@
+// FastCGI as a transport: opens, keeps and reuses connections to one application
+// address and puts each dispatched request on the wire at once — on an idle kept
+// connection, a new one while under the backend's slots, multiplexed, or pipelined
+// behind a body-less request. Never a connection beyond the slots: with a
+// single-threaded app it would sit unserved in its accept queue. Enforces the read
+// timeout. What the app taught us (it closes kept connections, refuses pipelined
+// requests) goes into the backend's Capabilities.
+import {
+  TransportError, type BackendAddress, type Capabilities, type ResponseHandler, type Transport,
+  type TransportEvents, type TransportFigures, type TransportRequest,
+} from '../transport.js';
+import type { CgiParamsEncoder } from './cgiParams.js';
+import { FcgiConnection, currentTick, type ConnectionOwner, type FcgiRequest } from './connection.js';
+
+export interface FcgiSettings {
+  address: BackendAddress;
+  readTimeoutMs: number;
+  connectTimeoutMs: number;
+  maxHeadBytes: number;
+  /** On EAGAIN (the app's accept queue is full) connect() again with backoff until the connect timeout. */
+  retryEagain: boolean;
+  /** A new connection per request without FCGI_KEEP_CONN, whatever the capabilities (overflow nginx/retry, as nginx by default). */
+  perRequestConnections: boolean;
+  /** Shared by the backends of a pool: the CGI params of each request. */
+  encoder: CgiParamsEncoder;
+}
+
+const MIN_SWEEP_MS = 20;
+
+export class FcgiTransport implements Transport, ConnectionOwner {
+  readonly protocol = 'fastcgi' as const;
+  readonly needsBodyLength = true;
+  private readonly connections: FcgiConnection[] = [];
+  private sweepTimer: NodeJS.Timeout | null;
+  private closing = false;
+  /** The application is gone or restarting: keep no connection open to it. */
+  private suspended = false;
+  readonly figures: TransportFigures = { connectionsOpened: 0, openConnections: 0 };
+
+  constructor(private readonly settings: FcgiSettings, private readonly caps: Capabilities, private readonly events: TransportEvents) {
+    const sweepMs = Math.max(MIN_SWEEP_MS, Math.min(1000, Math.floor(settings.readTimeoutMs / 8)));
+    this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
+    this.sweepTimer.unref();
+  }
+
+  // ConnectionOwner
+  get address(): BackendAddress { return this.settings.address; }
+  get connectTimeoutMs(): number { return this.settings.connectTimeoutMs; }
+  get maxHeadBytes(): number { return this.settings.maxHeadBytes; }
+  get retryEagain(): boolean { return this.settings.retryEagain; }
+  get encoder(): CgiParamsEncoder { return this.settings.encoder; }
+
+  private get keepConn(): boolean {
+    return this.caps.keepConn && !this.settings.perRequestConnections;
+  }
+
+  canTake(pipelinable: boolean): boolean {
+    if (this.closing) return false;
+    const caps = this.caps;
+    if (!this.keepConn) return this.settings.perRequestConnections || this.connections.length < caps.slots;
+    if (caps.multiplexed) {
+      const c = this.connections.length > 0 ? this.connections[0] : null;
+      return c === null || (c.usable && (c.proven || c.inflight === 0) && c.inflight < caps.slots);
+    }
+    return this.pick(pipelinable) !== null || this.connections.length < caps.slots;
+  }
+
+  /** An existing connection that can take the request now, or null. */
+  private pick(pipelinable: boolean): FcgiConnection | null {
+    const conns = this.connections;
+    const caps = this.caps;
+    if (caps.multiplexed) {
+      const c = conns.length > 0 ? conns[0] : null;
+      return c !== null && c.usable && (c.proven || c.inflight === 0) && c.inflight < caps.slots ? c : null;
+    }
+    for (let i = 0; i < conns.length; i++) {
+      const c = conns[i];
+      if (c.inflight === 0 && c.usable) return c;
+    }
+    if (conns.length < caps.slots || !pipelinable || caps.pipelineDepth < 2) return null;
+    let best: FcgiConnection | null = null;
+    for (let i = 0; i < conns.length; i++) {
+      const c = conns[i];
+      if (c.usable && c.proven && c.inflight < caps.pipelineDepth && c.stdinComplete && !c.anyAbandoned
+        && (best === null || c.inflight < best.inflight)) best = c;
+    }
+    return best;
+  }
+
+  dispatch(request: TransportRequest, handler: ResponseHandler): boolean {
+    const keep = this.keepConn;
+    let conn = keep ? this.pick(request.pipelinable) : null;
+    if (conn === null) {
+      conn = new FcgiConnection(this);
+      this.connections.push(conn);
+      this.figures.connectionsOpened++;
+      this.figures.openConnections = this.connections.length;
+    }
+    conn.begin(request, handler, keep);
+    return this.canTake(false);
+  }
+
+  // ConnectionOwner callbacks
+  onConnectError(code: string): void {
+    this.events.onConnectError(code);
+  }
+
+  onUsable(conn: FcgiConnection): void {
+    // An idle kept connection to an app that is restarting would be the first the new
+    // process accepts, and a single-threaded one would serve it until it closes.
+    if (this.suspended || this.closing || !this.keepConn) {
+      if (conn.inflight === 0) conn.destroy();
+      return;
+    }
+    this.events.onDrain();
+  }
+
+  onClose(conn: FcgiConnection): void {
+    const i = this.connections.indexOf(conn);
+    if (i >= 0) this.connections.splice(i, 1);
+    this.figures.openConnections = this.connections.length;
+    if (conn.closedAfterFirst && this.caps.keepConn && !this.closing && !this.suspended) {
+      // The app closed a kept connection right after answering on it: it ignores
+      // FCGI_KEEP_CONN (node-fastcgi 2.0.0 does). From now on a connection per request,
+      // as nginx does by default, so no request is written on a connection about to close.
+      this.caps.learn({ keepConn: false, multiplexed: false, pipelineDepth: 1 },
+        'the application closed a kept-alive connection right after its first completed request (it ignores FCGI_KEEP_CONN); a new connection per request from now on');
+    }
+    if (!this.closing) this.events.onDrain();
+  }
+
+  /** The application refused a request written behind another (FCGI_CANT_MPX_CONN): one request per connection. */
+  stopPipelining(why: string): void {
+    this.caps.learn({ pipelineDepth: 1 }, `${why}; one request at a time on each connection from now on`);
+  }
+
+  close(force = false): void {
+    this.closing = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    for (const c of [...this.connections]) {
+      if (force || c.inflight === 0) c.destroy();
+    }
+  }
+
+  suspend(): void {
+    this.suspended = true;
+    for (const c of [...this.connections]) c.destroy();
+  }
+
+  resume(): void {
+    this.suspended = false;
+  }
+
+  /**
+   * The read timeout runs between two reads from the backend, from the moment the
+   * request body is sent (while it is sent, the same limit bounds each write). Each
+   * request has its own clock: one pipelined behind a stuck request gets its 504 at
+   * its own deadline, not after its predecessor's. A connection whose every request
+   * has given up is closed (the app is stuck on it).
+   */
+  private sweep(): void {
+    const tick = currentTick;
+    const limit = this.settings.readTimeoutMs;
+    for (const conn of [...this.connections]) {
+      if (conn.inflight === 0) continue;
+      let live = 0;
+      conn.forEachRequest((r: FcgiRequest) => {
+        if (r.abandoned) return;
+        if (tick - r.lastTick <= limit) { live++; return; }
+        conn.failRequest(r, new TransportError('timeout', r.stdinEnded
+          ? `backend sent nothing for ${limit} ms (read timeout)`
+          : `backend took no request body bytes for ${limit} ms (send timeout)`,
+        { code: 'ETIMEDOUT', notStarted: !r.anyResponseByte && r.bodyBytesSent === 0 }));
+      });
+      // Given up and silent for another read timeout (no END_REQUEST even after the
+      // abort): the app is stuck on this connection; give it up.
+      if (live === 0 && this.allSilent(conn, tick, 2 * limit)) {
+        conn.destroy(new TransportError('timeout', 'backend did not end the requests it was told to abort'));
+      }
+    }
+  }
+
+  private allSilent(conn: FcgiConnection, tick: number, ms: number): boolean {
+    let silent = true;
+    conn.forEachRequest((r) => { if (tick - r.lastTick <= ms) silent = false; });
+    return silent;
+  }
+}

@@ -1,0 +1,40 @@
+// A backend's switches (flup's multithreaded / multiplexed, and its slots), from the
+// flags and what the backend says in FCGI_GET_VALUES. What it says is a hint: run-time
+// evidence may lower it later (see Capabilities).
+import type { BackendSwitches } from './backend.js';
+
+export type Switch = boolean | 'auto';
+
+export interface SwitchSettings {
+  multithreaded: Switch;
+  multiplexed: Switch;
+  /** Slots of a multithreaded backend; undefined: FCGI_MAX_REQS, else 8. */
+  maxRequestsPerBackend: number | undefined;
+}
+
+/** Decides a backend's switches from the flags and its GET_VALUES answer. */
+export function decideSwitches(settings: SwitchSettings, values: Map<string, string> | null, protocol: 'fastcgi' | 'http' = 'fastcgi'): BackendSwitches {
+  if (protocol === 'http') {
+    // HTTP/1.1 has no GET_VALUES: auto means an app that takes concurrent requests (gunicorn
+    // with its workers, a Node server); one request per connection, never multiplexed.
+    const multithreaded = settings.multithreaded === 'auto' ? true : settings.multithreaded;
+    return { multithreaded, multiplexed: false, slots: multithreaded ? settings.maxRequestsPerBackend ?? 8 : 1, source: settings.multithreaded === 'auto' ? 'http: auto is multithreaded' : 'flags' };
+  }
+  const maxReqs = Number(values?.get('FCGI_MAX_REQS'));
+  const maxConns = Number(values?.get('FCGI_MAX_CONNS'));
+  const answered = values !== null && values.size > 0;
+  const multithreaded = settings.multithreaded === 'auto'
+    ? answered && ((maxReqs > 1) || (maxConns > 1))
+    : settings.multithreaded;
+  const multiplexed = settings.multiplexed === 'auto'
+    ? answered && values!.get('FCGI_MPXS_CONNS') === '1'
+    : settings.multiplexed;
+  let slots = 1;
+  if (multithreaded) {
+    slots = settings.maxRequestsPerBackend ?? (maxReqs > 0 ? maxReqs : 8);
+  }
+  const auto = settings.multithreaded === 'auto' || settings.multiplexed === 'auto';
+  const source = !auto ? 'flags' : answered ? 'GET_VALUES' : values === null ? 'fallback: no GET_VALUES answer' : 'fallback: empty GET_VALUES answer';
+  return { multithreaded, multiplexed, slots, source };
+}
+

@@ -1,0 +1,49 @@
+// One client request and its response, as the proxy sees them: the request head
+// (RequestHead, what transports read), its body with backpressure, and a response
+// written once where it can be. The public HTTP/1.1 layer implements it.
+import type { RequestHead } from '../transport.js';
+
+export interface BodySink {
+  /** A chunk of the request body (a view, valid during the call); false: pause until resumeBody(). */
+  onBodyData(chunk: Buffer): boolean;
+  onBodyEnd(): void;
+  /** The client left, stalled past the body timeout, or framed the body badly. */
+  onBodyError(err: Error): void;
+}
+
+/** Where a request body comes from: the client, or a spool that read it first. */
+export interface BodySource {
+  readBody(sink: BodySink): void;
+  pauseBody(): void;
+  resumeBody(): void;
+}
+
+export interface ClientEvents {
+  /** After write() returned false, the client took the data. */
+  onClientDrain(): void;
+  /** The connection closed before this response ended (the client left). */
+  onClientClose(): void;
+}
+
+export interface ClientExchange extends RequestHead, BodySource {
+  /** The request body length; -1 when chunked; 0 when none. */
+  readonly contentLength: number;
+  readonly chunked: boolean;
+  readonly headersSent: boolean;
+  readonly finished: boolean;
+  setClientEvents(events: ClientEvents): void;
+  /** A whole response in one write, framed with Content-Length (HEAD: the head only). */
+  respond(status: number, reason: string | null, headers: string[], body: Buffer | string | null): void;
+  /**
+   * Starts a response of `contentLength` bytes (-1: unknown, chunked on HTTP/1.1).
+   * The head goes out with the first write()/end(), so a response that arrives whole
+   * leaves in one write; until then respond() may still replace it. A body longer
+   * than a declared length is cut and the connection closed; a shorter one closes it.
+   */
+  writeHead(status: number, reason: string | null, headers: string[], contentLength: number): void;
+  /** false: wait for onClientDrain. */
+  write(chunk: Buffer): boolean;
+  end(): void;
+  /** Cuts the connection: the client must not take the response for complete. */
+  destroy(): void;
+}
