@@ -112,7 +112,7 @@ describe('graceful stop', () => {
     const stats = async () => (await (await fetch(`${admin}/stats`)).json()) as any;
     const pids: number[] = (await stats()).children.map((c: any) => c.pid);
     expect(pids).toHaveLength(2);
-    expect(fs.readdirSync(socketDir).sort()).toEqual(['b0.sock', 'b1.sock']);
+    expect(fs.readdirSync(socketDir).sort()).toEqual(['admin.token', 'b0.sock', 'b1.sock']);
     const replies = Array.from({ length: 50 }, () => request(`${base}/sleep/60`, { agent: false }));
     await waitUntil(async () => {
       const p = (await stats()).pools[0];
