@@ -105,7 +105,8 @@ describe('bad input at the command line', () => {
 
 describe('graceful stop', () => {
   it('SIGTERM during 50 in-flight requests: all 50 complete, no child or socket left', async () => {
-    const socketDir = path.join(tmpDir(), 'sockets');
+    const parent = tmpDir();
+    const socketDir = path.join(parent, 'sockets');
     const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '-n', '2', '--socket-dir', socketDir, '--', 'python3', PY_HELLO]);
     const [, base] = await waitForOutput(r.proc, /serving on (http:\/\/[\d.:]+)/, r.stderr);
     const [, admin] = await waitForOutput(r.proc, /curl (http:\/\/[\d.:]+)\/stats/, r.stderr);
@@ -126,6 +127,7 @@ describe('graceful stop', () => {
     for (const pid of pids) expect(pidAlive(pid)).toBe(false);
     expect(fs.existsSync(socketDir)).toBe(false);
     expect(r.stdout()).toMatch(/"msg":"stopped"/);
+    fs.rmSync(parent, { recursive: true, force: true });
   });
 });
 

@@ -169,6 +169,8 @@ export interface RunningCli {
   /** HOST:PORT of the admin listener, when it is on TCP. */
   admin: string | null;
   stderr: () => string;
+  /** The log (pino JSON lines). */
+  stdout: () => string;
   /** SIGTERM, bounded: SIGKILL after 10 s. */
   stop: () => Promise<void>;
 }
@@ -176,9 +178,11 @@ export interface RunningCli {
 /** Spawns `dist/cli.js run ARGS` and waits for its banner (public and admin addresses). */
 export async function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunningCli> {
   const { spawn } = await import('node:child_process');
-  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: opts.env ?? process.env });
+  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   let err = '';
+  let out = '';
   proc.stderr!.on('data', (c) => { err += c; });
+  proc.stdout!.on('data', (c) => { out += c; });
   const stop = async () => {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise((r) => proc.once('exit', r));
@@ -196,5 +200,5 @@ export async function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; 
   }
   const base = /serving on (http:\/\/[^\s]+)/.exec(err)![1];
   const admin = /curl http:\/\/([^\s/]+)\/stats/.exec(err)?.[1] ?? null;
-  return { proc, base, admin, stderr: () => err, stop };
+  return { proc, base, admin, stderr: () => err, stdout: () => out, stop };
 }
