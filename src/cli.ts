@@ -7,7 +7,9 @@ import { loadConfigFile } from './config/load.js';
 import { ConfigError, parseAddress, validateRunConfig } from './config/schema.js';
 import { startFront } from './front.js';
 import { createLogger } from './log.js';
-import { fetchStats, formatStats, postAdmin, postScale } from './admin/statsTable.js';
+import { formatStats } from './admin/statsTable.js';
+import { AdminRequestError, fetchStats, findAdminToken, postAdmin } from './admin/adminClient.js';
+import { isLoopbackName } from './admin/adminAccess.js';
 
 const EXIT_USAGE = 2;
 
@@ -31,6 +33,7 @@ program.command('run')
   .option('-c, --config <file>', 'YAML or JSON config file; flags override it')
   .option('--listen <addr>', 'public listener, HOST:PORT or unix:PATH (default 127.0.0.1:8080)')
   .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH, or "off" (default 127.0.0.1:8081)')
+  .option('--admin-token-file <file>', 'the token admin POSTs need (mode 0600) (default: a fresh one in the socket dir)')
   .option('-n, --procs <n>', 'backend processes to spawn from COMMAND, or MIN:MAX to autoscale (default 1)')
   .option('--scale-up-after <ms>', 'autoscale: add a process when the queue was non-empty this long (default 1000)')
   .option('--scale-down-after <ms>', 'autoscale: remove a process idle this long (default 30000)')
@@ -85,6 +88,9 @@ program.command('run')
     };
     const config = readConfig();
     const log = createLogger(config['log-level'], config['log-format']);
+    if (config.admin?.kind === 'tcp' && !isLoopbackName(config.admin.host)) {
+      process.stderr.write(`upfront: WARNING: the admin listener ${config.admin.host}:${config.admin.port} is not on loopback: other machines can read /stats, /metrics and /status (POSTs still need the token)\n`);
+    }
     // A reload re-reads the config file, so a changed command line takes effect.
     const front = await startFront(config, log, { reloadConfig: readConfig });
     let signals = 0;
@@ -120,9 +126,12 @@ program.command('run')
     }
   });
 
+const tokenFileHelp = 'the admin token file (default: the file the running upfront names in GET /stats)';
+const ADMIN_DEFAULT = '127.0.0.1:8081';
+
 program.command('stats')
   .description('print the pools and backends of a running upfront (from its admin listener)')
-  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', '127.0.0.1:8081')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', ADMIN_DEFAULT)
   .option('--json', 'print the raw JSON of GET /stats')
   .action(async (flags: { admin: string; json?: boolean }) => {
     const stats = await fetchStats(flags.admin);
@@ -131,20 +140,26 @@ program.command('stats')
 
 program.command('scale')
   .description('run N backend processes in a running upfront (new ones start; removed ones drain first)')
-  .argument('<procs>', 'the number of processes')
-  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', '127.0.0.1:8081')
-  .action(async (procs: string, flags: { admin: string }) => {
-    if (!/^\d+$/.test(procs)) fail(`procs: expected a whole number, got ${JSON.stringify(procs)}`, EXIT_USAGE);
-    const result = await postScale(flags.admin, Number(procs));
+  .argument('<procs>', 'the number of processes (1 to 1024)')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', ADMIN_DEFAULT)
+  .option('--admin-token-file <file>', tokenFileHelp)
+  .action(async (procs: string, flags: { admin: string; adminTokenFile?: string }) => {
+    if (!/^\d+$/.test(procs) || Number(procs) < 1 || Number(procs) > 1024) fail(`procs: expected a whole number from 1 to 1024, got ${JSON.stringify(procs)}`, EXIT_USAGE);
+    const token = await findAdminToken(flags.admin, flags.adminTokenFile);
+    const result = await postAdmin(flags.admin, '/scale', { procs: Number(procs) }, token);
     process.stdout.write(`scaling from ${result.from} to ${result.to} processes\n`);
   });
 
 program.command('reload')
-  .description('rolling reload of a running upfront: new processes first, old ones drained and stopped')
-  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', '127.0.0.1:8081')
-  .action(async (flags: { admin: string }) => {
-    await postAdmin(flags.admin, '/reload', '{}');
-    process.stdout.write('reloading (watch upfront stats)\n');
+  .description('rolling reload of a running upfront: new processes first, old ones drained and stopped; waits for the outcome')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', ADMIN_DEFAULT)
+  .option('--admin-token-file <file>', tokenFileHelp)
+  .action(async (flags: { admin: string; adminTokenFile?: string }) => {
+    const token = await findAdminToken(flags.admin, flags.adminTokenFile);
+    // A reload lasts as long as the new processes take to start and the old ones to drain.
+    const result = await postAdmin(flags.admin, '/reload', {}, token, 15 * 60_000);
+    const n = Number(result.replaced);
+    process.stdout.write(`reloaded: ${n} process${n === 1 ? '' : 'es'} replaced\n`);
   });
 
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
@@ -263,6 +278,7 @@ async function main(): Promise<void> {
       process.exit(EXIT_USAGE);
     }
     if (err instanceof ConfigError) fail(err.message, EXIT_USAGE);
+    if (err instanceof AdminRequestError) fail(err.message, err.badInput ? EXIT_USAGE : 1);
     fail((err as Error).message);
   }
 }

@@ -1,5 +1,7 @@
 // The composition root of `upfront run`: pool, supervisor (or upstreams), public
 // and admin listeners, and the orderly stop. Used by the CLI and by the tests.
+import fs from 'node:fs';
+import os from 'node:os';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/adminServer.js';
 import { AcceptQueueSampler, somaxconn } from './stats/acceptQueueSampler.js';
@@ -17,6 +19,8 @@ import { addressOf } from './server/listen.js';
 import { probeBackend } from './supervisor/readiness.js';
 import { resolveCommand } from './supervisor/child.js';
 import { Autoscaler } from './supervisor/autoscaler.js';
+import { removeStaleSocketDirs } from './supervisor/staleSocketDirs.js';
+import { ProcessGroupWatchdog } from './supervisor/watchdog.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import type { BackendAddress } from './transport.js';
 
@@ -135,12 +139,26 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
   }
   const cleanups: Array<() => void> = [];
   if (config.procs > 0 && !config.command[0].includes('{socket}')) resolveCommand(config.command[0], config.cwd ?? process.cwd());
+  removeStaleSocketDirs(os.tmpdir(), log, config.socketDir);
+  // If upfront is killed, the watchdog removes the socket dir (sockets, admin token).
+  const usesSocketDir = config.procs > 0 || config.admin?.kind === 'tcp';
+  const watchdog = ProcessGroupWatchdog.get(log);
+  const releaseSocketDir = () => {
+    if (!usesSocketDir) return;
+    try { fs.rmdirSync(config.socketDir); } catch { /* not empty, or gone */ }
+    watchdog.unwatchDir(config.socketDir);
+  };
+  if (usesSocketDir) {
+    watchdog.watchDir(config.socketDir);
+    cleanups.push(releaseSocketDir);
+  }
   try {
     // Listen first: a port in use should fail before any child is spawned.
     const address = await server.listen();
     cleanups.push(() => server.destroyAll());
     if (config.admin) {
-      admin = new AdminServer(config.admin, statsSources, { scale: (n) => scale(n, 'admin POST /scale'), reload: () => reload('admin POST /reload') });
+      admin = new AdminServer({ listen: config.admin, tokenDir: config.socketDir, tokenFile: config['admin-token-file'] }, statsSources,
+        { scale: (n) => scale(n, 'admin POST /scale'), reload: () => reload('admin POST /reload') }, log);
       const adminAddress = await admin.listen();
       cleanups.push(() => admin?.close());
       log.info({ admin: adminAddress }, `admin on http://${adminAddress}/stats`);
@@ -200,6 +218,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         for (const b of pool.backends) b.transport.close(true);
         server.destroyAll();
         admin?.close();
+        releaseSocketDir();
         sampler.stop();
         log.info('stopped');
       })();

@@ -105,14 +105,15 @@ describe('bad input at the command line', () => {
 
 describe('graceful stop', () => {
   it('SIGTERM during 50 in-flight requests: all 50 complete, no child or socket left', async () => {
-    const socketDir = path.join(tmpDir(), 'sockets');
+    const parent = tmpDir();
+    const socketDir = path.join(parent, 'sockets');
     const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '-n', '2', '--socket-dir', socketDir, '--', 'python3', PY_HELLO]);
     const [, base] = await waitForOutput(r.proc, /serving on (http:\/\/[\d.:]+)/, r.stderr);
     const [, admin] = await waitForOutput(r.proc, /curl (http:\/\/[\d.:]+)\/stats/, r.stderr);
     const stats = async () => (await (await fetch(`${admin}/stats`)).json()) as any;
     const pids: number[] = (await stats()).children.map((c: any) => c.pid);
     expect(pids).toHaveLength(2);
-    expect(fs.readdirSync(socketDir).sort()).toEqual(['b0.sock', 'b1.sock']);
+    expect(fs.readdirSync(socketDir).sort()).toEqual(['admin.token', 'b0.sock', 'b1.sock']);
     const replies = Array.from({ length: 50 }, () => request(`${base}/sleep/60`, { agent: false }));
     await waitUntil(async () => {
       const p = (await stats()).pools[0];
@@ -126,6 +127,7 @@ describe('graceful stop', () => {
     for (const pid of pids) expect(pidAlive(pid)).toBe(false);
     expect(fs.existsSync(socketDir)).toBe(false);
     expect(r.stdout()).toMatch(/"msg":"stopped"/);
+    fs.rmSync(parent, { recursive: true, force: true });
   });
 });
 

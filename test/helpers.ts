@@ -161,3 +161,44 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, what: st
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+export interface RunningCli {
+  proc: import('node:child_process').ChildProcess;
+  /** http://HOST:PORT of the public listener. */
+  base: string;
+  /** HOST:PORT of the admin listener, when it is on TCP. */
+  admin: string | null;
+  stderr: () => string;
+  /** The log (pino JSON lines). */
+  stdout: () => string;
+  /** SIGTERM, bounded: SIGKILL after 10 s. */
+  stop: () => Promise<void>;
+}
+
+/** Spawns `dist/cli.js run ARGS` and waits for its banner (public and admin addresses). */
+export async function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunningCli> {
+  const { spawn } = await import('node:child_process');
+  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  let err = '';
+  let out = '';
+  proc.stderr!.on('data', (c) => { err += c; });
+  proc.stdout!.on('data', (c) => { out += c; });
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  try {
+    await waitUntil(() => /Ctrl-C stops it/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', opts.timeoutMs ?? 20_000);
+    if (proc.exitCode !== null) throw new Error(`upfront run exited with ${proc.exitCode}:\n${err}`);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const base = /serving on (http:\/\/[^\s]+)/.exec(err)![1];
+  const admin = /curl http:\/\/([^\s/]+)\/stats/.exec(err)?.[1] ?? null;
+  return { proc, base, admin, stderr: () => err, stdout: () => out, stop };
+}

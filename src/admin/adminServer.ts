@@ -1,101 +1,213 @@
 // The admin listener (never the public one): GET /stats (JSON), /metrics
-// (Prometheus), /status (php-fpm's fields; ?json). A unix socket is mode 0600.
+// (Prometheus), /status (php-fpm's fields; ?json) are open; POST /scale and
+// /reload act. On TCP, every request must name a loopback Host (DNS rebinding),
+// a browser's foreign Origin is refused, and a POST needs the bearer token and a
+// JSON body. A unix socket is mode 0600: whoever can connect could read the token
+// file too, so it needs no token. Any failure ends in an answer and a log line,
+// never in an exception out of the handler.
 import fs from 'node:fs';
 import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
 import { listenOn } from '../server/listen.js';
 import { phpFpmStatus } from '../stats/phpFpmStatus.js';
 import { PrometheusExporter } from '../stats/prometheus.js';
 import { statsSnapshot, type StatsSources } from '../stats/snapshot.js';
+import { bearerMatches, hostAllowed, isJsonContentType, isLoopbackName, originAllowed, queryHas, splitTarget } from './adminAccess.js';
+import { generateAdminToken, loadAdminTokenFile, removeAdminToken, type AdminToken } from './adminToken.js';
 
 export interface AdminActions {
   scale(procs: number): Promise<{ from: number; to: number }>;
   reload(): Promise<{ replaced: number; failed: number }>;
 }
 
+export interface AdminOptions {
+  listen: ListenAddress;
+  /** Where a generated token file goes (the socket dir). */
+  tokenDir: string;
+  /** --admin-token-file: the operator's token instead of a generated one. */
+  tokenFile?: string;
+}
+
 const MAX_ADMIN_BODY = 4096;
+export const MAX_ADMIN_PROCS = 1024;
+
+type Reply = (status: number, type: string, body: string, headers?: Record<string, string>) => void;
 
 export class AdminServer {
   readonly http: http.Server;
   private readonly prometheus = new PrometheusExporter();
+  private token: AdminToken | null = null;
+  private readonly tcp: boolean;
+  /** Bound to a loopback address (the default); anything else was warned about at start. */
+  readonly loopback: boolean;
 
-  constructor(private readonly listenAt: ListenAddress, sources: StatsSources, private readonly actions: AdminActions) {
+  constructor(private readonly options: AdminOptions, private readonly sources: StatsSources,
+    private readonly actions: AdminActions, private readonly log: Logger) {
+    this.tcp = options.listen.kind === 'tcp';
+    this.loopback = options.listen.kind === 'unix' || isLoopbackName(options.listen.host);
     this.http = http.createServer((req, res) => {
-      const url = new URL(req.url ?? '/', 'http://admin');
-      if (req.method === 'POST' && url.pathname === '/scale') {
-        this.onScale(req, res);
+      try {
+        this.route(req, res);
+      } catch (err) {
+        this.failed(req, res, err as Error);
+      }
+    });
+    // CONNECT has no handler of node:http's own: it would just close the socket.
+    this.http.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => { /* the client left */ });
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 27\r\nConnection: close\r\n\r\nCONNECT is not served here\n');
+    });
+  }
+
+  /** The token file GET /stats names (the path only), when POSTs need one. */
+  get tokenFile(): string | null {
+    return this.token?.file ?? null;
+  }
+
+  private failed(req: http.IncomingMessage, res: http.ServerResponse, err: Error): void {
+    this.log.error({ err, method: req.method, url: req.url }, `admin: ${req.method} ${JSON.stringify(req.url)} failed: ${err.message}`);
+    if (res.headersSent) { res.destroy(); return; }
+    res.writeHead(500, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-store', Connection: 'close' });
+    res.end(`admin: internal error: ${err.message}\n`);
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const reply: Reply = (status, type, body, headers = {}) => {
+      res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff', ...headers });
+      res.end(body);
+    };
+    const refuse = (status: number, message: string, headers?: Record<string, string>) => {
+      req.resume();
+      reply(status, 'text/plain', `admin: ${message}\n`, headers);
+    };
+    const target = splitTarget(req.url);
+    if (!target) return refuse(400, `the request target must be a path such as /stats, got ${JSON.stringify(req.url)}`);
+    const host = req.headers.host;
+    if (this.tcp) {
+      if (!hostAllowed(host, this.loopback)) {
+        return refuse(421, `Host ${JSON.stringify(host ?? '')} is not ${this.loopback ? 'a loopback name' : 'an IP address'}; `
+          + `use http://${this.loopback ? '127.0.0.1' : 'ADDRESS'}:${(this.http.address() as { port?: number } | null)?.port ?? 'PORT'} (names are refused: DNS rebinding)`);
+      }
+      if (!originAllowed(req.headers.origin, host!)) return refuse(403, `requests from web pages of other origins (${req.headers.origin}) are refused`);
+    }
+    const method = req.method ?? 'GET';
+    if (target.path === '/scale' || target.path === '/reload') {
+      if (method !== 'POST') return refuse(405, `${target.path} takes POST`, { Allow: 'POST' });
+      if (this.token && !bearerMatches(req.headers.authorization, this.token.value)) {
+        return refuse(401, `POST needs the header "Authorization: Bearer TOKEN"; the token is in ${this.token.file} `
+          + `(readable by the user upfront runs as; upfront scale and upfront reload read it themselves)`, { 'WWW-Authenticate': 'Bearer realm="upfront admin"' });
+      }
+      if (!isJsonContentType(req.headers['content-type'])) return refuse(415, `POST bodies must be JSON, sent with "Content-Type: application/json"`);
+      this.readBody(req, res, reply, (body) => {
+        if (target.path === '/scale') this.onScale(body, reply);
+        else this.onReload(reply);
+      });
+      return;
+    }
+    if (method !== 'GET' && method !== 'HEAD') return refuse(405, 'only GET here (POST goes to /scale or /reload)', { Allow: 'GET, HEAD' });
+    const json = (value: unknown) => reply(200, 'application/json', JSON.stringify(value, null, 2) + '\n');
+    switch (target.path) {
+      case '/stats':
+        json(this.token ? { ...statsSnapshot(this.sources), adminTokenFile: this.token.file } : statsSnapshot(this.sources));
+        return;
+      case '/metrics':
+        this.prometheus.render(statsSnapshot(this.sources)).then((text) => reply(200, this.prometheus.contentType, text),
+          (err: Error) => this.failed(req, res, err));
+        return;
+      case '/status': {
+        const asJson = queryHas(target.query, 'json');
+        reply(200, asJson ? 'application/json' : 'text/plain', phpFpmStatus(statsSnapshot(this.sources), asJson ? 'json' : 'text'));
         return;
       }
-      if (req.method === 'POST' && url.pathname === '/reload') {
-        // Answered at once; the rolling reload goes on (watch /stats or the log).
-        req.resume();
-        this.actions.reload().catch(() => { /* logged by the supervisor */ });
-        res.writeHead(202, { 'Content-Type': 'application/json' });
-        res.end('{"reloading":true}\n');
-        return;
+      default:
+        refuse(404, 'not found: GET /stats, /metrics or /status; POST /scale or /reload');
+    }
+  }
+
+  /** A small JSON body, bounded: 413 beyond MAX_ADMIN_BODY bytes. */
+  private readBody(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply, then: (body: string) => void): void {
+    let body = '';
+    let tooBig = false;
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => {
+      if (tooBig) return;
+      body += c;
+      if (body.length > MAX_ADMIN_BODY) {
+        tooBig = true;
+        reply(413, 'text/plain', `admin: bodies here are at most ${MAX_ADMIN_BODY} bytes\n`, { Connection: 'close' });
       }
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { 'Content-Type': 'text/plain', Allow: 'GET, HEAD' });
-        res.end('only GET here\n');
-        return;
-      }
-      const reply = (type: string, body: string) => {
-        res.writeHead(200, { 'Content-Type': type, 'Cache-Control': 'no-store' });
-        res.end(body);
-      };
-      switch (url.pathname) {
-        case '/stats':
-          reply('application/json', JSON.stringify(statsSnapshot(sources), null, 2) + '\n');
-          return;
-        case '/metrics':
-          this.prometheus.render(statsSnapshot(sources)).then((text) => reply(this.prometheus.contentType, text),
-            (err: Error) => { res.writeHead(500); res.end(`metrics failed: ${err.message}\n`); });
-          return;
-        case '/status': {
-          const json = url.searchParams.has('json');
-          reply(json ? 'application/json' : 'text/plain', phpFpmStatus(statsSnapshot(sources), json ? 'json' : 'text'));
-          return;
-        }
-        default:
-          res.writeHead(404, { 'Content-Type': 'text/plain' });
-          res.end('not found: GET /stats, /metrics or /status\n');
+    });
+    req.on('error', () => { /* the client left; nothing to answer */ });
+    req.on('end', () => {
+      if (tooBig) return;
+      try {
+        then(body);
+      } catch (err) {
+        this.failed(req, res, err as Error);
       }
     });
   }
 
   /** POST /scale {"procs": N} → 202 {"from", "to"}; the change goes on in the background. */
-  private onScale(req: http.IncomingMessage, res: http.ServerResponse): void {
-    let body = '';
-    let tooBig = false;
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => { body += c; if (body.length > MAX_ADMIN_BODY) { tooBig = true; req.destroy(); } });
-    req.on('end', () => {
-      const json = (status: number, value: unknown) => {
-        res.writeHead(status, { 'Content-Type': 'application/json' });
-        res.end(JSON.stringify(value) + '\n');
-      };
-      if (tooBig) return;
-      let procs: unknown;
-      try {
-        procs = (JSON.parse(body) as { procs?: unknown }).procs;
-      } catch {
-        json(400, { error: 'expected a JSON body such as {"procs": 4}' });
-        return;
-      }
-      this.actions.scale(procs as number).then((r) => json(202, r), (err: Error) => json(400, { error: err.message }));
-    });
+  private onScale(body: string, reply: Reply): void {
+    const json = (status: number, value: unknown) => reply(status, 'application/json', JSON.stringify(value) + '\n');
+    let procs: unknown;
+    try {
+      procs = (JSON.parse(body) as { procs?: unknown } | null)?.procs;
+    } catch {
+      json(400, { error: 'expected a JSON body such as {"procs": 4}' });
+      return;
+    }
+    if (typeof procs !== 'number' || !Number.isInteger(procs) || procs < 1 || procs > MAX_ADMIN_PROCS) {
+      json(400, { error: `procs: expected a whole number from 1 to ${MAX_ADMIN_PROCS}, got ${JSON.stringify(procs) ?? 'nothing'}` });
+      return;
+    }
+    this.actions.scale(procs).then((r) => json(202, r), (err: Error) => json(409, { error: err.message }));
+  }
+
+  /**
+   * POST /reload → answered with the outcome: 200 {"replaced", "failed": 0}; 500 when a
+   * replacement did not start (its old process keeps serving); 409 when refused
+   * (the config does not validate, nothing to reload).
+   */
+  private onReload(reply: Reply): void {
+    const json = (status: number, value: unknown) => reply(status, 'application/json', JSON.stringify(value) + '\n');
+    this.actions.reload().then((r) => {
+      if (r.failed === 0) json(200, r);
+      else json(500, { ...r, error: `${r.failed} new process(es) did not get ready; their old processes keep serving (see the log)` });
+    }, (err: Error) => json(409, { error: `reload refused: ${err.message}` }));
   }
 
   async listen(): Promise<string> {
+    if (this.tcp) {
+      // Before binding: a bad --admin-token-file stops the start here.
+      this.token = this.options.tokenFile ? loadAdminTokenFile(this.options.tokenFile) : generateAdminToken(this.options.tokenDir);
+    }
     // A unix socket is created with no access for others from the first moment.
-    const address = await listenOn(this.http, this.listenAt, { label: 'admin address ', inUseHint: 'choose another --admin or --admin off', umask: 0o177 });
-    if (this.listenAt.kind === 'unix') fs.chmodSync(this.listenAt.path, 0o600);
+    const at = this.options.listen;
+    let address: string;
+    try {
+      address = await listenOn(this.http, at, { label: 'admin address ', inUseHint: 'choose another --admin or --admin off', umask: 0o177 });
+    } catch (err) {
+      removeAdminToken(this.token);
+      throw err;
+    }
+    if (at.kind === 'unix') fs.chmodSync(at.path, 0o600);
+    if (!this.loopback) {
+      this.log.warn({ admin: address }, `admin listener on ${address} is reachable from other machines: GET /stats, /metrics and /status are open to them; `
+        + 'POSTs still need the token. Bind it to 127.0.0.1 (or a unix socket) unless that is what you want');
+    }
+    if (this.token) this.log.info({ admin: address, tokenFile: this.token.file }, `admin POSTs need the token in ${this.token.file}`);
     return address;
   }
 
   close(): void {
     this.http.close();
     this.http.closeAllConnections();
-    if (this.listenAt.kind === 'unix') { try { fs.unlinkSync(this.listenAt.path); } catch { /* gone */ } }
+    removeAdminToken(this.token);
+    const at = this.options.listen;
+    if (at.kind === 'unix') { try { fs.unlinkSync(at.path); } catch { /* gone */ } }
   }
 }

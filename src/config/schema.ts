@@ -93,6 +93,8 @@ const stringList = z.union([z.string(), z.array(z.string())]).transform((v) => (
 export const runSchema = z.object({
   listen: address.prefault('127.0.0.1:8080'),
   admin: adminAddress.prefault('127.0.0.1:8081'),
+  // The admin token's file (mode 0600) instead of one generated into the socket dir.
+  'admin-token-file': z.string().min(1).optional(),
   // N, or MIN:MAX to autoscale between them.
   procs: z.union([z.number(), z.string()]).transform((v, ctx) => {
     const m = /^\s*(\d+)\s*(?::\s*(\d+)\s*)?$/.exec(String(v));

@@ -103,9 +103,9 @@ export class FcgiConnection implements RecordSink {
   ended = false;
   /** Between the first END_REQUEST that left it idle and FIRST_SETTLE_MS later. */
   settling = false;
-  /** It stayed open after a completed request: it honours FCGI_KEEP_CONN; safe to pipeline on. */
-  proven = false;
-  /** The application closed it right after its first request, while idle: it ignores FCGI_KEEP_CONN. */
+  /** It stayed open after a completed request (or another to the same process did): it honours FCGI_KEEP_CONN; safe to pipeline on. */
+  proven: boolean;
+  /** The application closed it right after its first request, before answering another: it ignores FCGI_KEEP_CONN. */
   closedAfterFirst = false;
   /** Requests completed on this connection. */
   completed = 0;
@@ -118,7 +118,8 @@ export class FcgiConnection implements RecordSink {
   private connectDeadline: number;
   private backoffMs = 1;
 
-  constructor(private readonly owner: ConnectionOwner) {
+  constructor(private readonly owner: ConnectionOwner, proven: boolean) {
+    this.proven = proven;
     this.connectDeadline = Date.now() + owner.connectTimeoutMs;
     this.socket = this.attempt();
     this.connectTimer = setTimeout(this.onConnectTimeout, owner.connectTimeoutMs);
@@ -156,6 +157,15 @@ export class FcgiConnection implements RecordSink {
   /** May take a new request now. */
   get usable(): boolean {
     return !this.closed && !this.ended && !this.settling;
+  }
+
+  /**
+   * May take a new request now; a body-less one also while the connection still has to
+   * prove it is kept: if the app closes it instead, that request was never read and
+   * goes elsewhere (a refusal), while one with a body could not be replayed.
+   */
+  usableFor(bodyless: boolean): boolean {
+    return !this.closed && !this.ended && (!this.settling || bodyless);
   }
 
   /**
@@ -331,7 +341,10 @@ export class FcgiConnection implements RecordSink {
     // An app that ignores FCGI_KEEP_CONN closes right after its first END_REQUEST, while we
     // wait to reuse the connection. A close at any other moment (a crash, a restart, a
     // recycled process) is not evidence of that.
-    this.closedAfterFirst = this.settling && !this.closedByUs && this.inflight === 0 && this.lastError === null;
+    let unanswered = true;
+    for (let i = 1; i < this.requests.length; i++) if (this.requests[i]?.anyResponseByte) unanswered = false;
+    this.closedAfterFirst = !this.proven && this.completed === 1 && !this.closedByUs && unanswered
+      && (this.lastError === null || this.lastError.code === 'ECONNRESET'); // a reset: it closed with our request unread
     this.settling = false;
     const cause = this.lastError;
     for (let i = 1; i < this.requests.length; i++) {
@@ -349,7 +362,7 @@ export class FcgiConnection implements RecordSink {
             ? 'backend closed the connection in the middle of the response'
             : `backend closed the connection before answering${cause?.code ? ` (${cause.code})` : ''}`,
           { code: cause?.code, notStarted: !request.anyResponseByte });
-          err.freshConnection = this.completed === 0 && !request.anyResponseByte;
+          err.freshConnection = (this.completed === 0 || this.closedAfterFirst) && !request.anyResponseByte;
         }
         request.handler.onError(err);
       }

@@ -35,6 +35,11 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   private closing = false;
   /** The application is gone or restarting: keep no connection open to it. */
   private suspended = false;
+  /**
+   * A connection to this process stayed open after a request: the app honours
+   * FCGI_KEEP_CONN, so new connections need not prove it again (no settle pause).
+   */
+  private keepConnProven = false;
   readonly figures: TransportFigures = { connectionsOpened: 0, openConnections: 0 };
 
   constructor(private readonly settings: FcgiSettings, private readonly caps: Capabilities, private readonly events: TransportEvents) {
@@ -75,7 +80,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     }
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i];
-      if (c.inflight === 0 && c.usable) return c;
+      if (c.inflight === 0 && c.usableFor(pipelinable)) return c;
     }
     if (conns.length < caps.slots || !pipelinable || caps.pipelineDepth < 2) return null;
     let best: FcgiConnection | null = null;
@@ -91,7 +96,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     const keep = this.keepConn;
     let conn = keep ? this.pick(request.pipelinable) : null;
     if (conn === null) {
-      conn = new FcgiConnection(this);
+      conn = new FcgiConnection(this, this.keepConnProven);
       this.connections.push(conn);
       this.figures.connectionsOpened++;
       this.figures.openConnections = this.connections.length;
@@ -106,6 +111,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   }
 
   onUsable(conn: FcgiConnection): void {
+    if (conn.proven) this.keepConnProven = true;
     // An idle kept connection to an app that is restarting would be the first the new
     // process accepts, and a single-threaded one would serve it until it closes.
     if (this.suspended || this.closing || !this.keepConn) {
@@ -145,6 +151,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
 
   suspend(): void {
     this.suspended = true;
+    this.keepConnProven = false; // a new process proves it again
     for (const c of [...this.connections]) c.destroy();
   }
 

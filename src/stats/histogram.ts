@@ -5,7 +5,7 @@ export type Histogram = hdr.Histogram;
 
 /** Values in microseconds, 1 µs to 1 hour, 2 significant digits. */
 export function createHistogram(): Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2, bitBucketSize: 'packed', autoResize: true });
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2, bitBucketSize: 32, autoResize: true });
 }
 
 /** p50/p90/p99 in milliseconds (0 when empty). */

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Logger } from 'pino';
+import { ProcessGroupWatchdog } from './watchdog.js';
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => {
   try { fs.accessSync(p, fs.constants.X_OK); return true; } catch { return false; }
@@ -39,7 +40,7 @@ export class Child {
 
   constructor(readonly backendId: string, spec: ChildSpec, private readonly log: Logger, onStderrLine?: (line: string) => void) {
     // With setpriv (util-linux), the kernel kills the child when upfront dies, even by
-    // SIGKILL (PR_SET_PDEATHSIG survives exec): no orphan keeps a socket busy.
+    // SIGKILL (PR_SET_PDEATHSIG survives exec); the watchdog kills what the child forked.
     if (spec.identity && !SETPRIV) throw new Error('--user needs setpriv (Debian package util-linux) to drop privileges');
     const ids = spec.identity ? [`--reuid=${spec.identity.uid}`, `--regid=${spec.identity.gid}`, '--init-groups'] : [];
     // LISTEN_PID must be the app's own pid, known only after fork: a shell sets it and execs the app
@@ -60,6 +61,9 @@ export class Child {
       detached: true,
     });
     const pid = this.process.pid;
+    // If upfront is killed, the watchdog kills this group: workers the child forks too.
+    const watchdog = pid !== undefined ? ProcessGroupWatchdog.get(log) : null;
+    if (pid !== undefined) watchdog!.track(pid);
     for (const [stream, name] of [[this.process.stdout, 'stdout'], [this.process.stderr, 'stderr']] as const) {
       if (!stream) continue;
       const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
@@ -71,7 +75,16 @@ export class Child {
     this.process.once('error', (err: NodeJS.ErrnoException) => {
       if (this.process.pid === undefined) this.finish({ code: null, signal: null, spawnError: err, uptimeMs: 0 });
     });
-    this.process.once('exit', (code, signal) => this.finish({ code, signal, uptimeMs: Date.now() - this.startedAt }));
+    this.process.once('exit', (code, signal) => {
+      if (pid !== undefined) {
+        // Workers the child forked may outlive it (a crashed gunicorn master, php-cgi's
+        // PHP_FCGI_CHILDREN still accepting on fd 0): the group goes with its leader.
+        // Until the group is empty its number cannot be reused, so forgetting it after is safe.
+        try { process.kill(-pid, 'SIGKILL'); } catch { /* no such group: all gone */ }
+        watchdog!.forget(pid);
+      }
+      this.finish({ code, signal, uptimeMs: Date.now() - this.startedAt });
+    });
   }
 
   get pid(): number | undefined {
@@ -106,11 +119,7 @@ export class Child {
     const timer = setTimeout(() => this.signal('SIGKILL'), killTimeoutMs);
     const exit = await this.waitExit();
     clearTimeout(timer);
-    // Workers the child forked may outlive it: take the group down with it.
-    if (this.process.pid !== undefined) {
-      try { process.kill(-this.process.pid, 'SIGKILL'); } catch { /* no such group: all gone */ }
-    }
-    return exit;
+    return exit; // the group went with its leader (see the exit handler)
   }
 }
 
