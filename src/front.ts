@@ -76,7 +76,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
   }) : null;
   /** A backend at `address`, with the transport of the configured protocol; its learned changes logged once each. */
   const makeBackend = (id: string, address: BackendAddress, index: number): Backend => {
-    const initial: BackendSwitches = { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked' };
+    const initial: BackendSwitches = { multithreaded: false, multiplexed: false, slots: 1, source: 'not yet asked', answersGetValues: false };
     const backend = new Backend(id, address, initial, connectionUse, index, (caps, events) => encoder
       ? new FcgiTransport({
         address, readTimeoutMs: config['read-timeout'], connectTimeoutMs: config['connect-timeout'], maxHeadBytes: config['max-head-bytes'],

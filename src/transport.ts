@@ -91,6 +91,8 @@ export interface Transport {
   readonly needsBodyLength: boolean;
   /** Whether a request can be put on the wire now; the pool asks before it grants a slot. */
   canTake(pipelinable: boolean): boolean;
+  /** A request waits for room here: make room where the evidence allows (onDrain tells when). */
+  prepare(): void;
   /**
    * Puts the request on the wire now: never queues it inside. Returns whether the
    * transport can take another request at once; when false, the caller waits for
@@ -155,6 +157,8 @@ export interface CapabilityValues {
   multiplexed: boolean;
   /** Requests the backend serves at once: connections (not multiplexed) or requests (multiplexed). */
   slots: number;
+  /** The application answers FCGI_GET_VALUES: whether a new connection is being served can be asked. */
+  answersGetValues: boolean;
   /** Connections are kept across requests (FCGI_KEEP_CONN / HTTP keep-alive). */
   keepConn: boolean;
   /** Requests written on one connection before the previous answer completed. */
@@ -172,7 +176,13 @@ export interface CapabilityValues {
 export class Capabilities implements CapabilityValues {
   multithreaded: boolean;
   multiplexed: boolean;
+  /** What the transport may use now: what was claimed, or less where evidence showed less. */
   slots: number;
+  /** What the backend said (GET_VALUES) or the flags gave. */
+  slotsClaimed: number;
+  /** The most it served at once when a further connection went unserved; null: never seen. */
+  slotsLearned: number | null = null;
+  answersGetValues: boolean;
   keepConn: boolean;
   pipelineDepth: number;
   source: string;
@@ -183,6 +193,8 @@ export class Capabilities implements CapabilityValues {
     this.multithreaded = values.multithreaded;
     this.multiplexed = values.multiplexed;
     this.slots = values.slots;
+    this.slotsClaimed = values.slots;
+    this.answersGetValues = values.answersGetValues;
     this.keepConn = values.keepConn;
     this.pipelineDepth = values.pipelineDepth;
     this.source = values.source;
@@ -193,9 +205,18 @@ export class Capabilities implements CapabilityValues {
     this.multithreaded = values.multithreaded;
     this.multiplexed = values.multiplexed;
     this.slots = values.slots;
+    this.slotsClaimed = values.slots;
+    this.slotsLearned = null;
+    this.answersGetValues = values.answersGetValues;
     this.keepConn = values.keepConn;
     this.pipelineDepth = values.pipelineDepth;
     this.source = values.source;
+  }
+
+  /** The backend served `served` connections at once and no more: slots follow the evidence. */
+  learnSlots(served: number, why: string): boolean {
+    this.slotsLearned = served;
+    return this.learn({ slots: served, source: 'measured' }, why);
   }
 
   /** Learns something at run time; returns false when it was known already. */

@@ -5,6 +5,7 @@ import net from 'node:net';
 import { TransportError, describeAddress, type BackendAddress, type RequestControl, type ResponseHandler, type TransportRequest } from '../transport.js';
 import { CgiHeadError, CgiHeadParser, parseCgiHead } from './cgiResponse.js';
 import { CgiRequestError, type CgiParamsEncoder } from './cgiParams.js';
+import { encodePairs } from './nameValue.js';
 import { ProtocolStatus, RecordType, protocolStatusName, recordTypeName } from './protocol.js';
 import { RecordDecoder, encodeRecord, framedLength, writeHeader, writeStream, type RecordSink } from './records.js';
 
@@ -23,6 +24,8 @@ const FIRST_SETTLE_MS = 10;
 /** Bodies up to this size are framed by copying into one buffer; larger ones are written around (writev). */
 const COPY_BELOW = 16 * 1024;
 const PADDING = Buffer.alloc(8);
+/** FCGI_GET_VALUES for FCGI_MPXS_CONNS: any answer shows the application reads the connection. */
+const PROBE = encodeRecord(RecordType.GetValues, 0, encodePairs(['FCGI_MPXS_CONNS', '']));
 
 export interface ConnectionOwner {
   readonly address: BackendAddress;
@@ -34,6 +37,8 @@ export interface ConnectionOwner {
   onConnectError(code: string): void;
   /** The connection may take a request it could not take before. */
   onUsable(conn: FcgiConnection): void;
+  /** A probe connection was answered: the application serves it. */
+  onServed(conn: FcgiConnection): void;
   onClose(conn: FcgiConnection): void;
 }
 
@@ -105,6 +110,12 @@ export class FcgiConnection implements RecordSink {
   settling = false;
   /** It stayed open after a completed request (or another to the same process did): it honours FCGI_KEEP_CONN; safe to pipeline on. */
   proven: boolean;
+  /**
+   * The application reads it: false for a probe until its FCGI_GET_VALUES is answered.
+   * A connection the kernel queued but no one serves (a single-threaded app busy with a
+   * kept connection, a thread pool with every thread taken) never gets a request.
+   */
+  served: boolean;
   /** The application closed it right after its first request, before answering another: it ignores FCGI_KEEP_CONN. */
   closedAfterFirst = false;
   /** Requests completed on this connection. */
@@ -118,8 +129,10 @@ export class FcgiConnection implements RecordSink {
   private connectDeadline: number;
   private backoffMs = 1;
 
-  constructor(private readonly owner: ConnectionOwner, proven: boolean) {
+  constructor(private readonly owner: ConnectionOwner, proven: boolean, probe: boolean) {
     this.proven = proven;
+    this.served = !probe;
+    if (probe) this.preconnect!.push(PROBE);
     this.connectDeadline = Date.now() + owner.connectTimeoutMs;
     this.socket = this.attempt();
     this.connectTimer = setTimeout(this.onConnectTimeout, owner.connectTimeoutMs);
@@ -156,7 +169,7 @@ export class FcgiConnection implements RecordSink {
 
   /** May take a new request now. */
   get usable(): boolean {
-    return !this.closed && !this.ended && !this.settling;
+    return this.served && !this.closed && !this.ended && !this.settling;
   }
 
   /**
@@ -165,7 +178,7 @@ export class FcgiConnection implements RecordSink {
    * goes elsewhere (a refusal), while one with a body could not be replayed.
    */
   usableFor(bodyless: boolean): boolean {
-    return !this.closed && !this.ended && (!this.settling || bodyless);
+    return this.served && !this.closed && !this.ended && (!this.settling || bodyless);
   }
 
   /**
@@ -377,8 +390,15 @@ export class FcgiConnection implements RecordSink {
 
   onRecord(type: number, requestId: number, content: Buffer): void {
     if (requestId === 0) {
-      // Management records: we only ever send GET_VALUES on probe connections (getValues.ts).
-      if (type === RecordType.UnknownType || type === RecordType.GetValuesResult) return;
+      // Management records: the answer to a probe's GET_VALUES proves the app serves this connection.
+      if (type === RecordType.GetValuesResult) {
+        if (!this.served) {
+          this.served = true;
+          this.owner.onServed(this);
+        }
+        return;
+      }
+      if (type === RecordType.UnknownType) return;
       this.decoder.fail(`unexpected management record ${recordTypeName(type)} (request id 0)`);
       return;
     }

@@ -26,6 +26,11 @@ export interface FcgiSettings {
 }
 
 const MIN_SWEEP_MS = 20;
+/** How long a probe connection may wait for the answer to its GET_VALUES before it counts as unserved. */
+export const PROBE_MS = 500;
+/** At most this many probes at once (slow start: as many as there are served connections). */
+const MAX_PROBES = 16;
+const PROBE_REFUSED_PAUSE_MS = 5000;
 
 export class FcgiTransport implements Transport, ConnectionOwner {
   readonly protocol = 'fastcgi' as const;
@@ -40,6 +45,9 @@ export class FcgiTransport implements Transport, ConnectionOwner {
    * FCGI_KEEP_CONN, so new connections need not prove it again (no settle pause).
    */
   private keepConnProven = false;
+  private probeTimer: NodeJS.Timeout | null = null;
+  /** When the app last closed a probe unanswered (a refusal): no new probe for PROBE_REFUSED_PAUSE_MS. */
+  private probeRefusedAt = 0;
   readonly figures: TransportFigures = { connectionsOpened: 0, openConnections: 0 };
 
   constructor(private readonly settings: FcgiSettings, private readonly caps: Capabilities, private readonly events: TransportEvents) {
@@ -59,6 +67,18 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     return this.caps.keepConn && !this.settings.perRequestConnections;
   }
 
+  /**
+   * Slots are measured, not believed: a backend that answers GET_VALUES and claims more
+   * than one connection gets new connections only as probes, each used once the app
+   * answered its GET_VALUES on it (it reads that connection). Claims of 1000 from an app
+   * that serves one connection at a time then cost nothing: no request ever waits in a
+   * kernel accept queue behind a kept connection.
+   */
+  private get learning(): boolean {
+    const caps = this.caps;
+    return this.keepConn && !caps.multiplexed && caps.answersGetValues && caps.slotsClaimed > 1;
+  }
+
   canTake(pipelinable: boolean): boolean {
     if (this.closing) return false;
     const caps = this.caps;
@@ -67,8 +87,65 @@ export class FcgiTransport implements Transport, ConnectionOwner {
       const c = this.connections.length > 0 ? this.connections[0] : null;
       return c === null || (c.usable && (c.proven || c.inflight === 0) && c.inflight < caps.slots);
     }
-    return this.pick(pipelinable) !== null || this.connections.length < caps.slots;
+    if (this.pick(pipelinable) !== null) return true;
+    return !this.learning && this.connections.length < caps.slots;
   }
+
+  /**
+   * A request waits for room here. While learning, open probe connections (as many as
+   * are served now, at least one, up to the claimed slots) when every served one is
+   * busy. A probe left unanswered stays open as a standby: the app serves it when it
+   * frees a connection (then slots grow again), and no further probe piles up in its
+   * accept queue meanwhile.
+   */
+  prepare(): void {
+    if (this.closing || this.suspended || !this.learning) return;
+    if (this.probeRefusedAt !== 0 && Date.now() - this.probeRefusedAt < PROBE_REFUSED_PAUSE_MS) return;
+    let served = 0;
+    for (const c of this.connections) {
+      if (!c.served) return; // a probe or a standby is out already
+      served++;
+    }
+    const n = Math.min(this.caps.slotsClaimed - served, Math.max(1, served), MAX_PROBES);
+    if (n <= 0) return;
+    for (let i = 0; i < n; i++) this.open(true);
+    this.probeTimer = setTimeout(this.onProbeTimeout, PROBE_MS);
+  }
+
+  private open(probe: boolean): FcgiConnection {
+    const conn = new FcgiConnection(this, this.keepConnProven, probe);
+    this.connections.push(conn);
+    this.figures.connectionsOpened++;
+    this.figures.openConnections = this.connections.length;
+    return conn;
+  }
+
+  onServed(): void {
+    let served = 0;
+    let unserved = 0;
+    for (const c of this.connections) {
+      if (c.served) served++;
+      else unserved++;
+    }
+    if (unserved === 0 && this.probeTimer) { clearTimeout(this.probeTimer); this.probeTimer = null; }
+    const caps = this.caps;
+    if (caps.slotsLearned !== null && served > caps.slots) caps.learnSlots(served, `a standby connection was served: ${served} at once`);
+    this.events.onDrain();
+  }
+
+  private readonly onProbeTimeout = (): void => {
+    this.probeTimer = null;
+    let served = 0;
+    let unserved = 0;
+    for (const c of this.connections) {
+      if (c.served) served++;
+      else unserved++;
+    }
+    // Nothing served at all is not capacity evidence (a stuck or starting app).
+    if (unserved === 0 || served === 0 || served >= this.caps.slots) return;
+    this.caps.learnSlots(served, `${unserved} new connection(s) got no answer to FCGI_GET_VALUES within ${PROBE_MS} ms `
+      + `while ${served} were served: accepted and served ${served}, waiting ${unserved}; it claimed ${this.caps.slotsClaimed}`);
+  };
 
   /** An existing connection that can take the request now, or null. */
   private pick(pipelinable: boolean): FcgiConnection | null {
@@ -78,11 +155,14 @@ export class FcgiTransport implements Transport, ConnectionOwner {
       const c = conns.length > 0 ? conns[0] : null;
       return c !== null && c.usable && (c.proven || c.inflight === 0) && c.inflight < caps.slots ? c : null;
     }
+    let served = 0;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i];
+      if (!c.served) continue;
+      served++;
       if (c.inflight === 0 && c.usableFor(pipelinable)) return c;
     }
-    if (conns.length < caps.slots || !pipelinable || caps.pipelineDepth < 2) return null;
+    if (served < caps.slots || !pipelinable || caps.pipelineDepth < 2) return null;
     let best: FcgiConnection | null = null;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i];
@@ -95,12 +175,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   dispatch(request: TransportRequest, handler: ResponseHandler): boolean {
     const keep = this.keepConn;
     let conn = keep ? this.pick(request.pipelinable) : null;
-    if (conn === null) {
-      conn = new FcgiConnection(this, this.keepConnProven);
-      this.connections.push(conn);
-      this.figures.connectionsOpened++;
-      this.figures.openConnections = this.connections.length;
-    }
+    if (conn === null) conn = this.open(false);
     conn.begin(request, handler, keep);
     return this.canTake(false);
   }
@@ -122,6 +197,13 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   }
 
   onClose(conn: FcgiConnection): void {
+    if (!conn.served && !conn.closedByUs && !this.closing && !this.suspended) {
+      // The app accepted a probe and closed it unanswered (flup at its thread limit does): it is full.
+      this.probeRefusedAt = Date.now();
+      let served = 0;
+      for (const c of this.connections) if (c.served) served++;
+      if (served > 0 && served < this.caps.slots) this.caps.learnSlots(served, `a new connection was closed unanswered while ${served} were served (a refusal); it claimed ${this.caps.slotsClaimed}`);
+    }
     const i = this.connections.indexOf(conn);
     if (i >= 0) this.connections.splice(i, 1);
     this.figures.openConnections = this.connections.length;
@@ -144,6 +226,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     this.closing = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    if (this.probeTimer) { clearTimeout(this.probeTimer); this.probeTimer = null; }
     for (const c of [...this.connections]) {
       if (force || c.inflight === 0) c.destroy();
     }
@@ -152,6 +235,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   suspend(): void {
     this.suspended = true;
     this.keepConnProven = false; // a new process proves it again
+    this.probeRefusedAt = 0;
     for (const c of [...this.connections]) c.destroy();
   }
 

@@ -170,6 +170,9 @@ export class HttpTransport implements Transport {
     return pool;
   }
 
+  /** undici opens connections itself, up to the slots. */
+  prepare(): void {}
+
   canTake(): boolean {
     return !this.closing && this.inflight < this.caps.slots;
   }

@@ -14,6 +14,8 @@ export interface BackendSwitches {
   slots: number;
   /** Where the decision came from: 'flags', 'GET_VALUES', 'fallback (no GET_VALUES answer)'. */
   source: string;
+  /** It answered FCGI_GET_VALUES: a new connection can be checked for service with it. */
+  answersGetValues: boolean;
 }
 
 /** How connections are used, from the settings: the part of the capabilities the front decides. */

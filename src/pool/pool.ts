@@ -97,6 +97,7 @@ export class Pool {
         : 'the server is shutting down'),
       acquirer,
     };
+    this.prepareBackends();
     if (!this.queue.push(waiter)) {
       acquirer.onRefused('full', `the queue is full (${this.options.queueSize} requests waiting, queue-size)`);
       return null;
@@ -131,7 +132,10 @@ export class Pool {
       const head = this.queue.peek() as QueuedAcquirer | undefined;
       if (!head) return;
       const backend = this.options.policy.select(this.backends, head.pipelinable, this.unlimited);
-      if (!backend) return;
+      if (!backend) {
+        this.prepareBackends();
+        return;
+      }
       this.queue.shift();
       head.done = true;
       this.take(backend);
@@ -139,6 +143,11 @@ export class Pool {
       head.acquirer.onBackend(backend);
     }
   };
+
+  /** Requests wait: let each ready backend's transport make room where it can (probe connections). */
+  private prepareBackends(): void {
+    for (const b of this.backends) if (b.accepting) b.transport.prepare();
+  }
 
   totalSlots(): number {
     let n = 0;

@@ -18,7 +18,7 @@ export function decideSwitches(settings: SwitchSettings, values: Map<string, str
     // HTTP/1.1 has no GET_VALUES: auto means an app that takes concurrent requests (gunicorn
     // with its workers, a Node server); one request per connection, never multiplexed.
     const multithreaded = settings.multithreaded === 'auto' ? true : settings.multithreaded;
-    return { multithreaded, multiplexed: false, slots: multithreaded ? settings.maxRequestsPerBackend ?? 8 : 1, source: settings.multithreaded === 'auto' ? 'http: auto is multithreaded' : 'flags' };
+    return { multithreaded, multiplexed: false, slots: multithreaded ? settings.maxRequestsPerBackend ?? 8 : 1, source: settings.multithreaded === 'auto' ? 'http: auto is multithreaded' : 'flags', answersGetValues: false };
   }
   const maxReqs = Number(values?.get('FCGI_MAX_REQS'));
   const maxConns = Number(values?.get('FCGI_MAX_CONNS'));
@@ -35,6 +35,6 @@ export function decideSwitches(settings: SwitchSettings, values: Map<string, str
   }
   const auto = settings.multithreaded === 'auto' || settings.multiplexed === 'auto';
   const source = !auto ? 'flags' : answered ? 'GET_VALUES' : values === null ? 'fallback: no GET_VALUES answer' : 'fallback: empty GET_VALUES answer';
-  return { multithreaded, multiplexed, slots, source };
+  return { multithreaded, multiplexed, slots, source, answersGetValues: values !== null };
 }
 

@@ -19,6 +19,10 @@ export interface BackendStats {
   pid: number | null;
   state: string;
   slots: number;
+  /** What the backend said (GET_VALUES) or the flags gave. */
+  slotsClaimed: number;
+  /** What it was seen to serve at once when a further connection went unserved; null: not measured. */
+  slotsLearned: number | null;
   inflight: number;
   maxInflight: number;
   requests: number;
@@ -90,6 +94,8 @@ export function statsSnapshot(src: StatsSources): Stats {
         pid: b.pid ?? null,
         state: b.state === 'ready' && b.inflight >= b.slots ? 'busy' : b.state,
         slots: b.slots,
+        slotsClaimed: b.caps.slotsClaimed,
+        slotsLearned: b.caps.slotsLearned,
         inflight: b.inflight,
         maxInflight: b.maxInflight,
         requests: b.counters.requests,

@@ -1,0 +1,83 @@
+// Capacity is measured, not believed: backends whose FCGI_GET_VALUES overstates what
+// they serve (test/fixtures/capacity-backend.py), under 200 concurrent clients with
+// default flags. Learned slots must converge to what they really serve, no request may
+// wait behind a kept connection in a kernel accept queue, and throughput must be that
+// of the right manual switches (the 5 % comparison is in bench/; here a coarse bound).
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FIXTURES, getStats, peer, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
+
+const BACKEND = path.join(FIXTURES, 'capacity-backend.py');
+const wrk = peer('wrk');
+
+let front: TestFront | null = null;
+afterEach(async () => { await front?.stop(); front = null; });
+
+interface Load { requests: number; rps: number; maxMs: number; timeouts: number; errors: number; non2xx: number }
+
+/** wrk -c200 for `seconds`, its 2 s timeout counted as a failure, latency max in ms. */
+function load(url: string, seconds: number): Promise<Load> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(wrk!, ['-t2', '-c200', `-d${seconds}s`, '--timeout', '2s', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (c) => { out += c; });
+    p.on('error', reject);
+    p.on('exit', () => {
+      const ms = (t: string) => { const m = /^([\d.]+)(us|ms|s)$/.exec(t); return m ? Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1) : NaN; };
+      const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      resolve({
+        requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+        rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+        maxMs: ms(/Latency\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1] ?? ''),
+        timeouts: errs ? Number(errs[4]) : 0,
+        errors: errs ? Number(errs[1]) + Number(errs[2]) + Number(errs[3]) : 0,
+        non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+      });
+    });
+  });
+}
+
+async function run(mode: string, flags: Record<string, unknown>): Promise<{ load: Load; backends: any[] }> {
+  front = await startTestFront({ procs: 2, 'log-level': 'warn', command: ['python3', BACKEND, mode], ...flags });
+  expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
+  const result = await load(`${front.url}/Hello/100`, 4);
+  const f = front;
+  // wrk closes its connections at the end: the requests it left are aborted and end shortly.
+  await waitUntil(() => f.pool.inflight === 0, 'the requests wrk left behind end', 5000);
+  const stats = await getStats(front);
+  await front.stop();
+  front = null;
+  return { load: result, backends: stats.pools[0].backends };
+}
+
+describe.skipIf(!wrk)('learned slots under 200 concurrent clients, default flags', () => {
+  for (const [mode, served, manual] of [['serial', 1, { multithreaded: false }], ['pool:4', 4, { 'max-requests-per-backend': 4 }]] as const) {
+    it(`${mode}: claims ${mode === 'serial' ? 1000 : 1024}, serves ${served} at once → slots ${served}, nothing stuck`, async () => {
+      const learned = await run(mode, {});
+      for (const b of learned.backends) {
+        expect(b, JSON.stringify(b)).toMatchObject({ slots: served, slotsLearned: served, switchesFrom: 'measured' });
+        expect(b.slotsClaimed).toBeGreaterThanOrEqual(1000);
+        // At most the one standby probe (no request on it) waits behind the kept connection.
+        expect(b.acceptQueue.current).toBeLessThanOrEqual(1);
+        expect(b.inflight).toBe(0);
+      }
+      const l = learned.load;
+      expect(l.timeouts + l.errors + l.non2xx, JSON.stringify(l)).toBe(0);
+      expect(l.maxMs, 'no request slower than 2 s').toBeLessThan(2000);
+      const right = await run(mode, manual);
+      // Same load with the switches a user would have had to know; coarse on a shared machine.
+      expect(l.rps / right.load.rps, `learned ${l.rps} req/s, manual ${right.load.rps} req/s`).toBeGreaterThan(0.8);
+    }, 60_000);
+  }
+
+  it('concurrent: an honest high capacity keeps its slots', async () => {
+    const { load: l, backends } = await run('concurrent', {});
+    for (const b of backends) {
+      expect(b.slotsLearned).toBeNull();
+      expect(b.slots).toBe(1000);
+      expect(b.maxInflight).toBeGreaterThan(8); // it was given real concurrency, not a cautious few
+    }
+    expect(l.timeouts + l.errors + l.non2xx, JSON.stringify(l)).toBe(0);
+  }, 60_000);
+});
