@@ -93,9 +93,10 @@ export function parseResponses(buf: Buffer, methods: string[], closed: boolean):
 
 /**
  * Connects, writes `bytes` (one write, or the given pieces with pauses), and reads until
- * `expect` final responses arrived, the server closed, or `idleMs` passed without a byte.
+ * `expect` final responses arrived (then up to closeWaitMs more for the server to close), the
+ * server closed, or `idleMs` passed without a byte.
  */
-export function talk(port: number, bytes: Buffer | Buffer[], opts: { expect: number; methods?: string[]; idleMs?: number; gapMs?: number; host?: string }): Promise<Talk> {
+export function talk(port: number, bytes: Buffer | Buffer[], opts: { expect: number; methods?: string[]; idleMs?: number; gapMs?: number; host?: string; closeWaitMs?: number }): Promise<Talk> {
   const methods = opts.methods ?? [];
   const idleMs = opts.idleMs ?? 3000;
   const started = Date.now();
@@ -129,7 +130,14 @@ export function talk(port: number, bytes: Buffer | Buffer[], opts: { expect: num
       arm();
       try {
         const { responses } = parseResponses(Buffer.concat(chunks), methods, false);
-        if (responses.length >= opts.expect) finish();
+        if (responses.length >= opts.expect) {
+          // Done, or (closeWaitMs) done once the server closes or that long passed.
+          if (!opts.closeWaitMs) finish();
+          else {
+            clearTimeout(idle);
+            idle = setTimeout(finish, opts.closeWaitMs);
+          }
+        }
       } catch { /* wait for close */ }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'ECONNRESET') reset = true; });

@@ -377,14 +377,15 @@ export class Http1Connection {
   /**
    * Whether the response being headed must close the connection: the server is
    * stopping, the client was told nothing after Expect: 100-continue (so it may or
-   * may not send the body), or a body too large to drop is still unread.
+   * may not send the body), or a Content-Length body too large to drop is still unread.
    * @internal
    */
   mustCloseAfter(ex: Http1Exchange): boolean {
     if (this.state.stopping || this.closing) return true;
     if (this.exchange !== ex || this.body === Body.None) return false;
     if (ex.expectContinue && !ex.continueSent) return true;
-    return this.body === Body.Chunked ? ex.sink === null : this.bodyLeft > DISCARD_MAX_BYTES;
+    // A chunked rest is dropped up to DISCARD_MAX_BYTES after the response, then the connection closes.
+    return this.body === Body.Length && this.bodyLeft > DISCARD_MAX_BYTES;
   }
 
   /** The response ended well: keep the connection for the next request, or close it. @internal */
