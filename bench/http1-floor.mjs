@@ -45,17 +45,19 @@ if (process.argv[2] === 'serve') {
       execFileSync('wrk', ['-t2', '-c200', '-d1s', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
       const cpu = () => {
         const fields = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-        return (Number(fields[11]) + Number(fields[12])) / tick; // utime, stime (fields 14, 15)
+        return [Number(fields[11]) / tick, Number(fields[12]) / tick]; // utime, stime (fields 14, 15)
       };
-      const before = cpu();
+      const [user0, sys0] = cpu();
       const out = execFileSync('wrk', ['-t2', '-c200', `-d${seconds}s`, `http://127.0.0.1:${port}/`]).toString();
-      const after = cpu();
+      const [user1, sys1] = cpu();
+      const before = user0 + sys0;
+      const after = user1 + sys1;
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
       const requests = Number(/(\d+) requests in/.exec(out)[1]);
       const errors = /Socket errors: ([^\n]*)/.exec(out)?.[1] ?? 'none';
       const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? '0';
-      const r = { run: run + 1, kind, requests, rps: Math.round(requests / seconds), cpuSeconds: +(after - before).toFixed(2), usPerRequest: +(((after - before) * 1e6) / requests).toFixed(2), errors, non2xx };
+      const r = { run: run + 1, kind, requests, rps: Math.round(requests / seconds), cpuSeconds: +(after - before).toFixed(2), usPerRequest: +(((after - before) * 1e6) / requests).toFixed(2), userUs: +(((user1 - user0) * 1e6) / requests).toFixed(2), sysUs: +(((sys1 - sys0) * 1e6) / requests).toFixed(2), errors, non2xx };
       results[kind].push(r);
       console.log(JSON.stringify(r));
     }
