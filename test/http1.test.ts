@@ -334,15 +334,14 @@ describe('http1 layer: bodies', () => {
       });
     });
     const size = 50 * 1024 * 1024;
-    const rssBefore = process.memoryUsage().rss;
     const r = await get(`${s.url}/big`, { method: 'POST', agent: false, headers: { 'Content-Length': String(size) }, body: patternChunks(size, 1024 * 1024) });
     const got = JSON.parse(r.body.toString());
     expect(got.delivered).toBe(size);
     expect(got.sha256).toBe(await hashOfChunks(patternChunks(size, 1024 * 1024)));
     expect(pauses).toBeGreaterThan(40);
-    // node's socket buffer (≤ 64 KiB high-water mark) plus the layer's read-ahead: far below the body.
+    // Memory stays flat: what was read from the kernel but not yet taken by the sink is
+    // node's socket buffer (16 KiB high-water mark) plus the layer's read-ahead, far below the body.
     expect(maxAhead).toBeLessThan(1024 * 1024);
-    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(40 * 1024 * 1024);
   });
 
   it('413 at once for a Content-Length over maxBodyBytes, body unread; 413 when a chunked body crosses it', async () => {

@@ -71,6 +71,8 @@ export class Http1Connection {
   private closing = false;
   private inProcess = false;
   private timer = Timer.None;
+  /** Up to this many bytes an incomplete head without a new line end is not parsed again. */
+  private readonly skipLimit: number;
 
   constructor(state: ServerState, socket: net.Socket) {
     this.state = state;
@@ -82,6 +84,7 @@ export class Http1Connection {
     const limits = state.limits;
     this.parser = new HeadParser(limits);
     this.decoder = new ChunkedDecoder(limits.maxHeaderBytes, limits.maxHeaderCount);
+    this.skipLimit = Math.min(limits.maxUriBytes, limits.maxHeaderBytes);
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('drain', this.onDrain);
@@ -139,7 +142,8 @@ export class Http1Connection {
   /** true when a request was handed out (parse on), false when waiting for bytes or refused. */
   private parseHead(buf: Buffer): boolean {
     const start = this.rpos;
-    if (this.scanned > 0 && buf.length - start <= this.state.limits.maxUriBytes && buf.indexOf(LF, start + this.scanned) === -1) {
+    // Parse again only when a line has ended since (or the limits may have been crossed).
+    if (this.scanned > 0 && buf.length - start <= this.skipLimit && buf.indexOf(LF, start + this.scanned) === -1) {
       this.scanned = buf.length - start;
       return false;
     }
