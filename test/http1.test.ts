@@ -494,12 +494,14 @@ describe('http1 layer: responses', () => {
     const events: string[] = [];
     let closed!: () => void;
     const done = new Promise<void>((r) => { closed = r; });
+    let gotData!: () => void;
+    const reading = new Promise<void>((r) => { gotData = r; });
     const s = await start((ex) => {
       ex.setClientEvents({ onClientDrain: () => {}, onClientClose: () => { events.push('close'); closed(); } });
-      ex.readBody({ onBodyData: () => true, onBodyEnd: () => {}, onBodyError: (e) => events.push(`body: ${e.message}`) });
+      ex.readBody({ onBodyData: () => { gotData(); return true; }, onBodyEnd: () => {}, onBodyError: (e) => events.push(`body: ${e.message}`) });
     });
     const socket = net.connect(s.port, '127.0.0.1', () => socket.write('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc'));
-    await new Promise((r) => setTimeout(r, 100));
+    await reading;
     socket.destroy();
     await done;
     expect(events).toEqual(['body: client closed the connection', 'close']);
@@ -542,9 +544,13 @@ describe('http1 layer: stopping', () => {
   it('stopAccepting: idle connections close now, a busy one answers with Connection: close then closes, no new connections', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => { release = r; });
+    let slowArrived!: () => void;
+    const arrived = new Promise<void>((r) => { slowArrived = r; });
     const s = await start((ex) => {
-      if (ex.target === '/slow') void gate.then(() => ex.respond(200, null, [], 'slow'));
-      else ex.respond(200, null, [], 'fast');
+      if (ex.target === '/slow') {
+        slowArrived();
+        void gate.then(() => ex.respond(200, null, [], 'slow'));
+      } else ex.respond(200, null, [], 'fast');
     });
     const idle = net.connect(s.port, '127.0.0.1');
     const idleClosed = new Promise((r) => idle.on('close', r));
@@ -552,7 +558,8 @@ describe('http1 layer: stopping', () => {
     idle.on('connect', () => idle.write('GET /fast HTTP/1.1\r\nHost: a\r\n\r\n'));
     await new Promise((r) => idle.once('data', r));
     const busy = talk(s.port, Buffer.from('GET /slow HTTP/1.1\r\nHost: a\r\n\r\n'), { expect: 1, idleMs: 5000 });
-    await new Promise<void>((resolve) => { const check = () => (s.server.activeExchanges === 1 ? resolve() : setTimeout(check, 5)); check(); });
+    await arrived;
+    expect(s.server.activeExchanges).toBe(1);
     s.server.stopAccepting();
     await idleClosed;
     const refused = await new Promise<string>((resolve) => {
