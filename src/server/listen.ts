@@ -1,6 +1,7 @@
 // Listening on HOST:PORT or unix:PATH with errors that say what to do, and the
-// address as users write it. Shared by the public and the admin listener.
-import type http from 'node:http';
+// address as users write it. Shared by the public and the admin listener; takes any
+// net.Server (node:http's, or the http1 layer's `net`).
+import type net from 'node:net';
 import type { ListenAddress } from '../config/schema.js';
 import { clearSocketPath } from '../supervisor/sockets.js';
 
@@ -14,7 +15,7 @@ export interface ListenOptions {
   umask?: number;
 }
 
-export async function listenOn(server: http.Server, at: ListenAddress, opts: ListenOptions): Promise<string> {
+export async function listenOn(server: net.Server, at: ListenAddress, opts: ListenOptions): Promise<string> {
   if (at.kind === 'unix') await clearSocketPath(at.path);
   await new Promise<void>((resolve, reject) => {
     const where = at.kind === 'unix' ? `unix:${at.path}` : `${at.host}:${at.port}`;
@@ -36,7 +37,7 @@ export async function listenOn(server: http.Server, at: ListenAddress, opts: Lis
 }
 
 /** HOST:PORT ([v6]:PORT) or unix:PATH of a listening server. */
-export function addressOf(server: http.Server): string {
+export function addressOf(server: net.Server): string {
   const a = server.address();
   if (typeof a === 'string') return `unix:${a}`;
   if (!a) return '';

@@ -1,0 +1,141 @@
+// A lean, strict HTTP/1.1 server on node:net: the public listener's protocol layer.
+// It parses requests, frames responses and enforces limits and timeouts; what to
+// answer is the handler's business. See exchange.ts for one request's API.
+import net from 'node:net';
+import { Http1Connection, type ServerState } from './connection.js';
+import type { Http1Exchange } from './exchange.js';
+
+export interface Http1Limits {
+  /** Request-target longer than this → 414 URI Too Long. */
+  maxUriBytes: number;
+  /** The whole head (request line + header fields) larger than this → 431. */
+  maxHeaderBytes: number;
+  /** More header fields than this → 431. */
+  maxHeaderCount: number;
+  /**
+   * From accept (first request) or from the first byte of a request (later ones) to
+   * the end of its head → 408 + close. A fresh connection that never sent a byte is
+   * closed silently instead (a browser's preconnect is not an error).
+   */
+  headersTimeoutMs: number;
+  /** Between two reads while a request body is wanted (readBody() called, not paused) → 408 if no response began, else cut. */
+  bodyTimeoutMs: number;
+  /** A kept connection with no byte of a next request for this long is closed silently. */
+  keepAliveTimeoutMs: number;
+  /** 0 = unlimited. Content-Length above → 413 at once, body not read; a chunked body crossing it → 413 (or a cut), close. */
+  maxBodyBytes: number;
+  /** A response write the client does not take for this long (socket buffer full, no drain) → cut. nginx's send_timeout. */
+  sendTimeoutMs: number;
+}
+
+export const DEFAULT_HTTP1_LIMITS: Readonly<Http1Limits> = Object.freeze({
+  maxUriBytes: 8192,
+  maxHeaderBytes: 16384,
+  maxHeaderCount: 100,
+  headersTimeoutMs: 60_000,
+  bodyTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5000,
+  maxBodyBytes: 0,
+  sendTimeoutMs: 60_000,
+});
+
+export interface Http1Handler {
+  /** A request head was parsed. The next request on this connection is not handed out before this one's response has ended (answers in order). */
+  onRequest(exchange: Http1Exchange): void;
+  /** The layer answered by itself (400/408/413/414/417/431/500/501/505): for logs and counters. */
+  onRefused?(status: number, reason: string, conn: Http1Connection): void;
+  /** onRequest (or a body/client callback) threw, or the exchange was misused: the layer answered 500, or cut the response if it had begun. */
+  onHandlerError?(err: unknown, exchange: Http1Exchange): void;
+}
+
+export class Http1Server {
+  /** listen()/close()/address() on it (server/listen.ts). */
+  readonly net: net.Server;
+  /** Connections accepted since start. */
+  acceptedConn = 0;
+  private readonly state: ServerState;
+  private sweep: NodeJS.Timeout | null = null;
+  private readonly sweepMs: number;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(limits: Partial<Http1Limits>, handler: Http1Handler) {
+    const full: Http1Limits = { ...DEFAULT_HTTP1_LIMITS, ...limits };
+    for (const [key, value] of Object.entries(full)) {
+      if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`Http1Limits.${key} must be a non-negative integer, got ${value}`);
+    }
+    const state: ServerState = {
+      limits: full,
+      handler,
+      stopping: false,
+      activeExchanges: 0,
+      connections: new Set(),
+      exchangeEnded: () => {
+        state.activeExchanges--;
+        if (state.activeExchanges === 0 && this.idleWaiters.length > 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+      },
+      connectionClosed: (conn) => {
+        state.connections.delete(conn);
+        if (state.connections.size === 0 && this.sweep !== null) {
+          clearInterval(this.sweep);
+          this.sweep = null;
+        }
+      },
+    };
+    this.state = state;
+    // One coarse timer per server: a tenth of the shortest timeout, within 10..500 ms.
+    const shortest = Math.min(full.headersTimeoutMs, full.bodyTimeoutMs, full.keepAliveTimeoutMs, full.sendTimeoutMs);
+    this.sweepMs = Math.max(10, Math.min(500, Math.floor(shortest / 10)));
+    this.net = net.createServer({ noDelay: true, allowHalfOpen: false }, this.onConnection);
+  }
+
+  /** Requests whose response has not ended. */
+  get activeExchanges(): number { return this.state.activeExchanges; }
+  /** Open connections. */
+  get connections(): number { return this.state.connections.size; }
+  get limits(): Readonly<Http1Limits> { return this.state.limits; }
+
+  private readonly onConnection = (socket: net.Socket): void => {
+    this.acceptedConn++;
+    if (this.state.stopping) {
+      socket.destroy();
+      return;
+    }
+    const conn = new Http1Connection(this.state, socket);
+    this.state.connections.add(conn);
+    if (this.sweep === null) {
+      this.sweep = setInterval(this.onSweep, this.sweepMs);
+      this.sweep.unref();
+    }
+  };
+
+  private readonly onSweep = (): void => {
+    const now = Date.now();
+    for (const conn of this.state.connections) conn.checkTimers(now);
+  };
+
+  /**
+   * Closes the listener; idle kept connections close now; busy ones get
+   * `Connection: close` on their current response and close after it.
+   */
+  stopAccepting(): void {
+    this.state.stopping = true;
+    if (this.net.listening) this.net.close();
+    for (const conn of this.state.connections) conn.closeIfIdle();
+  }
+
+  /** Resolves when no response is in progress. */
+  whenIdle(): Promise<void> {
+    if (this.state.activeExchanges === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Cuts every connection and closes the listener. */
+  destroyAll(): void {
+    this.state.stopping = true;
+    if (this.net.listening) this.net.close();
+    for (const conn of this.state.connections) conn.destroy();
+  }
+}
+
+export type { Http1Connection } from './connection.js';
+export { Http1Exchange, type BodySink, type ClientEvents } from './exchange.js';
