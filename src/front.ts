@@ -53,6 +53,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
     overflow: config.overflow,
     queueSize: config['queue-size'],
     queueTimeoutMs: config['queue-timeout'],
+    noBackendWaitMs: config['connect-timeout'],
   });
   // nginx and retry: as nginx by default, a new connection per request without FCGI_KEEP_CONN
   // (a single-threaded app serving a kept connection to its end would starve the rest).
@@ -89,9 +90,15 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
   const startedAt = Date.now();
   const server = new FrontServer({
     listen: config.listen,
+    limits: {
+      maxBodyBytes: config['max-body-size'],
+      headersTimeoutMs: config['client-header-timeout'],
+      bodyTimeoutMs: config['client-body-timeout'],
+      keepAliveTimeoutMs: config['keepalive-timeout'],
+      sendTimeoutMs: config['send-timeout'],
+    },
     needsBodyLength: config.protocol === 'fastcgi',
     spoolMemoryBytes: 1024 * 1024,
-    maxBodyBytes: config['max-body-size'],
     proxy: {
       pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
       serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
@@ -250,11 +257,13 @@ async function addUpstreams(config: RunConfig, pool: Pool, makeBackend: (id: str
           const s = decideSwitches(switches, result.values, config.protocol);
           backend.applySwitches(s);
           backend.state = 'ready';
+          backend.unavailable = null;
           log.info({ backend: id, address: backend.addressText, multithreaded: s.multithreaded, multiplexed: s.multiplexed, slots: s.slots, source: s.source },
             `upstream ${id} ${backend.addressText} ready (multithreaded=${s.multithreaded}, multiplexed=${s.multiplexed}, slots=${s.slots}, from ${s.source})`);
           pool.serveQueue();
           return;
         } catch (err) {
+          backend.unavailable = `not reachable: ${(err as Error).message}`;
           log.warn({ backend: id, address: backend.addressText }, `upstream ${backend.addressText} not reachable: ${(err as Error).message}; trying again`);
           await new Promise((r) => setTimeout(r, 1000));
         }

@@ -40,6 +40,17 @@ export interface TransportRequest {
   readonly bodyLength: number;
   /** May be written behind another request on a busy connection (it has no body). */
   readonly pipelinable: boolean;
+  /** When the front received it (coarse ms): the read timeout for its first response byte counts from here. */
+  readonly receivedAt: number;
+}
+
+/**
+ * When a request's first response byte is due: a read timeout after it was received,
+ * so one queued behind a stuck backend does not get a fresh full timeout after its wait
+ * — but never less than a tenth of it (at most 1 s) once it is on the wire.
+ */
+export function firstByteDeadline(receivedAt: number, sentAt: number, readTimeoutMs: number): number {
+  return Math.max(receivedAt + readTimeoutMs, sentAt + Math.min(1000, readTimeoutMs / 10));
 }
 
 /** What the handler may do with a request once it is on the wire. */

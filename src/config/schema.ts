@@ -121,6 +121,12 @@ export const runSchema = z.object({
   upstream: stringList.prefault([]),
   'document-root': z.string().prefault(process.cwd()),
   'read-timeout': duration.prefault(60_000),
+  // The public side, with nginx's defaults: client_header_timeout, client_body_timeout,
+  // keepalive_timeout (nginx: 75 s), send_timeout.
+  'client-header-timeout': duration.prefault(60_000),
+  'client-body-timeout': duration.prefault(60_000),
+  'keepalive-timeout': duration.prefault(75_000),
+  'send-timeout': duration.prefault(60_000),
   'connect-timeout': duration.prefault(1000),
   'start-timeout': duration.prefault(30_000),
   'get-values-timeout': duration.prefault(1000),

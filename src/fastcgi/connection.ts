@@ -2,20 +2,14 @@
 // STDIN with backpressure, the response head, the read timeout's clock. It knows
 // nothing of pools or processes; its owner (FcgiTransport) decides what goes on it.
 import net from 'node:net';
-import { TransportError, describeAddress, type BackendAddress, type RequestControl, type ResponseHandler, type TransportRequest } from '../transport.js';
+import { coarseNow } from '../clock.js';
+import { TransportError, describeAddress, firstByteDeadline, type BackendAddress, type RequestControl, type ResponseHandler, type TransportRequest } from '../transport.js';
 import { CgiHeadError, CgiHeadParser, parseCgiHead } from './cgiResponse.js';
 import { CgiRequestError, type CgiParamsEncoder } from './cgiParams.js';
 import { encodePairs } from './nameValue.js';
 import { ProtocolStatus, RecordType, protocolStatusName, recordTypeName } from './protocol.js';
 import { RecordDecoder, encodeRecord, framedLength, writeHeader, writeStream, type RecordSink } from './records.js';
 
-/**
- * A coarse clock (ms) shared by all connections: the read timeout needs no
- * Date.now() per record. One unref'd timer advances it.
- */
-export const TICK_MS = 20;
-export let currentTick = Date.now();
-setInterval(() => { currentTick = Date.now(); }, TICK_MS).unref();
 
 const enum State { Active, Finished, Released }
 
@@ -30,6 +24,7 @@ const PROBE = encodeRecord(RecordType.GetValues, 0, encodePairs(['FCGI_MPXS_CONN
 export interface ConnectionOwner {
   readonly address: BackendAddress;
   readonly connectTimeoutMs: number;
+  readonly readTimeoutMs: number;
   readonly maxHeadBytes: number;
   /** On EAGAIN, connect() again with backoff until the connect timeout (instead of failing as nginx does). */
   readonly retryEagain: boolean;
@@ -64,7 +59,7 @@ export class FcgiRequest implements RequestControl {
   writeBody(chunk: Buffer): boolean {
     if (this.stdinEnded || this.state !== State.Active || chunk.length === 0) return true;
     this.bodyBytesSent += chunk.length;
-    this.lastTick = currentTick;
+    this.lastTick = coarseNow;
     const last = this.bodyLength >= 0 && this.bodyBytesSent >= this.bodyLength;
     if (last) this.stdinEnded = true;
     return this.connection.writeStdin(this, chunk, last);
@@ -73,7 +68,7 @@ export class FcgiRequest implements RequestControl {
   endBody(): void {
     if (this.stdinEnded) return;
     this.stdinEnded = true;
-    this.lastTick = currentTick;
+    this.lastTick = coarseNow;
     if (this.state === State.Active) this.connection.writeStdin(this, null, true);
   }
 
@@ -200,7 +195,9 @@ export class FcgiConnection implements RecordSink {
       return;
     }
     const request = new FcgiRequest(this, id, handler, req.bodyLength);
-    request.lastTick = currentTick;
+    // The sweep fails it when coarseNow - lastTick > read timeout: start its clock so that
+    // its first byte is due at firstByteDeadline().
+    request.lastTick = firstByteDeadline(req.receivedAt, coarseNow, this.owner.readTimeoutMs) - this.owner.readTimeoutMs;
     this.requests[id] = request;
     this.inflight++;
     if (req.bodyLength === 0) this.write(head);
@@ -409,7 +406,7 @@ export class FcgiConnection implements RecordSink {
       this.decoder.fail(`${recordTypeName(type)} record for request id ${requestId}, which is not in flight on this connection`);
       return;
     }
-    request.lastTick = currentTick;
+    request.lastTick = coarseNow;
     switch (type) {
       case RecordType.Stdout:
         if (content.length > 0) this.onStdout(request, content);

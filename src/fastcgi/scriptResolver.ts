@@ -5,12 +5,9 @@
 // only files with one of them count, and a path naming none is not the app's.
 // stat() results are cached briefly (bounded): this runs per request.
 import fs from 'node:fs';
+import { coarseNow } from '../clock.js';
 
 const enum Kind { Missing, File, Dir }
-
-/** A coarse clock (ms) advanced by one unref'd timer: no Date.now() per request. */
-export let coarseNow = Date.now();
-setInterval(() => { coarseNow = Date.now(); }, 20).unref();
 
 export class ScriptResolver {
   private cache = new Map<string, { kind: Kind; at: number }>();

@@ -10,7 +10,8 @@ import {
   type TransportEvents, type TransportFigures, type TransportRequest,
 } from '../transport.js';
 import type { CgiParamsEncoder } from './cgiParams.js';
-import { FcgiConnection, currentTick, type ConnectionOwner, type FcgiRequest } from './connection.js';
+import { coarseNow } from '../clock.js';
+import { FcgiConnection, type ConnectionOwner, type FcgiRequest } from './connection.js';
 
 export interface FcgiSettings {
   address: BackendAddress;
@@ -59,6 +60,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   // ConnectionOwner
   get address(): BackendAddress { return this.settings.address; }
   get connectTimeoutMs(): number { return this.settings.connectTimeoutMs; }
+  get readTimeoutMs(): number { return this.settings.readTimeoutMs; }
   get maxHeadBytes(): number { return this.settings.maxHeadBytes; }
   get retryEagain(): boolean { return this.settings.retryEagain; }
   get encoder(): CgiParamsEncoder { return this.settings.encoder; }
@@ -88,7 +90,9 @@ export class FcgiTransport implements Transport, ConnectionOwner {
       return c === null || (c.usable && (c.proven || c.inflight === 0) && c.inflight < caps.slots);
     }
     if (this.pick(pipelinable) !== null) return true;
-    return !this.learning && this.connections.length < caps.slots;
+    // While learning, further connections come as probes; the first one to a process
+    // needs no proof (if the app serves nothing, it serves nothing to anyone).
+    return this.learning ? this.connections.length === 0 : this.connections.length < caps.slots;
   }
 
   /**
@@ -245,30 +249,43 @@ export class FcgiTransport implements Transport, ConnectionOwner {
 
   /**
    * The read timeout runs between two reads from the backend, from the moment the
-   * request body is sent (while it is sent, the same limit bounds each write). Each
-   * request has its own clock: one pipelined behind a stuck request gets its 504 at
-   * its own deadline, not after its predecessor's. A connection whose every request
-   * has given up is closed (the app is stuck on it).
+   * request body is sent (while it is sent, the same limit bounds each write). On a
+   * connection that carries one request at a time (pipelined ones queue behind it), a
+   * timeout means the app is stuck on that connection: it is closed and every request
+   * on it gets its 504 now — one pipelined behind does not wait out another timeout, and
+   * the slot is free for the queue. A multiplexed one is told FCGI_ABORT_REQUEST and the
+   * connection goes on, unless all its requests have given up and stayed silent.
    */
   private sweep(): void {
-    const tick = currentTick;
+    const tick = coarseNow;
     const limit = this.settings.readTimeoutMs;
+    const multiplexed = this.caps.multiplexed;
     for (const conn of [...this.connections]) {
       if (conn.inflight === 0) continue;
       let live = 0;
+      let expired: FcgiRequest | null = null;
       conn.forEachRequest((r: FcgiRequest) => {
         if (r.abandoned) return;
         if (tick - r.lastTick <= limit) { live++; return; }
-        conn.failRequest(r, new TransportError('timeout', r.stdinEnded
-          ? `backend sent nothing for ${limit} ms (read timeout)`
-          : `backend took no request body bytes for ${limit} ms (send timeout)`,
-        { code: 'ETIMEDOUT', notStarted: !r.anyResponseByte && r.bodyBytesSent === 0 }));
+        expired = r;
       });
-      // Given up and silent for another read timeout (no END_REQUEST even after the
-      // abort): the app is stuck on this connection; give it up.
-      if (live === 0 && this.allSilent(conn, tick, 2 * limit)) {
-        conn.destroy(new TransportError('timeout', 'backend did not end the requests it was told to abort'));
+      if (expired === null) {
+        // Given up (client gone) and silent for two read timeouts: no END_REQUEST even after the abort.
+        if (live === 0 && this.allSilent(conn, tick, 2 * limit)) conn.destroy(new TransportError('timeout', 'backend did not end the requests it was told to abort'));
+        continue;
       }
+      const timedOut = (r: FcgiRequest, behind: boolean) => new TransportError('timeout', !r.stdinEnded
+        ? `backend took no request body bytes for ${limit} ms (send timeout)`
+        : behind ? `backend did not answer the request ahead of this one for ${limit} ms (read timeout)`
+        : `backend sent nothing for ${limit} ms (read timeout)`,
+      { code: 'ETIMEDOUT', notStarted: !r.anyResponseByte && r.bodyBytesSent === 0 });
+      if (multiplexed) {
+        conn.forEachRequest((r) => { if (!r.abandoned && tick - r.lastTick > limit) conn.failRequest(r, timedOut(r, false)); });
+        continue;
+      }
+      const first: FcgiRequest = expired;
+      conn.forEachRequest((r) => { if (!r.abandoned) conn.failRequest(r, timedOut(r, r !== first && tick - r.lastTick <= limit)); });
+      conn.destroy(new TransportError('timeout', 'read timeout'));
     }
   }
 

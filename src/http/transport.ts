@@ -5,8 +5,9 @@
 // its Content-Length), and its errors become TransportErrors.
 import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
+import { coarseNow } from '../clock.js';
 import {
-  TransportError, type BackendAddress, type Capabilities, type RequestControl, type ResponseHandler,
+  TransportError, firstByteDeadline, type BackendAddress, type Capabilities, type RequestControl, type ResponseHandler,
   type Transport, type TransportErrorKind, type TransportEvents, type TransportFigures, type TransportRequest,
 } from '../transport.js';
 import { HOP_BY_HOP, forwardHeaders } from './forwardHeaders.js';
@@ -187,6 +188,7 @@ export class HttpTransport implements Transport {
       method: head.method as Dispatcher.HttpMethod,
       headers: forwardHeaders(head, request.bodyLength, this.settings.forwarded),
       body: exchange.body,
+      headersTimeout: firstByteDeadline(request.receivedAt, coarseNow, this.settings.readTimeoutMs) - coarseNow,
     }, exchange);
     return this.canTake();
   }

@@ -59,6 +59,12 @@ export class Backend implements TransportEvents {
   private idleWaiters: Array<() => void> = [];
   /** Why it is down after failing to run K times in a row (null otherwise). */
   downReason: { lastExit: string; stderrTail: string[] } | null = null;
+  /**
+   * Why it cannot serve and is not about to (a crash loop, a process that never got
+   * ready, an upstream nobody answers on); null while it is ready or merely restarting
+   * after running well. A pool with no ready backend and only such ones fails fast.
+   */
+  unavailable: string | null = null;
   /** Set by the pool: room appeared without a release (a connection became usable). */
   onRoom: (() => void) | null = null;
 

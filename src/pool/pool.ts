@@ -23,9 +23,11 @@ export interface PoolOptions {
   overflow: OverflowMode;
   queueSize: number;
   queueTimeoutMs: number;
+  /** How long a request waits when no backend is ready and none is about to be (connect-timeout). */
+  noBackendWaitMs: number;
 }
 
-export type AcquireRefusal = 'full' | 'timeout' | 'shed' | 'shutdown';
+export type AcquireRefusal = 'full' | 'timeout' | 'shed' | 'shutdown' | 'no-backend';
 
 export interface Acquirer {
   /** The caller now holds a slot on `backend` and must call pool.release(backend). */
@@ -88,12 +90,16 @@ export class Pool {
       acquirer.onRefused('shed', `all ${this.totalSlots()} slots are busy (overflow: shed)`);
       return null;
     }
+    const now = Date.now();
     const waiter: QueuedAcquirer = {
       pipelinable,
-      enqueuedAt: Date.now(),
+      enqueuedAt: now,
       done: false,
+      // No backend ready nor about to be: waiting the whole queue timeout would only delay the 503.
+      failFastAt: anyAccepting || !this.allUnavailable() ? 0 : now + this.options.noBackendWaitMs,
       reject: (reason) => acquirer.onRefused(reason, reason === 'timeout'
         ? `waited ${this.options.queueTimeoutMs} ms in the queue for a free slot (queue-timeout)`
+        : reason === 'no-backend' ? `no backend ready: ${this.describeUnavailable()}`
         : 'the server is shutting down'),
       acquirer,
     };
@@ -104,6 +110,17 @@ export class Pool {
     }
     this.ensureSweep();
     return waiter;
+  }
+
+  /** Every backend is unavailable (or there is none): nothing will serve soon. */
+  private allUnavailable(): boolean {
+    for (const b of this.backends) if (b.accepting || b.unavailable === null) return false;
+    return true;
+  }
+
+  describeUnavailable(): string {
+    if (this.backends.length === 0) return 'the pool has no backends';
+    return this.backends.map((b) => `${b.id} ${b.state}${b.unavailable ? ` (${b.unavailable})` : ''}`).join('; ');
   }
 
   /** The client left while queued. */
@@ -157,14 +174,18 @@ export class Pool {
 
   private ensureSweep(): void {
     if (this.sweepTimer) return;
-    const interval = Math.max(10, Math.min(250, Math.floor(this.options.queueTimeoutMs / 10)));
+    const interval = Math.max(10, Math.min(250, Math.floor(this.options.queueTimeoutMs / 10), Math.floor(this.options.noBackendWaitMs / 5)));
     this.sweepTimer = setInterval(() => {
       if (this.queue.length === 0) {
         clearInterval(this.sweepTimer!);
         this.sweepTimer = null;
         return;
       }
-      for (const w of this.queue.expire(Date.now() - this.options.queueTimeoutMs)) w.reject('timeout');
+      const now = Date.now();
+      for (const w of this.queue.expire(now - this.options.queueTimeoutMs)) w.reject('timeout');
+      if (!this.backends.some((b) => b.accepting) && this.allUnavailable()) {
+        for (const w of this.queue.expireWhere((q) => (q as QueuedAcquirer).failFastAt !== 0 ? (q as QueuedAcquirer).failFastAt <= now : (q.enqueuedAt + this.options.noBackendWaitMs <= now))) w.reject('no-backend');
+      }
     }, interval);
     this.sweepTimer.unref();
   }
@@ -184,4 +205,6 @@ export class Pool {
 
 interface QueuedAcquirer extends Waiter {
   acquirer: Acquirer;
+  /** When to give up if still no backend is ready (0: it was queued while some backend was coming). */
+  failFastAt: number;
 }

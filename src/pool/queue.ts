@@ -6,7 +6,7 @@ export interface Waiter {
   enqueuedAt: number;
   /** Set when the waiter left the queue (granted, timed out, or the client went away). */
   done: boolean;
-  reject(reason: 'timeout' | 'full' | 'shutdown'): void;
+  reject(reason: 'timeout' | 'full' | 'shutdown' | 'no-backend'): void;
 }
 
 export class WaitQueue {
@@ -76,6 +76,20 @@ export class WaitQueue {
       expired.push(w);
     }
     return expired;
+  }
+
+  /** Removes and returns the waiters for which `pred` holds (not counted as timeouts). */
+  expireWhere(pred: (w: Waiter) => boolean): Waiter[] {
+    const out: Waiter[] = [];
+    for (let i = this.head; i < this.items.length; i++) {
+      const w = this.items[i];
+      if (!w || w.done || !pred(w)) continue;
+      w.done = true;
+      this.items[i] = undefined;
+      this.live--;
+      out.push(w);
+    }
+    return out;
   }
 
   drainAll(): Waiter[] {

@@ -1,113 +1,99 @@
-// The public listener: one ProxyRequest per request, whatever the backend protocol.
+// The public listener: the lean HTTP/1.1 layer (server/http1), one ProxyRequest per
+// request whatever the backend protocol. The layer answers malformed requests itself.
 import fs from 'node:fs';
-import http from 'node:http';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
 import { BodySpool, BodyTooLarge } from './bodySpool.js';
 import { sendError } from './errorResponse.js';
 import type { ClientExchange } from './exchange.js';
+import { Http1Server, type Http1Connection, type Http1Exchange, type Http1Limits } from './http1/server.js';
 import { addressOf, listenOn } from './listen.js';
-import { NodeExchange } from './nodeExchange.js';
 import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
 
 export interface FrontServerOptions {
   listen: ListenAddress;
+  /** Limits and timeouts of the HTTP/1.1 layer (maxBodyBytes: 413 beyond; 0: no limit). */
+  limits: Partial<Http1Limits>;
   /** The backends need a request body's length before it is sent (FastCGI): chunked bodies are spooled first. */
   needsBodyLength: boolean;
   /** Chunked request bodies up to this size are spooled in memory, larger ones to a temp file. */
   spoolMemoryBytes: number;
-  /** Largest request body accepted (413 beyond); 0: no limit. */
-  maxBodyBytes: number;
   proxy: ProxyContext;
 }
 
 export class FrontServer {
-  readonly http: http.Server;
-  /** Responses not finished yet (for a graceful stop). */
-  active = 0;
-  acceptedConn = 0;
-  draining = false;
-  private idleWaiters: Array<() => void> = [];
+  readonly http1: Http1Server;
+  private readonly maxBodyBytes: number;
 
   constructor(private readonly options: FrontServerOptions, private readonly log: Logger) {
-    this.http = http.createServer({
-      keepAlive: true,
-      requestTimeout: 0, // uploads may take long; the backend read timeout bounds the waiting
-      headersTimeout: 60_000,
-    }, (req, res) => {
-      this.active++;
-      res.once('close', this.onResponseClose);
-      if (this.draining) res.shouldKeepAlive = false;
-      try {
-        this.onRequest(new NodeExchange(req, res));
-      } catch (err) {
-        this.log.error({ err: (err as Error).message, stack: (err as Error).stack }, `internal error handling "${req.method} ${req.url}"`);
-        if (!res.headersSent) { res.writeHead(500, { 'Content-Type': 'text/plain', Connection: 'close' }); res.end('500 Internal Server Error\n'); }
-        else res.destroy();
-      }
-    });
-    this.http.on('connection', () => { this.acceptedConn++; });
-    this.http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      // Malformed HTTP from a client: answer 400 where the socket still takes it, never crash.
-      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
+    this.maxBodyBytes = options.limits.maxBodyBytes ?? 0;
+    this.http1 = new Http1Server(options.limits, {
+      onRequest: (exchange) => this.onRequest(exchange),
+      onRefused: (status, reason, conn) => this.onRefused(status, reason, conn),
+      onHandlerError: (err, exchange) => {
+        const e = err as Error;
+        log.error({ err: e?.message, stack: e?.stack }, `internal error answering "${exchange.method} ${exchange.target.slice(0, 200)}": ${e?.message}`);
+      },
     });
   }
 
-  private onRequest(exchange: ClientExchange): void {
+  get acceptedConn(): number {
+    return this.http1.acceptedConn;
+  }
+
+  /** Responses not finished yet. */
+  get active(): number {
+    return this.http1.activeExchanges;
+  }
+
+  private onRefused(status: number, reason: string, conn: Http1Connection): void {
+    // A client's malformed request: worth a debug line, not a flood of warnings under attack.
+    this.log.debug({ status, client: conn.remoteAddress }, `refused a request: ${status} ${reason}`);
+  }
+
+  private onRequest(exchange: Http1Exchange): void {
     const o = this.options;
-    const target = exchange.target;
-    if (target.charCodeAt(0) !== 47 /* / */) {
-      sendError(exchange, 400, `request target ${JSON.stringify(target.slice(0, 100))} is not an absolute path`);
+    const ex: ClientExchange = exchange;
+    if (exchange.target.charCodeAt(0) !== 47 /* / */) {
+      // `*` (OPTIONS *) or an absolute-form target: nothing here serves those.
+      sendError(ex, 400, `request target ${JSON.stringify(exchange.target.slice(0, 100))} is not a path`);
       return;
     }
     const length = exchange.contentLength;
-    if (o.maxBodyBytes > 0 && length > o.maxBodyBytes) {
-      sendError(exchange, 413, `the request body of ${length} bytes exceeds the limit of ${o.maxBodyBytes} bytes (max-body-size)`);
-      return;
-    }
     if (length < 0 && o.needsBodyLength) {
       // Chunked: read it whole first (memory, then a temp file) so its length can be sent.
-      const spool = new BodySpool(exchange, o.spoolMemoryBytes, o.maxBodyBytes);
+      const spool = new BodySpool(ex, o.spoolMemoryBytes, this.maxBodyBytes);
       spool.collect((err, total) => {
         if (err) {
-          if (!exchange.finished) sendError(exchange, err instanceof BodyTooLarge ? 413 : 400, err.message);
+          if (!exchange.finished) sendError(ex, err instanceof BodyTooLarge ? 413 : 400, err.message);
           return;
         }
-        new ProxyRequest(o.proxy, exchange, total, spool).start();
+        new ProxyRequest(o.proxy, ex, total, spool).start();
       });
       return;
     }
-    new ProxyRequest(o.proxy, exchange, length, exchange).start();
+    new ProxyRequest(o.proxy, ex, length, ex).start();
   }
 
-  private readonly onResponseClose = (): void => {
-    this.active--;
-    if (this.active === 0 && this.idleWaiters.length) for (const w of this.idleWaiters.splice(0)) w();
-  };
-
   listen(): Promise<string> {
-    return listenOn(this.http, this.options.listen, { label: '', inUseHint: 'stop what uses it or choose another --listen', backlog: 1024 });
+    return listenOn(this.http1.net, this.options.listen, { label: '', inUseHint: 'stop what uses it or choose another --listen', backlog: 1024 });
   }
 
   address(): string {
-    return addressOf(this.http);
+    return addressOf(this.http1.net);
   }
 
   /** Stops accepting connections; in-flight requests go on (their connections close after). */
   stopAccepting(): void {
-    this.draining = true;
-    this.http.close();
-    this.http.closeIdleConnections();
+    this.http1.stopAccepting();
   }
 
   whenIdle(): Promise<void> {
-    if (this.active === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.http1.whenIdle();
   }
 
   destroyAll(): void {
-    this.http.closeAllConnections();
+    this.http1.destroyAll();
     const l = this.options.listen;
     if (l.kind === 'unix') { try { fs.unlinkSync(l.path); } catch { /* gone */ } }
   }

@@ -4,6 +4,7 @@
 // One object per request implements every callback (pool, transport, client, body),
 // so the hot path allocates no closures.
 import type { Logger } from 'pino';
+import { coarseNow } from '../clock.js';
 import type { Backend } from '../pool/backend.js';
 import type { Acquirer, AcquireRefusal, Pool } from '../pool/pool.js';
 import type { Waiter } from '../pool/queue.js';
@@ -26,11 +27,14 @@ export interface ProxyContext {
 }
 
 const REFUSAL_EXTRA_TRIES = 4;
+/** A body of unknown length up to this size is sent whole with a Content-Length when it ends within one read. */
+const HOLD_MAX_BYTES = 64 * 1024;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler, BodySink, ClientEvents {
   readonly head: RequestHead;
   readonly pipelinable: boolean;
+  readonly receivedAt = coarseNow;
   private backend: Backend | null = null;
   private control: RequestControl | null = null;
   private waiter: Waiter | null = null;
@@ -39,9 +43,14 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   private clientGone = false;
   private finished = false;
   private retryAfterRelease = false;
-  /** The body length the backend declared, and what it sent of it. */
+  /** The response head, until the body starts (or the response ends). */
+  private response: ResponseHead | null = null;
+  /** The body length the backend declared (-1: none), and what it sent of it. */
   private declared = -1;
   private bodyBytes = 0;
+  /** Body of unknown length held to send it whole (see hold()). */
+  private held: Buffer[] | null = null;
+  private heldBytes = 0;
   // performance.now() marks: slot granted, and (Server-Timing only) arrival and on the wire.
   private tGranted = 0;
   private readonly tArrive: number;
@@ -81,6 +90,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     this.waiter = null;
     if (this.clientGone) return;
     this.finished = true;
+    if (reason === 'no-backend') logRefusal(this.ctx.log, detail);
     sendError(this.exchange, 503, detail, reason === 'shutdown' ? undefined : this.ctx.queueRetryAfterSec);
   }
 
@@ -115,36 +125,111 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
       const now = performance.now();
       head.headers.push('Server-Timing', `queue;dur=${(this.tGranted - this.tArrive).toFixed(2)}, connect;dur=${(this.tStarted - this.tGranted).toFixed(2)}, backend;dur=${(now - this.tStarted).toFixed(2)}`);
     }
+    // Held until the body starts (or ends): head and body leave in one write, and a body
+    // that contradicts the head can still get a 502 instead of a cut response.
+    this.response = head;
     this.declared = head.contentLength;
-    this.exchange.writeHead(status, head.reason, head.headers, head.contentLength);
   }
 
   onBody(chunk: Buffer): boolean {
-    if (this.declared >= 0 && this.bodyBytes + chunk.length > this.declared) this.overLength(chunk.length);
+    if (this.finished) return true; // cut short already (over its Content-Length)
+    const declared = this.declared;
+    if (declared >= 0 && this.bodyBytes + chunk.length > declared) return this.overLength(chunk);
     this.bodyBytes += chunk.length;
+    const head = this.response;
+    if (head !== null) {
+      if (declared < 0) return this.hold(chunk);
+      this.response = null;
+      this.exchange.writeHead(head.status, head.reason, head.headers, declared);
+    }
     return this.exchange.write(chunk);
   }
 
-  /** The backend sent more than its Content-Length: the client gets exactly the declared bytes, then a close. */
-  private overLength(chunkLength: number): void {
-    if (this.bodyBytes > this.declared) return; // reported already
+  /**
+   * A body of unknown length: kept until the response ends within this read (then it
+   * goes out whole, with a Content-Length, in one write) or grows past HOLD_MAX_BYTES
+   * or the read ends (then chunked).
+   */
+  private hold(chunk: Buffer): boolean {
+    if (this.held === null) {
+      this.held = [chunk];
+      this.heldBytes = chunk.length;
+      queueMicrotask(this.flushHeld);
+    } else {
+      this.held.push(chunk);
+      this.heldBytes += chunk.length;
+    }
+    if (this.heldBytes > HOLD_MAX_BYTES) this.flushHeld();
+    return true;
+  }
+
+  private readonly flushHeld = (): void => {
+    const head = this.response;
+    const held = this.held;
+    if (head === null || held === null || this.finished) return;
+    this.response = null;
+    this.held = null;
+    this.exchange.writeHead(head.status, head.reason, head.headers, -1);
+    for (const c of held) this.exchange.write(c);
+  };
+
+  /** The backend sends more than its Content-Length: the client gets exactly the declared bytes (or a 502 when nothing went out yet). */
+  private overLength(chunk: Buffer): boolean {
     const backend = this.backend!;
+    const declared = this.declared;
     backend.counters.failures.length = (backend.counters.failures.length ?? 0) + 1;
-    this.ctx.log.error({ backend: backend.id, pid: backend.pid, declared: this.declared, sent: this.bodyBytes + chunkLength },
-      `backend sent more than its Content-Length of ${this.declared} bytes; the client gets the declared bytes and a closed connection, request: "${this.head.method} ${this.head.target}"`);
+    this.ctx.log.error({ backend: backend.id, pid: backend.pid, declared, sent: this.bodyBytes + chunk.length },
+      `backend sent more than its Content-Length of ${declared} bytes; the excess is dropped, request: "${this.head.method} ${this.head.target}"`);
     this.control?.abort();
+    this.finished = true;
+    const head = this.response;
+    if (head !== null && this.bodyBytes === 0 && declared > 0) {
+      this.response = null;
+      sendError(this.exchange, 502, 'the backend sent a body longer than its Content-Length');
+      return true;
+    }
+    const room = declared - this.bodyBytes;
+    this.bodyBytes = declared;
+    if (head !== null) {
+      this.response = null;
+      this.exchange.writeHead(head.status, head.reason, head.headers, declared);
+    }
+    if (room > 0) this.exchange.write(chunk.subarray(0, room));
+    this.exchange.end(); // exactly the declared length: a well-framed response, the rest never sent
+    return true;
   }
 
   onEnd(): void {
+    if (this.finished) return;
     this.finished = true;
-    if (this.declared >= 0 && this.bodyBytes < this.declared && this.head.method !== 'HEAD') {
-      const backend = this.backend!;
-      backend.counters.failures.length = (backend.counters.failures.length ?? 0) + 1;
-      this.ctx.log.error({ backend: backend.id, pid: backend.pid, declared: this.declared, sent: this.bodyBytes },
-        `backend ended the response after ${this.bodyBytes} of its declared ${this.declared} bytes; the client sees a cut response, request: "${this.head.method} ${this.head.target}"`);
-    }
-    this.exchange.end();
     const backend = this.backend!;
+    const declared = this.declared;
+    const head = this.response;
+    const bodyless = this.head.method === 'HEAD' || (head !== null && (head.status === 204 || head.status === 304));
+    if (declared > 0 && this.bodyBytes < declared && !bodyless) {
+      backend.counters.failures.length = (backend.counters.failures.length ?? 0) + 1;
+      this.ctx.log.error({ backend: backend.id, pid: backend.pid, declared, sent: this.bodyBytes },
+        `backend ended the response after ${this.bodyBytes} of its declared ${declared} bytes, request: "${this.head.method} ${this.head.target}"`);
+      if (head !== null) {
+        this.response = null;
+        sendError(this.exchange, 502, 'the backend sent a body shorter than its Content-Length');
+      } else {
+        this.exchange.destroy(); // the client must see the cut, never a short body on a kept connection
+      }
+    } else if (head !== null) {
+      this.response = null;
+      const held = this.held;
+      this.held = null;
+      if (held === null) {
+        // No body: the head alone (HEAD keeps the Content-Length the backend declared).
+        this.exchange.writeHead(head.status, head.reason, head.headers, declared >= 0 ? declared : 0);
+        this.exchange.end();
+      } else {
+        this.exchange.respond(head.status, head.reason, head.headers, held.length === 1 ? held[0] : Buffer.concat(held, this.heldBytes));
+      }
+    } else {
+      this.exchange.end();
+    }
     const us = (performance.now() - this.tGranted) * 1000;
     backend.latency.recordValue(us < 1 ? 1 : us);
     if (us > this.ctx.slowRequestMs * 1000) backend.slowRequests++;
@@ -171,6 +256,8 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     }
     this.finished = true;
     // nginx's error-log wording, so the lines users grep for behind nginx match here too.
+    this.response = null;
+    this.held = null;
     const phase = err.kind === 'connect' ? 'while connecting to upstream'
       : this.exchange.headersSent ? 'while reading upstream' : 'while reading response header from upstream';
     const scheme = backend.transport.protocol === 'fastcgi' ? 'fastcgi' : 'http';
@@ -248,6 +335,19 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     }
     if (this.control !== null && !this.finished) this.control.abort();
   }
+}
+
+let lastRefusalLog = 0;
+let refusalsSince = 0;
+
+/** One warning a second at most: a dead pool under load must not flood the log. */
+function logRefusal(log: Logger, detail: string): void {
+  refusalsSince++;
+  const now = Date.now();
+  if (now - lastRefusalLog < 1000) return;
+  log.error({ refused: refusalsSince }, `503 for ${refusalsSince} request(s): ${detail}`);
+  lastRefusalLog = now;
+  refusalsSince = 0;
 }
 
 function clientReason(err: TransportError): string {

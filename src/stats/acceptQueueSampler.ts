@@ -43,7 +43,10 @@ export class AcceptQueueSampler {
       for (const b of pool.backends) {
         if (!('path' in b.address)) continue;
         const q = byPath.get(b.address.path);
-        if (!q) continue;
+        if (!q) {
+          if (b.acceptQueue) b.acceptQueue.current = 0; // no socket there now (between a crash and its restart)
+          continue;
+        }
         if (!b.acceptQueue) b.acceptQueue = { current: 0, max: 0, backlog: q.backlog };
         b.acceptQueue.current = q.queued;
         b.acceptQueue.backlog = q.backlog;

@@ -286,6 +286,11 @@ export class Supervisor {
   private async spawnSlot(slot: Slot): Promise<void> {
     if (this.stopping) return;
     if (!this.ownsSocket) { try { fs.unlinkSync(slot.socketPath); } catch { /* none */ } }
+    else if (slot.socket === null) {
+      // Closed when the last process died: a fresh one, so that connections the dead
+      // process never accepted (a readiness probe's, a request's) are not what the new one serves first.
+      slot.socket = await ListeningSocket.create(slot.socketPath, this.options.backlog);
+    }
     const child = new Child(slot.id, this.childSpec(slot.socketPath, slot.socket?.fd ?? null), this.log,
       (line) => { slot.stderrTail.push(line); if (slot.stderrTail.length > 10) slot.stderrTail.shift(); });
     slot.child = child;
@@ -306,6 +311,7 @@ export class Supervisor {
       slot.backend.transport.resume();
       slot.backend.state = 'ready';
       slot.backend.downReason = null;
+      slot.backend.unavailable = null;
       this.log.info({
         backend: slot.id, pid: child.pid, address: slot.backend.addressText,
         multithreaded: switches.multithreaded, multiplexed: switches.multiplexed, slots: switches.slots,
@@ -330,12 +336,18 @@ export class Supervisor {
     // queue would be the first the new process accepts and serves until closed: drop them all.
     // Requests in flight on them fail as not started and are retried elsewhere.
     backend.transport.suspend();
+    if (slot.socket) { slot.socket.close(); slot.socket = null; } // its accept queue goes with it
     if (this.stopping) return;
     const ranLong = exit.uptimeMs > 10_000 && wasReady;
     slot.failuresInRow = ranLong ? 1 : slot.failuresInRow + 1;
     const delay = this.backoffMs(slot.failuresInRow);
     backend.restarts++;
     slot.lastExit = describeExit(exit);
+    if (slot.failuresInRow >= 2 || !wasReady) {
+      // Not a process that ran well and is coming back: requests should not wait for it.
+      const tail = slot.stderrTail.length ? `, stderr: ${slot.stderrTail[slot.stderrTail.length - 1].slice(0, 200)}` : '';
+      backend.unavailable = `${slot.lastExit}${wasReady ? '' : ' before it was ready'}, ${slot.failuresInRow} time(s) in a row${tail}`;
+    }
     if (slot.failuresInRow >= this.options.downAfterFailures) {
       backend.state = 'down'; // still retried, but shown as down with why (see /stats lastExit, stderrTail)
       backend.downReason = { lastExit: slot.lastExit, stderrTail: slot.stderrTail.slice() };
@@ -344,7 +356,7 @@ export class Supervisor {
       `backend ${slot.id} (pid ${child.pid}) ${describeExit(exit)} after ${(exit.uptimeMs / 1000).toFixed(2)} s; restarting in ${delay} ms (failure ${slot.failuresInRow} in a row)`);
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = null;
-      void this.spawnSlot(slot);
+      this.spawnSlot(slot).catch((err: Error) => { if (!this.stopping) this.log.error({ backend: slot.id }, `could not restart backend ${slot.id}: ${err.message}`); });
     }, delay);
   }
 

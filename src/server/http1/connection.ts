@@ -414,7 +414,11 @@ export class Http1Connection {
   cut(ex: Http1Exchange): void {
     if (this.exchange !== ex) return;
     this.exchangeGone(ex);
-    this.kill();
+    // Where the framing shows the response is incomplete (a Content-Length not reached, no
+    // last chunk), an orderly close lets the client read what came and see the cut; a
+    // close-delimited body would look complete, so it gets a reset.
+    if (ex.cutShowsInFraming) this.closeNow();
+    else this.kill();
   }
 
   /** The caller used the exchange wrongly: as if its handler threw. @internal */

@@ -238,7 +238,15 @@ export class Http1Exchange {
     this.finish();
   }
 
-  /** Cuts the connection (TCP reset where possible): the client cannot take the response for complete. */
+  /** @internal A cut of this response shows in its framing: a Content-Length not reached, a chunked body without its last chunk. */
+  get cutShowsInFraming(): boolean {
+    return this.framing !== Framing.Close;
+  }
+
+  /**
+   * Cuts the connection: the client cannot take the response for complete (a close
+   * where the framing shows the cut, a TCP reset where it would not).
+   */
   destroy(): void {
     if (this.phase === Phase.Finished) return;
     this.phase = Phase.Finished;
