@@ -180,6 +180,20 @@ describe('upfront bench', () => {
     tmp.assertClean();
   }, 60_000);
 
+  it.skipIf(!PEERS.nginx || !SPAWN_FCGI)('a cell where no request succeeded gives the front\'s and the backend\'s last words', async () => {
+    const out = tmpDir('upfront-bench-test-');
+    cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
+    const tmp = privateTmp();
+    // It answers the readiness probe, then exits; spawn-fcgi restarts nothing: every request after fails.
+    const r = await run(process.execPath, [CLI, 'bench', '--front', 'nginx', '--procs', '1', '--duration', '1s', '--warmup', '0', '--repeat', '1',
+      '--concurrency', '10', '--out', out, '--', 'python3', path.join(ROOT, 'test/fixtures/one-request-backend.py')], { cwd: ROOT, timeout: 60_000, env: tmp.env }).catch((err) => err);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^failed: nginx × 1: no successful request \(\d+ failed\); nginx: .*connect\(\) to unix:\S+ failed \(111: Connection refused\).*; backend stderr: one-request-backend: served its one request, exiting$/m);
+    const [cell] = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).cells;
+    expect(cell.repeats[0].failures.total).toBeGreaterThan(0); // the run is kept: every request counted
+    tmp.assertClean();
+  }, 60_000);
+
   it.skipIf(!PEERS.nginx)('upfront nginx-conf prints a config that passes nginx -t, and the spawn-fcgi lines', async () => {
     const dir = tmpDir('upfront-nginx-conf-');
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -8,6 +8,7 @@ import path from 'node:path';
 // autocannon ships no types; the part used here is small.
 import { createRequire } from 'node:module';
 import { lastLine } from './processes.js';
+import { register } from './running.js';
 import { withTotal, type Failures } from './results.js';
 
 export interface AutocannonResult {
@@ -117,10 +118,12 @@ function runWrk(url: string, connections: number, wantedSec: number): Promise<Lo
     const p = spawn('wrk', [`-t${threads}`, `-c${connections}`, `-d${Math.max(1, Math.round(wantedSec))}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
+    const unregister = register(() => p.kill('SIGKILL')); // Ctrl-C stops the load too
     p.stdout.on('data', (c) => { out += c; });
     p.stderr.on('data', (c) => { err += c; });
-    p.on('error', (e) => reject(new LoadError(`wrk: ${e.message} (apt-get install wrk)`)));
+    p.on('error', (e) => { unregister(); reject(new LoadError(`wrk: ${e.message} (apt-get install wrk)`)); });
     p.on('close', (code) => {
+      unregister();
       if (code !== 0) return reject(new LoadError(`wrk exited with code ${code}: ${lastLine(err) || lastLine(out) || 'no output'}`));
       try { resolve(parseWrkOutput(out, wantedSec)); } catch (e) { reject(e); }
     });
@@ -193,7 +196,8 @@ function runSiege(url: string, connections: number, wantedSec: number): Promise<
     p.stderr.on('data', (c) => { out += c; });
     let killed = false;
     const timer = setTimeout(() => { killed = true; p.kill('SIGKILL'); }, (seconds + SIEGE_GRACE_SEC) * 1000);
-    const done = () => { clearTimeout(timer); fs.rmSync(home, { recursive: true, force: true }); };
+    const unregister = register(() => { p.kill('SIGKILL'); fs.rmSync(home, { recursive: true, force: true }); });
+    const done = () => { unregister(); clearTimeout(timer); fs.rmSync(home, { recursive: true, force: true }); };
     p.on('error', (e) => { done(); reject(new LoadError(`siege: ${e.message} (apt-get install siege)`)); });
     p.on('close', (code) => {
       done();

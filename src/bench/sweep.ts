@@ -173,7 +173,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
         cell.error = loadError;
       } else if (successes === 0) {
         const failed = cell.repeats.reduce((a, m) => a + m.failures.total, 0);
-        cell.error = `no successful request (${failed} failed): ${lastWords}`;
+        const answered = cell.repeats.reduce((a, m) => a + m.requests, 0);
+        const what = answered === 0 && failed === 0 ? 'no response at all: every request was still waiting when the run ended' : `${failed} failed`;
+        cell.error = `no successful request (${what}); ${lastWords}`;
       }
       if (cell.error) opts.progress(`${label}: failed: ${cell.error}`, true);
       else {
