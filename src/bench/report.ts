@@ -492,7 +492,8 @@ function lineChart(
     body.push(`<g class="series-group">${g.join('')}</g>`);
   });
   const leg = legend(plotted.map((s) => ({ label: s.label, color: colorOf(series, s), kind: 'line' as const })));
-  const empty = pts0(plotted, procs, pick) === 0 ? `<text class="tick" x="${M.left + PW / 2}" y="${M.top + PH / 2}" text-anchor="middle">no measured cells</text>` : '';
+  const emptyText = plotted.length === 0 ? 'no measured cells' : plottedPoints(plotted, procs, pick) === 0 ? 'n/a: the load tool does not measure this' : '';
+  const empty = emptyText ? `<text class="tick" x="${M.left + PW / 2}" y="${M.top + PH / 2}" text-anchor="middle">${esc(emptyText)}</text>` : '';
   return `${f.svgOpen}\n${f.axes}\n${body.join('\n')}\n${failedMarks(results, procs, f)}\n${leg}\n${empty}</svg>`;
 }
 
@@ -550,7 +551,7 @@ function errorChart(results: BenchResults, series: Series[]): string {
 }
 
 /** Points a line chart would draw (none: say so instead of an empty frame). */
-function pts0(plotted: Series[], procs: number[], pick: (m: CellMetrics) => number | null): number {
+function plottedPoints(plotted: Series[], procs: number[], pick: (m: CellMetrics) => number | null): number {
   let n = 0;
   for (const s of plotted) for (const p of procs) { const c = s.cells.get(p); if (ok(c) && pick(c.median) !== null) n++; }
   return n;

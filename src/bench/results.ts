@@ -134,7 +134,7 @@ function reduceAll(repeats: CellMetrics[], f: Reducer): CellMetrics {
  * Per-field median, min and max over the repeats of one cell. Every field is
  * reduced on its own (the median rps and the median p99 may come from different
  * repeats). No repeats → all null. Failures are the exception that matters: a
- * cell is marked when any repeat failed a request (see `failedInAnyRepeat`).
+ * cell is marked when any repeat failed a request (see `failuresOfCell`).
  */
 export function summarize(repeats: CellMetrics[]): Summary {
   if (repeats.length === 0) return { median: null, min: null, max: null };

@@ -4,7 +4,7 @@
 // backend open and idle, and that process accepts nobody else (it served nothing
 // in our runs). path-info's regex gives SCRIPT_NAME "" and PATH_INFO = the path,
 // as the other fronts send them. nbthread = cores; no log lines configured.
-import { type PeerFront } from './peer.js';
+import { quoted, type PeerFront } from './peer.js';
 
 export const haproxy: PeerFront = {
   name: 'haproxy',
@@ -26,7 +26,7 @@ frontend bench
     default_backend backends
 
 fcgi-app app
-    docroot ${s.documentRoot}
+    docroot ${quoted(s.documentRoot)}
     # A connection per request: a kept-open connection would pin a single-threaded backend.
     no option keep-conn
     # Two groups: SCRIPT_NAME (empty), PATH_INFO (the whole path).
@@ -34,7 +34,7 @@ fcgi-app app
 
 backend backends
     use-fcgi-app app
-    server s1 ${s.socket} proto fcgi
+    server s1 ${quoted(s.socket)} proto fcgi
 `,
   // -db: foreground, no daemon; its stderr goes to stderr.log.
   args: (_s, config) => ['-db', '-f', config],
