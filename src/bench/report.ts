@@ -198,7 +198,7 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
     parts.push(
       `${lead}${label} with ${procsWord(chosen.procs)} gives the best rate, ${fmtInt(rps)} req/s` +
         (smaller
-          ? `; ${procsWord(smaller.procs)} reach only ${fmtInt(smaller.median.rps)} req/s (${fmtFixed((1 - smaller.median.rps / rps) * 100, 0)}% less).`
+          ? `; ${procsWord(smaller.procs)} ${smaller.procs === 1 ? 'reaches' : 'reach'} only ${fmtInt(smaller.median.rps)} req/s (${fmtFixed((1 - smaller.median.rps / rps) * 100, 0)}% less).`
           : '.'),
     );
   } else {
@@ -248,9 +248,11 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
 
 // ---------------------------------------------------------------- terminal tables
 
-function renderRows(rows: string[][], leftCols = 1): string[] {
+/** Aligned columns: text left (the first `leftCols`, and any listed in `alsoLeft`), numbers right. */
+function renderRows(rows: string[][], leftCols = 1, alsoLeft: number[] = []): string[] {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string => r.map((v, i) => (i < leftCols ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ').trimEnd();
+  const left = (i: number) => i < leftCols || alsoLeft.includes(i);
+  const line = (r: string[]): string => r.map((v, i) => (left(i) ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ').trimEnd();
   return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map((r) => (r.length === 0 ? '' : line(r)))];
 }
 
@@ -326,7 +328,7 @@ export function renderTerminalTable(results: BenchResults): string {
       ]);
     }
   }
-  out.push('', ...renderRows(detail, 2).map((l) => l.trimEnd()));
+  out.push('', ...renderRows(detail, 2, [detail[0].length - 1]));
 
   if (anyMarked) out.push('', FAILURE_NOTE);
   out.push('best peer: the fastest front other than upfront at that process count, among its cells without a failed request.');
