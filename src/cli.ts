@@ -169,25 +169,27 @@ program.command('reload')
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 
 program.command('bench')
-  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against nginx + spawn-fcgi')
+  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against the FastCGI fronts people run (nginx, h2o, HAProxy, lighttpd, Caddy, each over spawn-fcgi)')
   .usage('[options] -- COMMAND [ARGS...]')
   .option('--procs <list>', 'process counts to sweep', '1,2,4')
   .option('--switches <list>', 'multithreaded/multiplexed pairs to sweep, e.g. false/false,true/true; auto: what the backend answers', 'auto')
   .option('--overflow <list>', 'upfront overflow modes to sweep', 'queue,nginx')
-  .option('--front <list>', 'fronts to compare: upfront, nginx', 'upfront,nginx')
+  .option('--front <list>', 'fronts to compare: upfront, nginx, h2o, haproxy, lighttpd, caddy, or all', 'all')
   .option('--path <path>', 'the URL path to load', '/Hello/100')
   .option('--concurrency <n>', 'concurrent connections', '200')
   .option('--duration <time>', 'measured time per cell', '20s')
   .option('--warmup <time>', 'warmup per cell', '3s')
   .option('--repeat <n>', 'runs per cell (medians, with min–max)', '3')
-  .option('--load <tool>', 'autocannon (built in) or wrk', 'autocannon')
-  .option('--backlog <n>', 'listen backlog for both fronts\' backend sockets', '1024')
-  .option('--out <dir>', 'where results.json, report.html and nginx.conf go', 'bench-out')
+  .option('--load <tool>', 'autocannon (built in), wrk or siege', 'autocannon')
+  .option('--backlog <n>', 'listen backlog of every front\'s backend sockets (spawn-fcgi -b, upfront --backlog)', '1024')
+  .option('--out <dir>', 'where results.json, report.html and each front\'s config go', 'bench-out')
   .argument('<command...>', 'the backend command (a FastCGI app serving on fd 0)')
   .action(async (command: string[], f: Record<string, string>) => {
-    const { runBench, stopEverything } = await import('./bench/sweep.js');
+    const { runBench, stopEverything, which, availableFronts } = await import('./bench/sweep.js');
     const { renderReportHtml, renderTerminalTable } = await import('./bench/report.js');
-    const { nginxConf, spawnFcgiCommands } = await import('./bench/nginxConf.js');
+    const { ALL_FRONTS } = await import('./bench/results.js');
+    const { LOAD_TOOLS } = await import('./bench/load.js');
+    type FrontName = (typeof ALL_FRONTS)[number];
     const int = (name: string, v: string, min: number) => {
       if (!/^\d+$/.test(v) || Number(v) < min) fail(`${name}: expected a whole number ≥ ${min}, got ${JSON.stringify(v)}`, EXIT_USAGE);
       return Number(v);
@@ -205,28 +207,30 @@ program.command('bench')
     });
     const overflow = list(f.overflow);
     for (const o of overflow) if (!['queue', 'shed', 'nginx', 'retry'].includes(o)) fail(`overflow: ${JSON.stringify(o)} is not one of queue, shed, nginx, retry`, EXIT_USAGE);
-    const fronts = list(f.front) as Array<'upfront' | 'nginx'>;
-    for (const fr of fronts) if (fr !== 'upfront' && fr !== 'nginx') fail(`front: ${JSON.stringify(fr)} is not upfront or nginx`, EXIT_USAGE);
-    if (f.load !== 'autocannon' && f.load !== 'wrk') fail(`load: ${JSON.stringify(f.load)}: use autocannon (built in) or wrk (siege is not supported yet)`, EXIT_USAGE);
-    const { which } = await import('./bench/sweep.js');
-    if (f.load === 'wrk' && !which('wrk')) {
-      process.stderr.write('upfront: wrk is not installed (apt-get install wrk); using the built-in autocannon instead\n');
+    const asked = list(f.front).flatMap((fr) => (fr === 'all' ? [...ALL_FRONTS] : [fr]));
+    for (const fr of asked) if (!(ALL_FRONTS as readonly string[]).includes(fr)) fail(`front: ${JSON.stringify(fr)} is not one of ${ALL_FRONTS.join(', ')}, all`, EXIT_USAGE);
+    const fronts = [...new Set(asked)] as FrontName[];
+    if (!(LOAD_TOOLS as readonly string[]).includes(f.load)) fail(`load: ${JSON.stringify(f.load)}: use ${LOAD_TOOLS.join(', ')}`, EXIT_USAGE);
+    if (f.load !== 'autocannon' && !which(f.load)) {
+      process.stderr.write(`upfront: ${f.load} is not installed (apt-get install ${f.load}); using the built-in autocannon instead\n`);
       f.load = 'autocannon';
     }
-    for (const [tool, pkg] of [['nginx', 'nginx-light'], ['spawn-fcgi', 'spawn-fcgi']]) {
-      if (fronts.includes('nginx') && !which(tool)) process.stderr.write(`upfront: ${tool} is not installed (apt-get install ${pkg}); the nginx cells will be skipped\n`);
-    }
+    // A front that cannot run here: one line, and the rest still runs.
+    for (const sk of availableFronts(fronts).skipped) process.stderr.write(`upfront: ${sk.front} is skipped: ${sk.reason}\n`);
     const outDir = f.out;
     fs.mkdirSync(outDir, { recursive: true });
     const tty = process.stderr.isTTY;
     const onInterrupt = () => { stopEverything(); process.stderr.write('\nupfront bench: interrupted; every server it started is stopped\n'); process.exit(130); };
     process.on('SIGINT', onInterrupt);
     process.on('SIGTERM', onInterrupt);
+    const configs: string[] = [];
     const results = await runBench({
       command, procs, switches, overflow, fronts,
       path: f.path, concurrency: int('concurrency', f.concurrency, 1), durationSec: seconds('duration', f.duration), warmupSec: seconds('warmup', f.warmup),
-      repeat: int('repeat', f.repeat, 1), load: f.load as 'autocannon' | 'wrk', backlog: int('backlog', f.backlog, 1),
+      repeat: int('repeat', f.repeat, 1), load: f.load as 'autocannon' | 'wrk' | 'siege', backlog: int('backlog', f.backlog, 1),
       commandLine: ['upfront', ...process.argv.slice(2)].join(' '),
+      configDir: outDir,
+      onConfig: (file) => configs.push(file),
       progress: (text, done) => {
         if (tty) process.stderr.write(`\r\x1b[K${text}${done ? '\n' : ''}`);
         else if (done) process.stderr.write(`${text}\n`);
@@ -234,13 +238,14 @@ program.command('bench')
     });
     fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(results, null, 2) + '\n');
     fs.writeFileSync(path.join(outDir, 'report.html'), renderReportHtml(results));
-    // The nginx side at the largest process count, to reproduce by hand (`nginx -p DIR/ -c nginx.conf`).
-    const setup = { listenHost: '127.0.0.1', listenPort: 8080, sockets: ['/run/upfront-compare/backend.sock'], procsPerSocket: Math.max(...procs),
-      backlog: int('backlog', f.backlog, 1), command, documentRoot: process.cwd(), prefixRelative: true };
-    fs.writeFileSync(path.join(outDir, 'nginx.conf'), `# backends: ${spawnFcgiCommands(setup).join('\n# ')}\n${nginxConf(setup)}`);
     process.stdout.write(renderTerminalTable(results) + '\n');
     if (results.recommendation) process.stdout.write(`recommendation: ${results.recommendation.why}\n`);
-    process.stdout.write(`results: ${path.join(outDir, 'results.json')}, ${path.join(outDir, 'report.html')}, ${path.join(outDir, 'nginx.conf')}\n`);
+    process.stdout.write(`results: ${[path.join(outDir, 'results.json'), path.join(outDir, 'report.html'), ...configs].join(', ')}\n`);
+    // No cell gave a figure: say why (each cell's cause is in the table above) and fail.
+    if (!results.cells.some((c) => c.error === null && c.median !== null)) {
+      const causes = [...new Set(results.cells.map((c) => c.error).filter(Boolean))];
+      fail(`no cell succeeded: ${causes.join(' | ') || 'no front could run'}`);
+    }
   });
 
 program.command('nginx-conf')

@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { recommend, renderReportHtml, renderTerminalTable } from '../src/bench/report.js';
-import { summarize, type BenchResults, type CellMetrics } from '../src/bench/results.js';
+import { bestPeer, recommend, renderReportHtml, renderTerminalTable } from '../src/bench/report.js';
+import { summarize, withTotal, type BenchResults, type Cell, type CellMetrics } from '../src/bench/results.js';
 import { FIXTURES } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -22,8 +22,7 @@ function metrics(rps: number, over: Partial<CellMetrics> = {}): CellMetrics {
     rps,
     requests: rps * 20,
     latencyMs: { p50: 10, p90: 20, p99: 30, max: 40 },
-    non2xx: 0,
-    socketErrors: 0,
+    failures: withTotal({ connect: 0, read: 0, write: 0, timeout: 0, non2xx: 0, other: 0 }),
     eagain: 0,
     acceptQueueMax: 1,
     frontQueueMax: 5,
@@ -45,6 +44,24 @@ function withRepeats(r: BenchResults): BenchResults {
     Object.assign(c, summarize(c.repeats));
   }
   return copy;
+}
+
+/** A request failed in every run of the cell (a timeout each). */
+function failOnce(c: Cell): void {
+  for (const m of [...c.repeats, ...(c.median ? [c.median] : [])]) { m.failures.timeout += 1; m.failures.total += 1; }
+}
+
+/** A measured cell of a front at a process count, one run. */
+function cellOf(front: Cell['front'], procs: number, m: CellMetrics, overflow: string | null = front === 'upfront' ? 'queue' : null): Cell {
+  return { front, overflow, procs, switches: { multithreaded: false, multiplexed: false }, repeats: [m], ...summarize([m]), error: null };
+}
+
+/** A sweep of several fronts at procs 1 and 2 (rates per front and count). */
+function manyFronts(rates: Record<string, [number, number]>): BenchResults {
+  const r = load();
+  r.cells = Object.entries(rates).flatMap(([front, [one, two]]) => [cellOf(front as Cell['front'], 1, metrics(one)), cellOf(front as Cell['front'], 2, metrics(two))]);
+  r.recommendation = null;
+  return r;
 }
 
 const seriesCount = (r: BenchResults): number =>
@@ -101,18 +118,40 @@ describe('recommend', () => {
     expect(r.recommendation).toEqual(rec);
   });
 
-  it('ignores upfront cells with errors, and falls back to any cell when none is clean', () => {
+  it('leaves cells with failed requests out; says plainly when a peer wins; falls back to every cell when none is clean', () => {
     const r = load();
-    // make the clean upfront (queue) series the worst: upfront (nginx) has errors at 1 and 2
+    // make the clean upfront (queue) series the worst: upfront (nginx) has failures at 1 and 2
     for (const c of r.cells) if (c.front === 'upfront' && c.overflow === 'queue' && c.median) c.median.rps /= 2;
     const rec = recommend(r)!;
-    expect(rec.front).toBe('upfront');
-    expect(rec.overflow).toBe('nginx');
-    expect(rec.procs).toBe(4); // the only error-free upfront (nginx) cell
-    for (const c of r.cells) if (c.median) c.median.non2xx += 1;
+    // nginx at 4 (clean, 3,403) now beats upfront (nginx) at 4 (clean, 3,391)
+    expect(rec).toMatchObject({ front: 'nginx', procs: 4 });
+    expect(rec.why).toMatch(/^nginx wins, not upfront: nginx with 4 processes gives the best rate, 3,403 req\/s/);
+    expect(rec.why).toMatch(/upfront's best, upfront \(nginx\) with 4 processes, serves 3,391 req\/s \(1\.00× nginx\)/);
+    for (const c of r.cells) if (c.median) failOnce(c);
     const fallback = recommend(r)!;
-    expect(fallback.why).toMatch(/No upfront cell ran without errors/);
+    expect(fallback.why).toMatch(/Every cell had failed requests/);
     expect(fallback.front).toBe('nginx');
+  });
+
+  it('compares every front: the best peer is named, whoever wins', () => {
+    const peerWins = recommend(manyFronts({ nginx: [4900, 7200], h2o: [4800, 8900], haproxy: [4700, 8600], upfront: [5000, 8500] }))!;
+    expect(peerWins).toMatchObject({ front: 'h2o', procs: 2, rps: 8900 });
+    expect(peerWins.why).toMatch(/^h2o wins, not upfront: h2o with 2 processes gives the best rate, 8,900 req\/s/);
+    expect(peerWins.why).toMatch(/upfront's best, upfront \(queue\) with 2 processes, serves 8,500 req\/s \(0\.96× h2o\)/);
+
+    const upfrontWins = recommend(manyFronts({ nginx: [4900, 7200], h2o: [4800, 8900], upfront: [5000, 9800] }))!;
+    expect(upfrontWins).toMatchObject({ front: 'upfront', procs: 2 });
+    expect(upfrontWins.why).toMatch(/The best other front, h2o with 2 processes, serves 8,900 req\/s: upfront's best is 1\.10× that/);
+
+    // a peer that answered fast with failures is not the best peer
+    const r = manyFronts({ nginx: [4900, 7200], lighttpd: [9000, 9900], upfront: [5000, 8000] });
+    for (const c of r.cells) if (c.front === 'lighttpd') failOnce(c);
+    expect(bestPeer(r, 2)?.front).toBe('nginx');
+    expect(recommend(r)).toMatchObject({ front: 'upfront' });
+    expect(recommend(r)!.why).toMatch(/The best other front, nginx with 2 processes, serves 7,200 req\/s/);
+    for (const c of r.cells) if (c.front === 'nginx') failOnce(c);
+    expect(bestPeer(r, 2)?.front).toBe('lighttpd'); // every peer failed some: the fastest, marked
+    expect(recommend(r)!.why).toMatch(/Every other front had failed requests \(the fastest, lighttpd with 2 processes, served 9,900\* req\/s with 1 failed\)/);
   });
 
   it('says when the best is the largest count measured, and returns null without data', () => {
@@ -128,20 +167,46 @@ describe('recommend', () => {
 });
 
 describe('renderTerminalTable', () => {
-  it('has a row per series, a column per process count and the ratio rows', () => {
+  it('has a row per series, rate and failures per process count, the ratio rows, and marks cells with failures', () => {
     const text = renderTerminalTable(load());
     const lines = text.split('\n');
-    expect(lines[0]).toMatch(/^transaction rate \[1\/sec\]\s+1 proc\s+2 procs\s+4 procs\s+8 procs$/);
-    expect(text).toMatch(/^nginx\s+2104\.6\s+3291\.3\s+3402\.8\s+failed$/m);
-    expect(text).toMatch(/^upfront \(queue\)\s+1853\.2\s+3349\.7\s+3448\.1\s+-$/m);
-    expect(text).toMatch(/^upfront \(nginx\)\s+1948\.5\s+3280\.4\s+3391\.0\s+-$/m);
-    expect(text).toMatch(/^ratio upfront \(queue\)\/nginx\s+0\.88\s+1\.02\s+1\.01\s+-$/m);
-    expect(text).toMatch(/^ratio upfront \(nginx\)\/nginx\s+0\.93\s+1\.00\s+1\.00\s+-$/m);
+    expect(lines[0]).toMatch(/^transaction rate \[1\/sec\]\s+1 proc\s+failed\s+2 procs\s+failed\s+4 procs\s+failed\s+8 procs\s+failed$/);
+    expect(text).toMatch(/^nginx\s+2104\.6\*\s+1452\s+3291\.3\*\s+118\s+3402\.8 \s+0\s+failed$/m);
+    expect(text).toMatch(/^upfront \(queue\)\s+1853\.2 \s+0\s+3349\.7 \s+0\s+3448\.1 \s+0\s+-$/m);
+    expect(text).toMatch(/^upfront \(nginx\)\s+1948\.5\*\s+1297\s+3280\.4\*\s+131\s+3391\.0 \s+0\s+-$/m);
+    expect(text).toMatch(/^ratio upfront \(queue\)\/nginx\s+0\.88 \s+1\.02 \s+1\.01 \s+-$/m);
+    expect(text).toMatch(/^ratio upfront \(nginx\)\/nginx\s+0\.93 \s+1\.00 \s+1\.00 \s+-$/m);
+    // the best peer is named, and starred when it failed requests itself
+    expect(text).toMatch(/^ratio upfront \(queue\)\/best peer\s+0\.88 nginx\*\s+1\.02 nginx\*\s+1\.01 nginx\s+-$/m);
+    // one row per cell: failures by kind, CPU µs per request of the front
+    expect(text).toMatch(/^1\s+nginx\s+2,105\*\s+1,452 \(non-2xx 1,452\)\s+41\s+452\s+1,452$/m);
+    expect(text).toMatch(/^4\s+upfront \(queue\)\s+3,448 \s+0\s+87\s+448\s+0\s+1\.01\s+1\.01 nginx$/m);
+    expect(text).toMatch(/^\* a request failed in this cell/m);
     expect(text).toMatch(/failed: nginx × 8: nginx exited during warm-up/);
-    // aligned: every value column ends at the same offset
-    const rows = lines.filter((l) => /^(nginx|upfront|ratio)/.test(l));
-    const ends = new Set(rows.map((l) => l.length));
-    expect(ends.size).toBe(1);
+    // aligned: the rate table's rows end at the same offset
+    const rows = lines.slice(0, lines.indexOf('')).filter((l) => /^(nginx|upfront)/.test(l));
+    expect(new Set(rows.map((l) => l.length)).size).toBe(1);
+  });
+
+  it('has no marker or footnote when every request succeeded, and names skipped fronts', () => {
+    const r = manyFronts({ nginx: [4900, 7200], h2o: [4800, 8900], caddy: [4400, 4800], upfront: [5000, 8500] });
+    r.skipped = [{ front: 'haproxy', reason: 'haproxy is not installed: apt-get install haproxy' }];
+    const text = renderTerminalTable(r);
+    expect(text).not.toMatch(/\*/);
+    expect(text).toMatch(/^nginx\s+4900\.0\s+0\s+7200\.0\s+0$/m);
+    expect(text).toMatch(/^ratio upfront \(queue\)\/best peer\s+1\.02 nginx\s+0\.96 h2o$/m);
+    expect(text).toMatch(/^skipped: haproxy: haproxy is not installed: apt-get install haproxy$/m);
+    // the peers in their order, then upfront
+    expect(text.split('\n').slice(2, 6).map((l) => l.split(/\s+/)[0])).toEqual(['nginx', 'h2o', 'caddy', 'upfront']);
+  });
+
+  it('shows n/a for what siege cannot measure, not 0', () => {
+    const r = manyFronts({ nginx: [4900, 7200], upfront: [5000, 8500] });
+    r.settings.load = 'siege';
+    for (const c of r.cells) for (const m of [...c.repeats, c.median!]) m.latencyMs = { p50: null, p90: null, p99: null, max: 310 };
+    const html = renderReportHtml(r);
+    expect(html).toMatch(/<td>n\/a<\/td><td>n\/a<\/td><td>n\/a<\/td><td>310<\/td>/);
+    expect(recommend(r)!.why).toMatch(/the load tool gave no p50/);
   });
 });
 
@@ -194,8 +259,18 @@ describe.skipIf(!hasChromium)('renderReportHtml in headless Chromium', () => {
       expect(await page.locator('#chart-p99 .series').count()).toBe(nSeries);
       // 9 measured cells × (errors, EAGAIN); nginx at 8 failed and has no bars
       expect(await page.locator('#chart-errors .bar').count()).toBe(18);
-      expect(await page.locator('table.cells tbody tr').count()).toBe(results.cells.length);
-      expect(await page.locator('table.cells tbody tr.failed').count()).toBe(1);
+      expect(await page.locator('#all-cells tbody tr').count()).toBe(results.cells.length);
+      expect(await page.locator('#all-cells tbody tr.failed').count()).toBe(1);
+      // cells with failed requests: the row marked, a visible * next to the rate, the failures beside it
+      expect(await page.locator('#all-cells tbody tr.has-failures').count()).toBe(4);
+      expect(await page.locator('#all-cells tbody tr.has-failures .failed-requests-mark').first().isVisible()).toBe(true);
+      expect(await page.locator('#all-cells tbody tr.has-failures td.failures').first().textContent()).toBe('1,452 (non-2xx 1,452)');
+      expect(await page.locator('.failures-note').isVisible()).toBe(true);
+      expect(await page.locator('#chart-rps .failed-requests').count()).toBe(4);
+      // the peers table: per process count, nginx, the best peer named, upfront's ratios to both
+      expect(await page.locator('#peers tbody tr').count()).toBe(4);
+      expect(await page.locator('#peers tbody tr').nth(2).textContent()).toContain('1.01 (nginx)');
+      expect(await page.locator('#cpu tbody tr').count()).toBe(nSeries);
       expect(await page.locator('ul.failed li').textContent()).toContain('Address already in use');
       expect(await page.locator('.recommendation').textContent()).toContain('with 2 processes');
       // the lines are really drawn: the rps chart's polylines have extent

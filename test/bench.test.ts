@@ -1,51 +1,107 @@
-// `upfront bench` end to end: a short sweep (2 s cells) of the Python example at
-// procs 1,2 with both fronts; results.json has every field, report.html renders in
-// headless Chromium with its charts; `upfront nginx-conf` passes `nginx -t`.
+// `upfront bench` end to end: a short sweep (2 s cells, 1 process) of the Python
+// example behind every front — upfront, nginx, h2o, HAProxy, lighttpd, Caddy, the
+// peers over spawn-fcgi; results.json has every field, report.html renders in
+// headless Chromium; every front gives the app the same SCRIPT_NAME / PATH_INFO;
+// siege as the load; a backend that cannot start fails the bench with its cause;
+// `upfront nginx-conf` passes `nginx -t`. Each run gets its own TMPDIR, so what
+// the bench leaves behind (a process, a temp dir) is found exactly.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { PY_HELLO, ROOT, peer, tmpDir } from './helpers.js';
 
 const run = promisify(execFile);
 const CLI = path.join(ROOT, 'dist/cli.js');
 const CHROMIUM = '/usr/bin/chromium';
-const NGINX = peer('nginx');
 const SPAWN_FCGI = peer('spawn-fcgi');
+const WRK = peer('wrk');
+const SIEGE = peer('siege');
+const PEERS = { nginx: peer('nginx'), h2o: peer('h2o'), haproxy: peer('haproxy'), lighttpd: peer('lighttpd'), caddy: peer('caddy') };
+const INSTALLED = Object.entries(PEERS).filter(([, p]) => p && SPAWN_FCGI).map(([name]) => name);
 
-const METRIC_FIELDS = ['rps', 'requests', 'latencyMs', 'non2xx', 'socketErrors', 'eagain', 'acceptQueueMax', 'frontQueueMax',
+const METRIC_FIELDS = ['rps', 'requests', 'latencyMs', 'failures', 'eagain', 'acceptQueueMax', 'frontQueueMax',
   'cpuFrontSecPer1000', 'cpuBackendSecPer1000', 'memFrontMb', 'memBackendMb'];
 
-describe.skipIf(!NGINX || !SPAWN_FCGI)('upfront bench', () => {
-  it('a short sweep: results.json with every field, a report with charts, no process left', async () => {
+/** Pids of live processes whose environment has TMPDIR=dir: everything a bench run with that TMPDIR started. */
+function processesOf(dir: string): number[] {
+  const found: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${name}/environ`, 'latin1').split('\0').includes(`TMPDIR=${dir}`)) {
+        if (!/^\S+ \(.*\) Z/.test(fs.readFileSync(`/proc/${name}/stat`, 'utf8'))) found.push(Number(name));
+      }
+    } catch { /* gone, or not ours */ }
+  }
+  return found;
+}
+
+const cleanups: Array<() => void> = [];
+afterEach(() => { while (cleanups.length) cleanups.pop()!(); });
+
+/** A private TMPDIR for one bench run; afterwards nothing may be left in it, and no process may carry it. */
+function privateTmp(): { env: NodeJS.ProcessEnv; dir: string; assertClean(): void } {
+  const dir = tmpDir('upfront-bench-tmp-');
+  cleanups.push(() => {
+    for (const p of processesOf(dir)) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    dir,
+    env: { ...process.env, TMPDIR: dir },
+    assertClean: () => {
+      expect(processesOf(dir)).toEqual([]);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    },
+  };
+}
+
+describe('upfront bench', () => {
+  it('a short sweep of every front: a cell per front with req/s > 0 and no failed request, every field, a report with charts, nothing left', async () => {
     const out = tmpDir('upfront-bench-test-');
-    const { stdout } = await run(process.execPath, [CLI, 'bench', '--procs', '1,2', '--overflow', 'queue', '--duration', '2s', '--warmup', '0s',
-      '--repeat', '1', '--concurrency', '20', '--out', out, '--', 'python3', PY_HELLO], { cwd: ROOT, timeout: 120_000 });
-    expect(stdout).toMatch(/transaction rate \[1\/sec\]/);
-    expect(stdout).toMatch(/ratio upfront \(queue\)\/nginx/);
-    expect(stdout).toMatch(/^recommendation: /m);
+    cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
+    const tmp = privateTmp();
+    const load = WRK ? 'wrk' : 'autocannon';
+    const { stdout, stderr } = await run(process.execPath, [CLI, 'bench', '--front', 'all', '--procs', '1', '--overflow', 'queue', '--duration', '2s', '--warmup', '0',
+      '--repeat', '1', '--concurrency', '20', '--load', load, '--out', out, '--', 'python3', PY_HELLO], { cwd: ROOT, timeout: 90_000, env: tmp.env });
     const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
-    expect(results.machine.cores).toBe(os.cpus().length);
-    expect(results.settings).toMatchObject({ path: '/Hello/100', concurrency: 20, durationSec: 2, repeat: 1, load: 'autocannon' });
-    expect(results.cells.map((c: any) => `${c.front}/${c.procs}`).sort()).toEqual(['nginx/1', 'nginx/2', 'upfront/1', 'upfront/2']);
+    expect(results.cells.map((c: any) => c.front).sort()).toEqual(['upfront', ...INSTALLED].sort());
     for (const cell of results.cells) {
-      expect(cell.error).toBeNull();
+      expect(cell.error, `${cell.front}: ${cell.error}`).toBeNull();
       for (const key of ['median', 'min', 'max']) for (const field of METRIC_FIELDS) expect(cell[key]).toHaveProperty(field);
-      expect(cell.median.rps).toBeGreaterThan(0);
-      expect(cell.median.non2xx).toBe(0);
-      expect(cell.median.cpuFrontSecPer1000).toBeGreaterThan(0);
-      expect(cell.median.cpuBackendSecPer1000).toBeGreaterThan(0);
+      expect(cell.median.rps, cell.front).toBeGreaterThan(0);
+      expect(cell.median.failures, cell.front).toEqual({ connect: 0, read: 0, write: 0, timeout: 0, non2xx: 0, other: 0, total: 0 });
+      expect(cell.median.eagain, cell.front).toBe(0);
+      expect(cell.median.cpuFrontSecPer1000, cell.front).toBeGreaterThan(0);
+      expect(cell.median.cpuBackendSecPer1000, cell.front).toBeGreaterThan(0);
+      expect(cell.median.memFrontMb, cell.front).toBeGreaterThan(0);
       if (cell.front === 'upfront') expect(cell.median.frontQueueMax).toBeGreaterThanOrEqual(0);
-      else expect(cell.median.frontQueueMax).toBeNull();
+      else {
+        expect(cell.median.frontQueueMax).toBeNull();
+        expect(cell.median.acceptQueueMax, cell.front).not.toBeNull(); // sampled from the kernel
+      }
     }
-    expect(results.recommendation).toMatchObject({ procs: expect.any(Number), why: expect.stringMatching(/Little's law/) });
-    expect(fs.readFileSync(path.join(out, 'nginx.conf'), 'utf8')).toMatch(/fastcgi_pass backends;/);
-    // Nothing the bench started is still running.
-    const { stdout: ps } = await run('ps', ['-eo', 'args']);
-    expect(ps).not.toMatch(new RegExp(`upfront-bench-(nginx-)?\\w+`));
+    expect(results.machine.cores).toBe(os.cpus().length);
+    for (const name of INSTALLED) expect(results.machine[name], name).toMatch(/\d+\.\d+/);
+    expect(results.machine.spawnFcgi).toMatch(/spawn-fcgi/);
+    expect(results.settings).toMatchObject({ path: '/Hello/100', concurrency: 20, durationSec: 2, repeat: 1, load });
+    // every peer's generated config is kept next to results.json
+    const configs: Record<string, string> = { nginx: 'nginx.conf', h2o: 'h2o.conf', haproxy: 'haproxy.cfg', lighttpd: 'lighttpd.conf', caddy: 'Caddyfile' };
+    for (const name of INSTALLED) expect(fs.readFileSync(path.join(out, configs[name]), 'utf8')).toMatch(/^# Backends: spawn-fcgi -s \S+ -M 0666 -b 1024 -F 1 /m);
+    if (PEERS.haproxy) expect(fs.readFileSync(path.join(out, 'haproxy.cfg'), 'utf8')).toMatch(/^\s+no option keep-conn$/m);
+
+    expect(stdout).toMatch(/transaction rate \[1\/sec\]\s+1 proc\s+failed/);
+    expect(stdout).toMatch(/^ratio upfront \(queue\)\/best peer\s+\d\.\d\d \S+$/m);
+    if (PEERS.nginx) expect(stdout).toMatch(/^ratio upfront \(queue\)\/nginx\s+\d\.\d\d$/m);
+    expect(stdout).toMatch(/^procs\s+front\s+req\/s\s+failed\s+front CPU µs\/req/m);
+    expect(stdout).toMatch(/^recommendation: /m);
+    expect(stdout).not.toMatch(/^\* a request failed/m);
+    expect(stderr).not.toMatch(/is skipped/);
+    tmp.assertClean();
 
     if (fs.existsSync(CHROMIUM) || process.env.CI) {
       const { chromium } = await import('playwright-core');
@@ -57,24 +113,96 @@ describe.skipIf(!NGINX || !SPAWN_FCGI)('upfront bench', () => {
         page.on('request', (r) => requests.push(r.url()));
         await page.goto(pathToFileURL(path.join(out, 'report.html')).href, { waitUntil: 'load' });
         for (const id of ['chart-rps', 'chart-p99', 'chart-errors']) expect(await page.locator(`svg#${id}`).count()).toBe(1);
-        expect(await page.locator('#chart-rps .series').count()).toBe(2); // nginx, upfront (queue)
+        expect(await page.locator('#chart-rps .series').count()).toBe(1 + INSTALLED.length);
+        expect(await page.locator('#cpu tbody tr').count()).toBe(1 + INSTALLED.length);
         expect(requests.every((u) => u.startsWith('file://'))).toBe(true);
       } finally {
         await browser.close();
       }
     }
-    fs.rmSync(out, { recursive: true, force: true });
-  }, 150_000);
+  }, 120_000);
 
-  it('upfront nginx-conf prints a config that passes nginx -t, and the spawn-fcgi lines', async () => {
+  it('every front gives the app the same SCRIPT_NAME ("") and PATH_INFO (the path), and the same 100 lines', async () => {
+    const tmp = privateTmp();
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp.dir; // this process starts the fronts: the same private TMPDIR for them
+    cleanups.push(() => { if (saved === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = saved; });
+    const { startPeer } = await import(pathToFileURL(path.join(ROOT, 'dist/bench/peerFront.js')).href);
+    const { startUpfront } = await import(pathToFileURL(path.join(ROOT, 'dist/bench/upfrontFront.js')).href);
+    const { get } = await import(pathToFileURL(path.join(ROOT, 'dist/bench/processes.js')).href);
+    const opts = { command: ['python3', PY_HELLO], path: '/Hello/1', backlog: 1024 };
+    const seen: Record<string, unknown> = {};
+    for (const name of ['upfront', ...INSTALLED]) {
+      const front = name === 'upfront' ? await startUpfront(opts, 1, 'queue', null) : await startPeer(name, opts, 1);
+      try {
+        const env = JSON.parse((await get({ host: '127.0.0.1', port: front.port, path: '/env?a=1' })).body);
+        const hello = (await get({ host: '127.0.0.1', port: front.port, path: '/Hello/100' })).body;
+        seen[name] = { SCRIPT_NAME: env.SCRIPT_NAME, PATH_INFO: env.PATH_INFO, QUERY_STRING: env.QUERY_STRING, lines: hello.match(/<p>Hello, World! line \d+<\/p>/g)?.length };
+      } finally {
+        await front.stop();
+      }
+    }
+    for (const name of Object.keys(seen)) expect(seen[name], name).toEqual({ SCRIPT_NAME: '', PATH_INFO: '/env', QUERY_STRING: 'a=1', lines: 100 });
+    tmp.assertClean();
+  }, 60_000);
+
+  it.skipIf(!SIEGE || !PEERS.nginx || !SPAWN_FCGI)('--load siege: its transaction rate and failures, n/a for the percentiles it does not measure', async () => {
+    const out = tmpDir('upfront-bench-test-');
+    cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
+    const tmp = privateTmp();
+    const { stdout } = await run(process.execPath, [CLI, 'bench', '--front', 'nginx', '--procs', '1', '--duration', '1s', '--warmup', '0', '--repeat', '1',
+      '--concurrency', '10', '--load', 'siege', '--out', out, '--', 'python3', PY_HELLO], { cwd: ROOT, timeout: 60_000, env: tmp.env });
+    const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+    expect(results.machine.loadTool).toMatch(/SIEGE 4/);
+    const [cell] = results.cells;
+    expect(cell.error).toBeNull();
+    expect(cell.median.rps).toBeGreaterThan(0);
+    expect(cell.median.latencyMs).toMatchObject({ p50: null, p90: null, p99: null });
+    expect(cell.median.failures.total).toBe(0);
+    expect(stdout).toMatch(/^nginx\s+\d+\.\d\s+0$/m);
+    expect(fs.readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/<td>n\/a<\/td><td>n\/a<\/td><td>n\/a<\/td>/);
+    tmp.assertClean();
+  }, 60_000);
+
+  it('a backend that cannot start: every cell names the cause, and the bench exits 1', async () => {
+    const out = tmpDir('upfront-bench-test-');
+    cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
+    const tmp = privateTmp();
+    const fronts = PEERS.nginx && SPAWN_FCGI ? 'upfront,nginx' : 'upfront';
+    const r = await run(process.execPath, [CLI, 'bench', '--front', fronts, '--procs', '1', '--overflow', 'queue', '--duration', '1s', '--warmup', '0', '--repeat', '1',
+      '--out', out, '--', 'false'], { cwd: ROOT, timeout: 60_000, env: tmp.env }).catch((err) => err);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^upfront: no cell succeeded: /m);
+    expect(r.stderr).toMatch(/upfront did not answer 200 on \/Hello\/100: every backend is down: b0 exited with code 1/);
+    expect(r.stderr).not.toMatch(/no cell succeeded:.*Ctrl-C/); // not upfront's banner
+    if (fronts.includes('nginx')) expect(r.stderr).toMatch(/spawn-fcgi failed: child exited with: 1/);
+    expect(r.stdout).toMatch(/^failed: upfront \(queue\) × 1: .*exited with code 1/m);
+    tmp.assertClean();
+  }, 60_000);
+
+  it.skipIf(!PEERS.nginx || !SPAWN_FCGI)('a cell where no request succeeded gives the front\'s and the backend\'s last words', async () => {
+    const out = tmpDir('upfront-bench-test-');
+    cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
+    const tmp = privateTmp();
+    // It answers the readiness probe, then exits; spawn-fcgi restarts nothing: every request after fails.
+    const r = await run(process.execPath, [CLI, 'bench', '--front', 'nginx', '--procs', '1', '--duration', '1s', '--warmup', '0', '--repeat', '1',
+      '--concurrency', '10', '--out', out, '--', 'python3', path.join(ROOT, 'test/fixtures/one-request-backend.py')], { cwd: ROOT, timeout: 60_000, env: tmp.env }).catch((err) => err);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^failed: nginx × 1: no successful request \(\d+ failed\); nginx: .*connect\(\) to unix:\S+ failed \(111: Connection refused\).*; backend stderr: one-request-backend: served its one request, exiting$/m);
+    const [cell] = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).cells;
+    expect(cell.repeats[0].failures.total).toBeGreaterThan(0); // the run is kept: every request counted
+    tmp.assertClean();
+  }, 60_000);
+
+  it.skipIf(!PEERS.nginx)('upfront nginx-conf prints a config that passes nginx -t, and the spawn-fcgi lines', async () => {
     const dir = tmpDir('upfront-nginx-conf-');
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const { stdout } = await run(process.execPath, [CLI, 'nginx-conf', '-n', '2', '--socket-dir', dir, '--', 'python3', PY_HELLO], { cwd: ROOT, timeout: 20_000 });
     expect(stdout).toMatch(new RegExp(`#   spawn-fcgi -s ${dir}/b0.sock -b 1024 -F 1 -- python3 `));
     expect(stdout).toMatch(/server unix:.*b1\.sock;/);
     fs.writeFileSync(path.join(dir, 'nginx.conf'), stdout);
-    const t = await run(NGINX!, ['-t', '-p', `${dir}/`, '-c', 'nginx.conf'], { timeout: 20_000 }).catch((err) => err);
+    const t = await run(PEERS.nginx!, ['-t', '-p', `${dir}/`, '-c', 'nginx.conf'], { timeout: 20_000 }).catch((err) => err);
     expect(`${t.stderr}`).toMatch(/test is successful/);
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
 
@@ -83,5 +211,11 @@ describe('upfront bench: bad input', () => {
     const r = await run(process.execPath, [CLI, 'bench', '--procs', 'one', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^upfront: procs: expected a whole number/);
+    const f = await run(process.execPath, [CLI, 'bench', '--front', 'apache', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
+    expect(f.code).toBe(2);
+    expect(f.stderr).toMatch(/^upfront: front: "apache" is not one of upfront, nginx, h2o, haproxy, lighttpd, caddy, all/);
+    const l = await run(process.execPath, [CLI, 'bench', '--load', 'ab', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
+    expect(l.code).toBe(2);
+    expect(l.stderr).toMatch(/^upfront: load: "ab": use autocannon, wrk, siege/);
   });
 });

@@ -1,6 +1,8 @@
 // Reports of `upfront bench`: a self-contained HTML page (inline SVG charts, no
-// scripts, no network), the 2011-shaped terminal table, and the recommendation.
-import type { BenchResults, Cell, CellMetrics } from './results.js';
+// scripts, no network), the 2011-shaped terminal tables, and the recommendation.
+// Every rate is shown next to the requests that failed in its cell, and a cell
+// with any failed request is marked (`*`): its rate counts requests that failed.
+import { failuresOfCell, PEER_FRONTS, type BenchResults, type Cell, type CellMetrics, type Failures } from './results.js';
 
 // ---------------------------------------------------------------- series
 
@@ -21,15 +23,17 @@ function switchesKey(c: Cell): string {
   return parts.join(', ');
 }
 
-/** "nginx", "upfront (queue)", "upfront (nginx, multiplexed)", ... */
+/** "nginx", "h2o", "upfront (queue)", "upfront (nginx, multiplexed)", ... */
 export function seriesLabel(c: Cell): string {
   const sw = switchesKey(c);
-  if (c.front === 'nginx') return sw ? `nginx (${sw})` : 'nginx';
+  if (c.front !== 'upfront') return sw ? `${c.front} (${sw})` : c.front;
   const inner = [c.overflow ?? 'default', ...(sw ? [sw] : [])].join(', ');
   return `upfront (${inner})`;
 }
 
-/** Series in a stable order: nginx first, then upfront, each in order of first appearance. */
+const PEER_ORDER: readonly string[] = PEER_FRONTS;
+
+/** Series in a stable order: the peers (nginx first, as PEER_FRONTS lists them), then upfront's in order of appearance. */
 function buildSeries(results: BenchResults): Series[] {
   const byKey = new Map<string, Series>();
   for (const c of results.cells) {
@@ -42,21 +46,46 @@ function buildSeries(results: BenchResults): Series[] {
     if (!s.cells.has(c.procs)) s.cells.set(c.procs, c);
   }
   const all = [...byKey.values()];
-  return [...all.filter((s) => s.front === 'nginx'), ...all.filter((s) => s.front !== 'nginx')];
+  const peers = all.filter((s) => s.front !== 'upfront').sort((a, b) => PEER_ORDER.indexOf(a.front) - PEER_ORDER.indexOf(b.front));
+  return [...peers, ...all.filter((s) => s.front === 'upfront')];
 }
 
 function procsList(results: BenchResults): number[] {
   return [...new Set(results.cells.map((c) => c.procs))].sort((a, b) => a - b);
 }
 
-function ok(c: Cell | undefined): c is Cell & { median: CellMetrics } {
+type Measured = Cell & { median: CellMetrics };
+
+function ok(c: Cell | undefined): c is Measured {
   return !!c && c.error === null && c.median !== null;
+}
+
+/** A request failed in some run of this cell: its rate is marked. */
+export function hasFailures(c: Cell): boolean {
+  return failuresOfCell(c) > 0;
 }
 
 /** The nginx series to compare an upfront series with: same switches if there is one. */
 function nginxFor(series: Series[], s: Series): Series | undefined {
   const nginx = series.filter((x) => x.front === 'nginx');
   return nginx.find((x) => x.switchesKey === s.switchesKey) ?? nginx.find((x) => x.switchesKey === '') ?? nginx[0];
+}
+
+/**
+ * The best front other than upfront at a process count: the highest rate among
+ * its cells without a failed request (among all of them, marked, when every one
+ * failed some).
+ */
+export function bestPeer(results: BenchResults, procs: number): Measured | undefined {
+  const peers = results.cells.filter((c): c is Measured => c.front !== 'upfront' && c.procs === procs && ok(c));
+  const clean = peers.filter((c) => !hasFailures(c));
+  const pool = clean.length > 0 ? clean : peers;
+  return pool.reduce<Measured | undefined>((a, b) => (!a || b.median.rps > a.median.rps ? b : a), undefined);
+}
+
+/** The best peer's name, starred when it had failed requests itself. */
+function peerName(c: Measured): string {
+  return `${seriesLabel(c)}${hasFailures(c) ? '*' : ''}`;
 }
 
 // ---------------------------------------------------------------- formatting
@@ -87,7 +116,8 @@ function fmtFixed(n: number, digits: number): string {
   return (n < 0 ? '-' : '') + groupThousands(i) + (f ? '.' + f : '');
 }
 
-function fmtMs(n: number): string {
+function fmtMs(n: number | null): string {
+  if (n === null) return 'n/a';
   return n < 100 ? fmtFixed(n, 1) : fmtInt(n);
 }
 
@@ -95,25 +125,58 @@ function fmtOpt(n: number | null): string {
   return n === null ? 'n/a' : fmtInt(n);
 }
 
+/** CPU seconds per 1000 requests → µs per request. */
+function usPerRequest(secPer1000: number): number {
+  return secPer1000 * 1000;
+}
+
 function procsWord(n: number): string {
   return `${n} ${n === 1 ? 'process' : 'processes'}`;
 }
 
+function ratio(a: number, b: number): string {
+  return (a / b).toFixed(2);
+}
+
+const FAILURE_KINDS: Array<[Exclude<keyof Failures, 'total'>, string]> = [
+  ['connect', 'connect'], ['read', 'read'], ['write', 'write'], ['timeout', 'timeout'], ['non2xx', 'non-2xx'], ['other', 'other'],
+];
+
+/** Failed requests of a cell summed over its runs, by kind. */
+function failuresSum(c: Cell): Failures {
+  const sum: Failures = { connect: 0, read: 0, write: 0, timeout: 0, non2xx: 0, other: 0, total: 0 };
+  for (const m of c.repeats) for (const k of Object.keys(sum) as Array<keyof Failures>) sum[k] += m.failures[k];
+  return sum;
+}
+
+/** "0" or "1,452 (non-2xx 1,452)" or "12 (connect 2, timeout 10)". */
+export function describeFailures(c: Cell): string {
+  const f = failuresSum(c);
+  if (f.total === 0) return '0';
+  const kinds = FAILURE_KINDS.filter(([k]) => f[k] > 0).map(([k, name]) => `${name} ${fmtInt(f[k])}`);
+  return `${fmtInt(f.total)} (${kinds.join(', ')})`;
+}
+
+const FAILURE_NOTE = '* a request failed in this cell (timeout, socket error or failing status, in any run): its rate counts it; see the failures.';
+
 // ---------------------------------------------------------------- recommendation
 
 /**
- * Among upfront cells without errors (non-2xx or socket errors; falling back to
- * any measured cell), take the best median rate, then the smallest process count
- * within 5% of it, and explain the choice with Little's law.
+ * Among the cells without a failed request (falling back to every measured
+ * cell), find the front with the best median rate — upfront or a peer — take
+ * that front's smallest process count within 5% of it, compare it with the best
+ * of the others, and explain the choice with Little's law.
  */
 export function recommend(results: BenchResults): BenchResults['recommendation'] {
   const measured = results.cells.filter(ok);
-  const clean = measured.filter((c) => c.front === 'upfront' && c.median.non2xx === 0 && c.median.socketErrors === 0);
+  const clean = measured.filter((c) => !hasFailures(c));
   const pool = clean.length > 0 ? clean : measured;
   if (pool.length === 0) return null;
 
-  const best = pool.reduce((a, b) => (b.median.rps > a.median.rps || (b.median.rps === a.median.rps && b.procs < a.procs) ? b : a));
-  const near = pool.filter((c) => c.median.rps >= 0.95 * best.median.rps);
+  const byRate = (a: Measured, b: Measured) => (b.median.rps > a.median.rps || (b.median.rps === a.median.rps && b.procs < a.procs) ? b : a);
+  const best = pool.reduce(byRate);
+  const same = pool.filter((c) => c.front === best.front);
+  const near = same.filter((c) => c.median.rps >= 0.95 * best.median.rps);
   const minProcs = Math.min(...near.map((c) => c.procs));
   const chosen = near.filter((c) => c.procs === minProcs).reduce((a, b) => (b.median.rps > a.median.rps ? b : a));
 
@@ -123,35 +186,57 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
   const label = seriesLabel(chosen);
   const parts: string[] = [];
 
-  if (clean.length === 0) {
-    parts.push(
-      measured.some((c) => c.front === 'upfront')
-        ? 'No upfront cell ran without errors, so this is chosen among all cells; check the error counts.'
-        : 'No upfront cell was measured, so this is chosen among the nginx cells.',
-    );
-  }
+  if (clean.length === 0) parts.push('Every cell had failed requests, so this is chosen among all of them; read the failures.');
+  else if (measured.some((c) => c.front === 'upfront') && !clean.some((c) => c.front === 'upfront')) parts.push('Every upfront cell had failed requests; they are left out.');
+
+  // A peer that wins is said first, plainly.
+  const upfrontBest = pool.filter((c) => c.front === 'upfront').reduce<Measured | undefined>((x, y) => (x ? byRate(x, y) : y), undefined);
+  const peerWins = best.front !== 'upfront';
+  const lead = peerWins ? `${best.front} wins, not upfront: ` : '';
   if (chosen === best) {
-    const smaller = pool.filter((c) => c.procs < chosen.procs).sort((a, b) => b.procs - a.procs || b.median.rps - a.median.rps)[0];
+    const smaller = same.filter((c) => c.procs < chosen.procs).sort((a, b) => b.procs - a.procs || b.median.rps - a.median.rps)[0];
     parts.push(
-      `${label} with ${procsWord(chosen.procs)} gives the best rate, ${fmtInt(rps)} req/s` +
+      `${lead}${label} with ${procsWord(chosen.procs)} gives the best rate, ${fmtInt(rps)} req/s` +
         (smaller
-          ? `; ${procsWord(smaller.procs)} reach only ${fmtInt(smaller.median.rps)} req/s (${fmtFixed((1 - smaller.median.rps / rps) * 100, 0)}% less).`
+          ? `; ${procsWord(smaller.procs)} ${smaller.procs === 1 ? 'reaches' : 'reach'} only ${fmtInt(smaller.median.rps)} req/s (${fmtFixed((1 - smaller.median.rps / rps) * 100, 0)}% less).`
           : '.'),
     );
   } else {
     parts.push(
-      `${label} with ${procsWord(chosen.procs)} reaches ${fmtInt(rps)} req/s, within 5% of the best ` +
+      `${lead}${label} with ${procsWord(chosen.procs)} reaches ${fmtInt(rps)} req/s, within 5% of the best ` +
         `(${fmtInt(best.median.rps)} at ${best.procs}${seriesLabel(best) === label ? '' : `, ${seriesLabel(best)}`}).`,
     );
   }
+
+  // Every front is compared with the winner.
+  if (peerWins) {
+    parts.push(
+      upfrontBest
+        ? `upfront's best, ${seriesLabel(upfrontBest)} with ${procsWord(upfrontBest.procs)}, serves ${fmtInt(upfrontBest.median.rps)} req/s (${ratio(upfrontBest.median.rps, best.median.rps)}× ${best.front}).`
+        : measured.some((c) => c.front === 'upfront')
+          ? 'No upfront cell ran without failed requests.'
+          : 'No upfront cell was measured.',
+    );
+  } else {
+    const peers = pool.filter((c) => c.front !== 'upfront');
+    const peer = peers.reduce<Measured | undefined>((x, y) => (x ? byRate(x, y) : y), undefined);
+    const failing = measured.filter((c) => c.front !== 'upfront' && hasFailures(c)).reduce<Measured | undefined>((x, y) => (x ? byRate(x, y) : y), undefined);
+    if (peer) {
+      parts.push(`The best other front, ${seriesLabel(peer)} with ${procsWord(peer.procs)}, serves ${fmtInt(peer.median.rps)} req/s: upfront's best is ${ratio(best.median.rps, peer.median.rps)}× that.`);
+    } else if (failing) {
+      parts.push(`Every other front had failed requests (the fastest, ${seriesLabel(failing)} with ${procsWord(failing.procs)}, served ${fmtInt(failing.median.rps)}* req/s with ${fmtInt(failuresOfCell(failing))} failed).`);
+    }
+  }
+
   if (rps > 0 && conc > 0) {
     const inSystemMs = (conc / rps) * 1000;
     const perServiceMs = (chosen.procs / rps) * 1000;
     let little =
       `By Little's law ${fmtInt(conc)} concurrent requests at ${fmtInt(rps)} req/s spend ${fmtMs(inSystemMs)} ms each in the system ` +
-      `(measured p50: ${fmtMs(m.latencyMs.p50)} ms), while ${procsWord(chosen.procs)} serving ${fmtInt(rps)} req/s can spend at most ${fmtMs(perServiceMs)} ms on each`;
+      (m.latencyMs.p50 !== null ? `(measured p50: ${fmtMs(m.latencyMs.p50)} ms)` : '(the load tool gave no p50)') +
+      `, while ${procsWord(chosen.procs)} serving ${fmtInt(rps)} req/s can spend at most ${fmtMs(perServiceMs)} ms on each`;
     little +=
-      chosen === best && chosen.procs === Math.max(...pool.map((c) => c.procs))
+      chosen === best && chosen.procs === Math.max(...same.map((c) => c.procs))
         ? '; the largest count measured is the best, so a sweep with more processes may find more.'
         : perServiceMs < inSystemMs
           ? ': the rest is waiting, so more processes add queueing, not throughput.'
@@ -161,65 +246,108 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
   return { front: chosen.front, overflow: chosen.overflow, procs: chosen.procs, rps, why: parts.join(' ') };
 }
 
-// ---------------------------------------------------------------- terminal table
+// ---------------------------------------------------------------- terminal tables
+
+/** Aligned columns: text left (the first `leftCols`, and any listed in `alsoLeft`), numbers right. */
+function renderRows(rows: string[][], leftCols = 1, alsoLeft: number[] = []): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const left = (i: number) => i < leftCols || alsoLeft.includes(i);
+  const line = (r: string[]): string => r.map((v, i) => (left(i) ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map((r) => (r.length === 0 ? '' : line(r)))];
+}
+
+/** A rate with its marker; unmarked rates get a space so the digits stay aligned. */
+function markedRate(c: Measured, text: string, anyMarked: boolean): string {
+  return hasFailures(c) ? `${text}*` : anyMarked ? `${text} ` : text;
+}
 
 /**
- * Rows are series, columns process counts, cells the median transaction rate;
- * one "ratio" row per upfront series (upfront ÷ nginx at the same process count).
+ * Two tables. The 2011 shape: rows are series, columns process counts, cells the
+ * median transaction rate next to the requests that failed in that cell; then
+ * the ratio rows (each upfront series ÷ nginx, ÷ the best other front, named).
+ * Then one row per cell: rate, failures by kind, CPU µs per request of the front
+ * and of the backends, EAGAIN, and the ratios again.
  */
 export function renderTerminalTable(results: BenchResults): string {
   const series = buildSeries(results);
   const procs = procsList(results);
-  const rows: string[][] = [];
-  rows.push(['transaction rate [1/sec]', ...procs.map((p) => procsWord(p).replace('processes', 'procs').replace('process', 'proc'))]);
+  const anyMarked = results.cells.some((c) => ok(c) && hasFailures(c));
+  const out: string[] = [];
+
+  const head = ['transaction rate [1/sec]'];
+  for (const p of procs) head.push(procsWord(p).replace('processes', 'procs').replace('process', 'proc'), 'failed');
+  const rows: string[][] = [head];
   for (const s of series) {
-    rows.push([
-      s.label,
-      ...procs.map((p) => {
-        const c = s.cells.get(p);
-        if (!c) return '-';
-        return ok(c) ? fmtFixed(c.median.rps, 1).replace(/,/g, '') : 'failed';
-      }),
-    ]);
+    const row = [s.label];
+    for (const p of procs) {
+      const c = s.cells.get(p);
+      if (!c) row.push('-', '');
+      else if (!ok(c)) row.push('failed', '');
+      else row.push(markedRate(c, fmtFixed(c.median.rps, 1).replace(/,/g, ''), anyMarked), String(failuresOfCell(c)));
+    }
+    rows.push(row);
   }
-  for (const s of series.filter((x) => x.front === 'upfront')) {
+  const upfront = series.filter((x) => x.front === 'upfront');
+  if (upfront.length > 0) rows.push([]);
+  for (const s of upfront) {
     const ng = nginxFor(series, s);
-    const name = s.label.replace(/^upfront/, 'ratio upfront') + '/' + (ng?.label ?? 'nginx');
-    rows.push([
-      name,
-      ...procs.map((p) => {
-        const u = s.cells.get(p);
-        const n = ng?.cells.get(p);
-        if (!ok(u) || !ok(n) || n.median.rps <= 0) return '-';
-        return (u.median.rps / n.median.rps).toFixed(2);
-      }),
-    ]);
+    const row = [s.label.replace(/^upfront/, 'ratio upfront') + '/' + (ng?.label ?? 'nginx')];
+    for (const p of procs) {
+      const u = s.cells.get(p);
+      const n = ng?.cells.get(p);
+      row.push(ok(u) && ok(n) && n.median.rps > 0 ? ratio(u.median.rps, n.median.rps) + (anyMarked ? ' ' : '') : '-', '');
+    }
+    rows.push(row);
   }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const line = (r: string[]): string => r.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ').trimEnd();
-  const out = [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  ')];
-  const nValues = 1 + series.length;
-  rows.slice(1).forEach((r, i) => {
-    if (i + 1 === nValues && rows.length > nValues) out.push('');
-    out.push(line(r));
-  });
-  const failed = results.cells.filter((c) => !ok(c));
-  for (const c of failed) out.push(`failed: ${seriesLabel(c)} × ${c.procs}: ${c.error ?? 'no measurements'}`);
+  for (const s of upfront) {
+    const row = [s.label.replace(/^upfront/, 'ratio upfront') + '/best peer'];
+    for (const p of procs) {
+      const u = s.cells.get(p);
+      const b = bestPeer(results, p);
+      row.push(ok(u) && b && b.median.rps > 0 ? `${ratio(u.median.rps, b.median.rps)} ${peerName(b)}` : '-', '');
+    }
+    rows.push(row);
+  }
+  out.push(...renderRows(rows));
+
+  // One row per cell.
+  const detail: string[][] = [['procs', 'front', 'req/s', 'failed', 'front CPU µs/req', 'backend CPU µs/req', 'EAGAIN', 'vs nginx', 'vs best peer']];
+  for (const p of procs) {
+    const best = bestPeer(results, p);
+    for (const s of series) {
+      const c = s.cells.get(p);
+      if (!c) continue;
+      if (!ok(c)) { detail.push([String(p), s.label, 'failed', '', '', '', '', '', '']); continue; }
+      const m = c.median;
+      const ng = nginxFor(series, s)?.cells.get(p);
+      detail.push([
+        String(p), s.label, markedRate(c, fmtInt(m.rps), anyMarked), describeFailures(c),
+        fmtInt(usPerRequest(m.cpuFrontSecPer1000)), fmtInt(usPerRequest(m.cpuBackendSecPer1000)), fmtOpt(m.eagain),
+        s.front === 'upfront' && ok(ng) && ng.median.rps > 0 ? ratio(m.rps, ng.median.rps) : '',
+        s.front === 'upfront' && best && best.median.rps > 0 ? `${ratio(m.rps, best.median.rps)} ${peerName(best)}` : '',
+      ]);
+    }
+  }
+  out.push('', ...renderRows(detail, 2, [detail[0].length - 1]));
+
+  if (anyMarked) out.push('', FAILURE_NOTE);
+  out.push('best peer: the fastest front other than upfront at that process count, among its cells without a failed request.');
+  for (const sk of results.skipped ?? []) out.push(`skipped: ${sk.front}: ${sk.reason}`);
+  for (const c of results.cells) if (!ok(c)) out.push(`failed: ${seriesLabel(c)} × ${c.procs}: ${c.error ?? 'no measurements'}`);
+  for (const c of results.cells) for (const n of c.notes ?? []) out.push(`note: ${seriesLabel(c)} × ${c.procs}: ${n}`);
   return out.join('\n') + '\n';
 }
 
 // ---------------------------------------------------------------- SVG charts
 
-const PALETTE = ['#1a9850', '#d95f02', '#7570b3', '#e7298a', '#1f78b4', '#a6761d', '#666666', '#e6ab02'];
+// Each peer keeps its colour (nginx its green); upfront series take the others in order.
+const PEER_COLORS: Record<string, string> = { nginx: '#1a9850', h2o: '#1f78b4', haproxy: '#a6761d', lighttpd: '#666666', caddy: '#e6ab02' };
+const UPFRONT_COLORS = ['#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e41a1c', '#17becf'];
 
 function colorOf(series: Series[], s: Series): string {
-  // nginx keeps its green; upfront series take the rest in order.
-  if (s.front === 'nginx') {
-    const i = series.filter((x) => x.front === 'nginx').indexOf(s);
-    return i === 0 ? PALETTE[0] : PALETTE[(5 + i) % PALETTE.length];
-  }
-  const i = series.filter((x) => x.front !== 'nginx').indexOf(s);
-  return PALETTE[1 + (i % (PALETTE.length - 1))];
+  if (s.front !== 'upfront') return PEER_COLORS[s.front] ?? '#999999';
+  const i = series.filter((x) => x.front === 'upfront').indexOf(s);
+  return UPFRONT_COLORS[i % UPFRONT_COLORS.length];
 }
 
 function niceTicks(max: number, integer: boolean, count = 5): number[] {
@@ -314,14 +442,14 @@ function lineChart(
   yLabel: string,
   results: BenchResults,
   series: Series[],
-  pick: (m: CellMetrics) => number,
+  pick: (m: CellMetrics) => number | null,
   unit: string,
   fmt: (n: number) => string,
 ): string {
   const procs = procsList(results);
   const plotted = series.filter((s) => [...s.cells.values()].some(ok));
   let maxV = 0;
-  for (const s of plotted) for (const c of s.cells.values()) if (ok(c)) maxV = Math.max(maxV, pick(c.median), c.max ? pick(c.max) : 0);
+  for (const s of plotted) for (const c of s.cells.values()) if (ok(c)) maxV = Math.max(maxV, pick(c.median) ?? 0, (c.max ? pick(c.max) : 0) ?? 0);
   const ticks = niceTicks(maxV * 1.05, false);
   const f = frame(id, title, yLabel, procs.map(String), 'backend processes', ticks);
   const body: string[] = [];
@@ -329,10 +457,11 @@ function lineChart(
   plotted.forEach((s, si) => {
     const color = colorOf(series, s);
     const dodge = (si - (plotted.length - 1) / 2) * dodgeStep;
-    const pts: { x: number; y: number; c: Cell & { median: CellMetrics } }[] = [];
+    const pts: { x: number; y: number; v: number; c: Measured }[] = [];
     procs.forEach((p, i) => {
       const c = s.cells.get(p);
-      if (ok(c)) pts.push({ x: f.x(i) + dodge, y: f.y(pick(c.median)), c });
+      const v = ok(c) ? pick(c.median) : null;
+      if (ok(c) && v !== null) pts.push({ x: f.x(i) + dodge, y: f.y(v), v, c });
     });
     const g: string[] = [];
     g.push(
@@ -341,8 +470,8 @@ function lineChart(
         .join(' ')}"/>`,
     );
     for (const p of pts) {
-      const lo = p.c.min ? pick(p.c.min) : pick(p.c.median);
-      const hi = p.c.max ? pick(p.c.max) : pick(p.c.median);
+      const lo = (p.c.min ? pick(p.c.min) : null) ?? p.v;
+      const hi = (p.c.max ? pick(p.c.max) : null) ?? p.v;
       if (hi > lo) {
         const y1 = f.y(lo).toFixed(1);
         const y2 = f.y(hi).toFixed(1);
@@ -353,13 +482,20 @@ function lineChart(
             `<line x1="${(p.x - 4).toFixed(1)}" x2="${(p.x + 4).toFixed(1)}" y1="${y2}" y2="${y2}"/></g>`,
         );
       }
-      const tip = `${s.label}, ${procsWord(p.c.procs)}: ${fmt(pick(p.c.median))} ${unit}` + (hi > lo ? ` (${fmt(lo)}–${fmt(hi)})` : '');
+      const failed = hasFailures(p.c);
+      const tip = `${s.label}, ${procsWord(p.c.procs)}: ${fmt(p.v)} ${unit}` + (hi > lo ? ` (${fmt(lo)}–${fmt(hi)})` : '') + (failed ? `; * failed requests: ${describeFailures(p.c)}` : '');
       g.push(`<circle class="marker" cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="4" fill="${color}" stroke="#fff" stroke-width="1"><title>${esc(tip)}</title></circle>`);
+      // A cell with failed requests: a red ring and a star next to its point.
+      if (failed) {
+        g.push(`<circle class="failed-requests" cx="${p.x.toFixed(1)}" cy="${p.y.toFixed(1)}" r="7" fill="none" stroke="#c0392b" stroke-width="1.5"><title>${esc(tip)}</title></circle>`);
+        g.push(`<text class="failed-star" x="${(p.x + 8).toFixed(1)}" y="${(p.y - 6).toFixed(1)}">*</text>`);
+      }
     }
     body.push(`<g class="series-group">${g.join('')}</g>`);
   });
   const leg = legend(plotted.map((s) => ({ label: s.label, color: colorOf(series, s), kind: 'line' as const })));
-  const empty = plotted.length === 0 ? `<text class="tick" x="${M.left + PW / 2}" y="${M.top + PH / 2}" text-anchor="middle">no measured cells</text>` : '';
+  const emptyText = plotted.length === 0 ? 'no measured cells' : plottedPoints(plotted, procs, pick) === 0 ? 'n/a: the load tool does not measure this' : '';
+  const empty = emptyText ? `<text class="tick" x="${M.left + PW / 2}" y="${M.top + PH / 2}" text-anchor="middle">${esc(emptyText)}</text>` : '';
   return `${f.svgOpen}\n${f.axes}\n${body.join('\n')}\n${failedMarks(results, procs, f)}\n${leg}\n${empty}</svg>`;
 }
 
@@ -369,9 +505,9 @@ function errorChart(results: BenchResults, series: Series[]): string {
   let maxV = 0;
   for (const s of plotted)
     for (const c of s.cells.values())
-      if (ok(c)) maxV = Math.max(maxV, c.median.non2xx + c.median.socketErrors, c.median.eagain ?? 0);
+      if (ok(c)) maxV = Math.max(maxV, failuresOfCell(c), c.median.eagain ?? 0);
   const ticks = niceTicks(maxV * 1.3, true);
-  const f = frame('chart-errors', 'Errors per cell (median over repeats)', 'count', procs.map(String), 'backend processes', ticks);
+  const f = frame('chart-errors', 'Failed requests (all runs) and EAGAIN (median) per cell', 'count', procs.map(String), 'backend processes', ticks);
   const groupW = PW / Math.max(1, procs.length);
   const slot = (groupW * 0.8) / Math.max(1, plotted.length);
   const barW = Math.max(2, slot / 2 - 2);
@@ -385,7 +521,7 @@ function errorChart(results: BenchResults, series: Series[]): string {
       const color = colorOf(series, s);
       const sx = gx + si * slot + 1;
       const vals: { v: number | null; kind: string; light: boolean }[] = [
-        { v: c.median.non2xx + c.median.socketErrors, kind: 'non-2xx + socket errors', light: false },
+        { v: failuresOfCell(c), kind: 'failed requests', light: false },
         { v: c.median.eagain, kind: 'EAGAIN', light: true },
       ];
       vals.forEach((b, bi) => {
@@ -397,7 +533,7 @@ function errorChart(results: BenchResults, series: Series[]): string {
         }
         const top = f.y(b.v);
         const h = Math.max(1, base - top); // a 1 px stub marks a measured zero
-        const tip = `${s.label}, ${procsWord(p)}: ${b.kind} ${fmtInt(b.v)}`;
+        const tip = `${s.label}, ${procsWord(p)}: ${b.kind} ${b.light ? fmtInt(b.v) : describeFailures(c)}`;
         bars.push(
           `<rect class="bar" data-series="${esc(s.label)}" data-kind="${b.light ? 'eagain' : 'errors'}" x="${bx.toFixed(1)}" y="${(base - h).toFixed(1)}" width="${barW.toFixed(1)}" height="${h.toFixed(1)}" fill="${color}"${b.light ? ` fill-opacity="0.35" stroke="${color}"` : ''}><title>${esc(tip)}</title></rect>`,
         );
@@ -410,10 +546,17 @@ function errorChart(results: BenchResults, series: Series[]): string {
   });
   const leg = legend([
     ...plotted.map((s) => ({ label: s.label, color: colorOf(series, s), kind: 'bar' as const })),
-    { label: 'solid: non-2xx + socket errors', color: '#555', kind: 'bar' as const },
+    { label: 'solid: failed requests', color: '#555', kind: 'bar' as const },
     { label: 'light: EAGAIN', color: '#555', kind: 'bar-light' as const },
   ]);
   return `${f.svgOpen}\n${f.axes}\n${bars.join('\n')}\n${failedMarks(results, procs, f)}\n${leg}</svg>`;
+}
+
+/** Points a line chart would draw (none: say so instead of an empty frame). */
+function plottedPoints(plotted: Series[], procs: number[], pick: (m: CellMetrics) => number | null): number {
+  let n = 0;
+  for (const s of plotted) for (const p of procs) { const c = s.cells.get(p); if (ok(c) && pick(c.median) !== null) n++; }
+  return n;
 }
 
 // ---------------------------------------------------------------- HTML
@@ -426,6 +569,7 @@ pre.cmd { background: #f4f4f4; border: 1px solid #ddd; padding: 8px 10px; white-
 dl.meta { display: grid; grid-template-columns: max-content 1fr max-content 1fr; gap: 2px 14px; margin: 8px 0; }
 dl.meta dt { color: #666; } dl.meta dd { margin: 0; }
 .recommendation { background: #eef7ee; border-left: 4px solid #1a9850; padding: 8px 12px; }
+.recommendation.peer-wins { background: #fff6e5; border-left-color: #e08e0b; }
 .recommendation.none { background: #fbeeee; border-left-color: #c0392b; }
 svg.chart { display: block; margin: 8px 0 4px; max-width: 100%; height: auto; background: #fff; border: 1px solid #e3e3e3; }
 svg.chart .title { font-size: 14px; font-weight: 600; fill: #222; }
@@ -433,6 +577,7 @@ svg.chart .tick, svg.chart .legend { font-size: 12px; fill: #444; }
 svg.chart .axis-title { font-size: 12px; fill: #666; }
 svg.chart .grid { stroke: #eee; } svg.chart .axis { stroke: #888; }
 svg.chart .val { font-size: 10px; fill: #333; } svg.chart .failed-mark { font-size: 11px; fill: #c0392b; } svg.chart .na { font-size: 9px; fill: #999; }
+svg.chart .failed-star { font-size: 14px; font-weight: 700; fill: #c0392b; }
 p.note { color: #666; font-size: 12px; margin: 0 0 8px; }
 table.cells { border-collapse: collapse; font-size: 12.5px; width: 100%; }
 table.cells th, table.cells td { border-bottom: 1px solid #e5e5e5; padding: 4px 6px; text-align: right; white-space: nowrap; }
@@ -440,42 +585,99 @@ table.cells th { background: #f6f6f6; font-weight: 600; white-space: normal; ver
 div.table-wrap { overflow-x: auto; }
 table.cells td.l, table.cells th.l { text-align: left; }
 table.cells tr.failed td { color: #a33; background: #fdf3f3; }
+table.cells tr.has-failures td { background: #fff6e5; }
+table.cells td.failures.some { color: #a33; font-weight: 600; }
 table.cells td.err { text-align: left; white-space: normal; }
+.failed-requests-mark { color: #c0392b; font-weight: 700; }
 .range { color: #888; }
 ul.failed li { color: #a33; }
+ul.notes li { color: #7a5a00; }
 `;
 
 function metaList(pairs: [string, string][]): string {
   return `<dl class="meta">${pairs.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>`;
 }
 
+/** A median rate, marked when a request failed in the cell. */
+function rateHtml(c: Measured, withRange: boolean): string {
+  const rng = withRange && c.min && c.max && c.repeats.length > 1 ? ` <span class="range">[${esc(fmtInt(c.min.rps))}–${esc(fmtInt(c.max.rps))}]</span>` : '';
+  const mark = hasFailures(c) ? `<span class="failed-requests-mark" title="${esc(`failed requests: ${describeFailures(c)}`)}">*</span>` : '';
+  return `${esc(fmtInt(c.median.rps))}${mark}${rng}`;
+}
+
+function failuresCell(c: Cell): string {
+  const f = describeFailures(c);
+  return `<td class="failures${f === '0' ? '' : ' some'}">${esc(f)}</td>`;
+}
+
 function cellRow(c: Cell): string {
-  const label = c.front === 'nginx' ? 'nginx' : 'upfront';
   const sw = switchesKey(c) || '-';
-  const head = `<td class="l">${esc(label)}</td><td class="l">${esc(c.overflow ?? '-')}</td><td>${esc(c.procs)}</td><td class="l">${esc(sw)}</td>`;
+  const head = `<td class="l">${esc(c.front)}</td><td class="l">${esc(c.overflow ?? '-')}</td><td>${esc(c.procs)}</td><td class="l">${esc(sw)}</td>`;
   if (!ok(c)) {
-    return `<tr class="failed">${head}<td class="err" colspan="14">failed: ${esc(c.error ?? 'no measurements')}</td></tr>`;
+    return `<tr class="failed">${head}<td class="err" colspan="15">failed: ${esc(c.error ?? 'no measurements')}</td></tr>`;
   }
   const m = c.median;
-  const rng = c.min && c.max && c.repeats.length > 1 ? ` <span class="range">[${esc(fmtInt(c.min.rps))}–${esc(fmtInt(c.max.rps))}]</span>` : '';
   const td = (v: string): string => `<td>${esc(v)}</td>`;
   return (
-    `<tr>${head}<td>${esc(fmtInt(m.rps))}${rng}</td>` +
+    `<tr${hasFailures(c) ? ' class="has-failures"' : ''}>${head}<td>${rateHtml(c, true)}</td>` +
+    failuresCell(c) +
     td(fmtMs(m.latencyMs.p50)) +
     td(fmtMs(m.latencyMs.p90)) +
     td(fmtMs(m.latencyMs.p99)) +
     td(fmtMs(m.latencyMs.max)) +
-    td(fmtInt(m.non2xx)) +
-    td(fmtInt(m.socketErrors)) +
     td(fmtOpt(m.eagain)) +
     td(fmtOpt(m.acceptQueueMax)) +
     td(fmtOpt(m.frontQueueMax)) +
-    td(fmtFixed(m.cpuFrontSecPer1000, 3)) +
-    td(fmtFixed(m.cpuBackendSecPer1000, 3)) +
+    td(fmtInt(usPerRequest(m.cpuFrontSecPer1000))) +
+    td(fmtInt(usPerRequest(m.cpuBackendSecPer1000))) +
     td(fmtFixed(m.memFrontMb, 1)) +
     td(fmtFixed(m.memBackendMb, 1)) +
     `</tr>`
   );
+}
+
+/** Per process count: nginx, the best peer (named), each upfront series with its ratios to both. */
+function peersTable(results: BenchResults, series: Series[]): string {
+  const procs = procsList(results);
+  const upfront = series.filter((s) => s.front === 'upfront');
+  const nginx = series.find((s) => s.front === 'nginx');
+  const head =
+    `<tr><th>procs</th><th>nginx req/s</th><th class="l">best peer</th><th>best peer req/s</th>` +
+    upfront.map((s) => `<th>${esc(s.label)} req/s</th><th>÷ nginx</th><th>÷ best peer</th>`).join('') +
+    `</tr>`;
+  const rows = procs.map((p) => {
+    const n = nginx?.cells.get(p);
+    const best = bestPeer(results, p);
+    const cells = [
+      `<td>${esc(p)}</td>`,
+      `<td>${ok(n) ? rateHtml(n, false) : '-'}</td>`,
+      `<td class="l">${best ? esc(seriesLabel(best)) : '-'}</td>`,
+      `<td>${best ? rateHtml(best, false) : '-'}</td>`,
+    ];
+    for (const s of upfront) {
+      const u = s.cells.get(p);
+      const ng = nginxFor(series, s)?.cells.get(p);
+      cells.push(`<td>${ok(u) ? rateHtml(u, false) : '-'}</td>`);
+      cells.push(`<td>${ok(u) && ok(ng) && ng.median.rps > 0 ? esc(ratio(u.median.rps, ng.median.rps)) : '-'}</td>`);
+      cells.push(`<td>${ok(u) && best && best.median.rps > 0 ? esc(`${ratio(u.median.rps, best.median.rps)} (${peerName(best)})`) : '-'}</td>`);
+    }
+    return `<tr>${cells.join('')}</tr>`;
+  });
+  return `<div class="table-wrap"><table class="cells" id="peers"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table></div>`;
+}
+
+/** Front CPU µs per request, a row per series, a column per process count. */
+function cpuTable(results: BenchResults, series: Series[]): string {
+  const procs = procsList(results);
+  const head = `<tr><th class="l">front</th>${procs.map((p) => `<th>${esc(procsWord(p))}</th>`).join('')}</tr>`;
+  const rows = series.map((s) => {
+    const tds = procs.map((p) => {
+      const c = s.cells.get(p);
+      return `<td>${ok(c) ? esc(fmtInt(usPerRequest(c.median.cpuFrontSecPer1000))) + (hasFailures(c) ? '<span class="failed-requests-mark">*</span>' : '') : '-'}</td>`;
+    });
+    return `<tr><td class="l">${esc(s.label)}</td>${tds.join('')}</tr>`;
+  });
+  return `<div class="table-wrap"><table class="cells" id="cpu"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table></div>`;
 }
 
 export function renderReportHtml(results: BenchResults): string {
@@ -484,16 +686,17 @@ export function renderReportHtml(results: BenchResults): string {
   const mach = results.machine;
   const rec = results.recommendation ?? recommend(results);
   const failed = results.cells.filter((c) => !ok(c));
-  const repeatsNote = `Medians over ${s.repeat} repeat${s.repeat === 1 ? '' : 's'}; whiskers span min–max.`;
+  const marked = results.cells.filter((c) => ok(c) && hasFailures(c));
+  const repeatsNote = `Medians over ${s.repeat} repeat${s.repeat === 1 ? '' : 's'}; whiskers span min–max. A red ring and * mark a cell where a request failed.`;
 
   const recHtml = rec
-    ? `<p class="recommendation"><strong>Recommendation: ${esc(rec.front)}${rec.overflow ? ` (overflow ${esc(rec.overflow)})` : ''} with ${esc(procsWord(rec.procs))}, ${esc(fmtInt(rec.rps))} req/s.</strong> ${esc(rec.why)}</p>`
+    ? `<p class="recommendation${rec.front === 'upfront' ? '' : ' peer-wins'}"><strong>Recommendation: ${esc(rec.front)}${rec.overflow ? ` (overflow ${esc(rec.overflow)})` : ''} with ${esc(procsWord(rec.procs))}, ${esc(fmtInt(rec.rps))} req/s.</strong> ${esc(rec.why)}</p>`
     : `<p class="recommendation none"><strong>No recommendation:</strong> no cell was measured.</p>`;
 
   const header =
     `<tr><th class="l">front</th><th class="l">overflow</th><th>procs</th><th class="l">switches</th><th>req/s median [min–max]</th>` +
-    `<th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>non-2xx</th><th>socket errors</th><th>EAGAIN</th>` +
-    `<th>accept-queue max</th><th>front-queue max</th><th>front CPU s/1000 req</th><th>backend CPU s/1000 req</th>` +
+    `<th>failed requests (all runs)</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>EAGAIN</th>` +
+    `<th>accept-queue max</th><th>front-queue max</th><th>front CPU µs/req</th><th>backend CPU µs/req</th>` +
     `<th>front MB</th><th>backends MB</th></tr>`;
 
   const failedHtml =
@@ -502,6 +705,12 @@ export function renderReportHtml(results: BenchResults): string {
           .map((c) => `<li><strong>${esc(seriesLabel(c))} × ${esc(c.procs)}</strong>: ${esc(c.error ?? 'no measurements')}</li>`)
           .join('')}</ul>`
       : '';
+  const notes = results.cells.flatMap((c) => (c.notes ?? []).map((n) => `<li><strong>${esc(seriesLabel(c))} × ${esc(c.procs)}</strong>: ${esc(n)}</li>`));
+  const skipped = (results.skipped ?? []).map((k) => `<li><strong>${esc(k.front)}</strong>: ${esc(k.reason)}</li>`);
+  const notesHtml = notes.length + skipped.length > 0 ? `<h2>Notes</h2><ul class="notes">${[...skipped, ...notes].join('')}</ul>` : '';
+  const versions: [string, string][] = (['nginx', 'h2o', 'haproxy', 'lighttpd', 'caddy', 'spawnFcgi', 'loadTool'] as const)
+    .filter((k) => k in mach)
+    .map((k) => [k === 'spawnFcgi' ? 'spawn-fcgi' : k === 'loadTool' ? 'load tool' : k, (mach[k] as string | null | undefined) ?? 'not installed']);
 
   const title = `upfront bench — ${s.path} — ${results.startedAt}`;
   return `<!doctype html>
@@ -521,33 +730,41 @@ ${metaList([
   ['cores', String(mach.cores)],
   ['kernel', mach.kernel],
   ['node', mach.node],
-  ['nginx', mach.nginx ?? 'not installed'],
+  ...versions,
   ['backend', s.backend],
   ['path', s.path],
   ['load', s.load],
   ['concurrency', String(s.concurrency)],
   ['duration', `${s.durationSec} s (+ ${s.warmupSec} s warm-up)`],
   ['repeats', String(s.repeat)],
-  ['cells', `${results.cells.length} (${failed.length} failed)`],
+  ['cells', `${results.cells.length} (${failed.length} failed, ${marked.length} with failed requests)`],
 ])}
 ${recHtml}
+<h2>Against the peers</h2>
+<p class="note">Per process count: upfront's rate ÷ nginx's, and ÷ the best other front's (the fastest front other than upfront at that count, among its cells without a failed request).</p>
+${peersTable(results, series)}
 <h2>Throughput</h2>
 <p class="note">${esc(repeatsNote)}</p>
 ${lineChart('chart-rps', 'Requests per second (median)', 'req/s', results, series, (m) => m.rps, 'req/s', fmtInt)}
 <h2>Tail latency</h2>
 <p class="note">${esc(repeatsNote)}</p>
 ${lineChart('chart-p99', 'p99 latency (median)', 'ms', results, series, (m) => m.latencyMs.p99, 'ms', fmtMs)}
-<h2>Errors</h2>
-<p class="note">Solid bars: non-2xx responses + socket errors; light bars: EAGAIN on connect (n/a where it cannot be measured).</p>
+<h2>Front CPU per request</h2>
+<p class="note">CPU time of every process and thread of the front during the measured run ÷ the requests the load tool counted, in µs.</p>
+${cpuTable(results, series)}
+<h2>Failures</h2>
+<p class="note">Solid bars: requests that failed (timeouts, socket errors, failing statuses, summed over runs); light bars: EAGAIN on connect to the backend socket (n/a where it cannot be measured).</p>
 ${errorChart(results, series)}
 <h2>All cells</h2>
-<div class="table-wrap"><table class="cells">
+<div class="table-wrap"><table class="cells" id="all-cells">
 <thead>${header}</thead>
 <tbody>
 ${results.cells.map(cellRow).join('\n')}
 </tbody>
 </table></div>
+${marked.length > 0 ? `<p class="note failures-note"><span class="failed-requests-mark">*</span> ${esc(FAILURE_NOTE.replace(/^\* /, ''))}</p>` : ''}
 ${failedHtml}
+${notesHtml}
 </body>
 </html>
 `;

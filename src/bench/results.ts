@@ -1,38 +1,77 @@
 // The results of `upfront bench`: one JSON document per sweep, written by the
 // sweep and read by the report. Plain data only, so it round-trips through JSON.
 
-export interface CellMetrics {
-  rps: number;                 // requests per second (all responses)
-  requests: number;            // completed requests in the measured window
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
+/** The fronts a sweep can compare: upfront and the FastCGI fronts people run today. */
+export const PEER_FRONTS = ['nginx', 'h2o', 'haproxy', 'lighttpd', 'caddy'] as const;
+export type PeerFrontName = (typeof PEER_FRONTS)[number];
+export type FrontName = 'upfront' | PeerFrontName;
+export const ALL_FRONTS: readonly FrontName[] = ['upfront', ...PEER_FRONTS];
+
+/**
+ * Requests the load tool counted as failed, by kind. A figure counts only if
+ * every request is counted: a cell with any failure is marked in every table.
+ */
+export interface Failures {
+  connect: number;
+  read: number;
+  write: number;
+  timeout: number;
+  /** Responses with a failing status (wrk: ≥ 400; autocannon: not 2xx; siege: 4xx, as transactions that were not successful). */
   non2xx: number;
-  socketErrors: number;
-  eagain: number | null;       // EAGAIN count (nginx error log or upfront /stats); null = not measurable
+  /** Failures the tool does not split by kind (autocannon's socket errors other than timeouts; siege's failed transactions: socket errors and 5xx together). */
+  other: number;
+  total: number;
+}
+
+export function noFailures(): Failures {
+  return { connect: 0, read: 0, write: 0, timeout: 0, non2xx: 0, other: 0, total: 0 };
+}
+
+export function withTotal(f: Omit<Failures, 'total'>): Failures {
+  return { ...f, total: f.connect + f.read + f.write + f.timeout + f.non2xx + f.other };
+}
+
+export interface CellMetrics {
+  rps: number;                 // the load tool's rate (wrk, autocannon: all responses; siege: its transaction rate)
+  requests: number;            // responses the load tool counted in the measured window
+  /** null: the load tool does not give it (siege has no percentiles). */
+  latencyMs: { p50: number | null; p90: number | null; p99: number | null; max: number | null };
+  failures: Failures;
+  eagain: number | null;       // connect() failures on the backend socket the front logged (or upfront's /stats); null = not measurable
   acceptQueueMax: number | null;
-  frontQueueMax: number | null; // upfront's front queue; null for nginx
-  cpuFrontSecPer1000: number;   // CPU seconds of the front per 1000 requests
+  frontQueueMax: number | null; // upfront's front queue; null for the other fronts
+  cpuFrontSecPer1000: number;   // CPU seconds of the front (every process and thread of it) per 1000 requests
   cpuBackendSecPer1000: number; // CPU seconds of all backend processes per 1000 requests
   memFrontMb: number;
   memBackendMb: number;         // sum of RSS of the backends
 }
 
 export interface Cell {
-  front: 'upfront' | 'nginx';
-  overflow: string | null;      // upfront's overflow mode (queue|nginx|...), null for nginx
+  front: FrontName;
+  overflow: string | null;      // upfront's overflow mode (queue|nginx|...), null for the other fronts
   procs: number;
   switches: { multithreaded: boolean; multiplexed: boolean };
   repeats: CellMetrics[];
   median: CellMetrics | null;   // medians over repeats (null if the cell failed)
   min: CellMetrics | null;
   max: CellMetrics | null;
-  error: string | null;         // e.g. "nginx is not installed: apt-get install nginx-light"
+  error: string | null;         // why the cell has no figure, e.g. "no successful request: ... (backend stderr: ...)"
+  /** What happened on the way that a reader should know (a load tool killed, a run not counted). */
+  notes?: string[];
 }
 
 export interface BenchResults {
   command: string;
   startedAt: string;            // ISO date
-  machine: { cores: number; kernel: string; node: string; nginx: string | null };
-  settings: { path: string; concurrency: number; durationSec: number; warmupSec: number; repeat: number; load: string; backend: string };
+  /** Versions of what ran: a front's key is null when it is not installed. */
+  machine: {
+    cores: number; kernel: string; node: string; nginx: string | null;
+    h2o?: string | null; haproxy?: string | null; lighttpd?: string | null; caddy?: string | null;
+    spawnFcgi?: string | null; loadTool?: string | null;
+  };
+  settings: { path: string; concurrency: number; durationSec: number; warmupSec: number; repeat: number; load: string; backend: string; backlog?: number; fronts?: FrontName[] };
+  /** Fronts asked for but not run (not installed), with the reason. */
+  skipped?: Array<{ front: FrontName; reason: string }>;
   cells: Cell[];
   recommendation: { front: string; overflow: string | null; procs: number; rps: number; why: string } | null;
 }
@@ -41,6 +80,11 @@ export interface Summary {
   median: CellMetrics | null;
   min: CellMetrics | null;
   max: CellMetrics | null;
+}
+
+/** Successful responses of a run: what the tool counted minus failing statuses. */
+export function successfulRequests(m: CellMetrics): number {
+  return Math.max(0, m.requests - m.failures.non2xx);
 }
 
 /** Median of a non-empty list (mean of the two middle values for an even count). */
@@ -53,10 +97,6 @@ export function median(values: number[]): number {
 
 type Reducer = (values: number[]) => number;
 
-function reduceNumber(values: number[], f: Reducer): number {
-  return f(values);
-}
-
 /** A field that is null in any repeat stays null: it was not measurable. */
 function reduceNullable(values: (number | null)[], f: Reducer): number | null {
   if (values.some((v) => v === null)) return null;
@@ -64,19 +104,22 @@ function reduceNullable(values: (number | null)[], f: Reducer): number | null {
 }
 
 function reduceAll(repeats: CellMetrics[], f: Reducer): CellMetrics {
-  const num = (pick: (m: CellMetrics) => number): number => reduceNumber(repeats.map(pick), f);
+  const num = (pick: (m: CellMetrics) => number): number => f(repeats.map(pick));
   const opt = (pick: (m: CellMetrics) => number | null): number | null => reduceNullable(repeats.map(pick), f);
+  const failure = (k: keyof Failures): number => num((m) => m.failures[k]);
   return {
     rps: num((m) => m.rps),
     requests: num((m) => m.requests),
     latencyMs: {
-      p50: num((m) => m.latencyMs.p50),
-      p90: num((m) => m.latencyMs.p90),
-      p99: num((m) => m.latencyMs.p99),
-      max: num((m) => m.latencyMs.max),
+      p50: opt((m) => m.latencyMs.p50),
+      p90: opt((m) => m.latencyMs.p90),
+      p99: opt((m) => m.latencyMs.p99),
+      max: opt((m) => m.latencyMs.max),
     },
-    non2xx: num((m) => m.non2xx),
-    socketErrors: num((m) => m.socketErrors),
+    failures: {
+      connect: failure('connect'), read: failure('read'), write: failure('write'), timeout: failure('timeout'),
+      non2xx: failure('non2xx'), other: failure('other'), total: failure('total'),
+    },
     eagain: opt((m) => m.eagain),
     acceptQueueMax: opt((m) => m.acceptQueueMax),
     frontQueueMax: opt((m) => m.frontQueueMax),
@@ -90,7 +133,8 @@ function reduceAll(repeats: CellMetrics[], f: Reducer): CellMetrics {
 /**
  * Per-field median, min and max over the repeats of one cell. Every field is
  * reduced on its own (the median rps and the median p99 may come from different
- * repeats). No repeats → all null.
+ * repeats). No repeats → all null. Failures are the exception that matters: a
+ * cell is marked when any repeat failed a request (see `failuresOfCell`).
  */
 export function summarize(repeats: CellMetrics[]): Summary {
   if (repeats.length === 0) return { median: null, min: null, max: null };
@@ -99,4 +143,9 @@ export function summarize(repeats: CellMetrics[]): Summary {
     min: reduceAll(repeats, (v) => Math.min(...v)),
     max: reduceAll(repeats, (v) => Math.max(...v)),
   };
+}
+
+/** Failed requests summed over every repeat of a cell (the median may hide a repeat that failed). */
+export function failuresOfCell(c: Cell): number {
+  return c.repeats.reduce((a, m) => a + m.failures.total, 0);
 }
