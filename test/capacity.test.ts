@@ -66,8 +66,9 @@ describe.skipIf(!wrk)('learned slots under 200 concurrent clients, default flags
       expect(l.timeouts + l.errors + l.non2xx, JSON.stringify(l)).toBe(0);
       expect(l.maxMs, 'no request slower than 2 s').toBeLessThan(2000);
       const right = await run(mode, manual);
-      // Same load with the switches a user would have had to know; coarse on a shared machine.
-      expect(l.rps / right.load.rps, `learned ${l.rps} req/s, manual ${right.load.rps} req/s`).toBeGreaterThan(0.8);
+      // Same load with the switches a user would have had to know. Coarse on a shared machine
+      // (bench/ measures the 5 %); before learned slots this was a quarter.
+      expect(l.rps / right.load.rps, `learned ${l.rps} req/s, manual ${right.load.rps} req/s`).toBeGreaterThan(0.7);
     }, 60_000);
   }
 

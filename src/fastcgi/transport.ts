@@ -160,13 +160,15 @@ export class FcgiTransport implements Transport, ConnectionOwner {
       return c !== null && c.usable && (c.proven || c.inflight === 0) && c.inflight < caps.slots ? c : null;
     }
     let served = 0;
+    let unserved = false;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i];
-      if (!c.served) continue;
+      if (!c.served) { unserved = true; continue; }
       served++;
       if (c.inflight === 0 && c.usableFor(pipelinable)) return c;
     }
-    if (served < caps.slots || !pipelinable || caps.pipelineDepth < 2) return null;
+    // Pipeline once no further connection can be had now: all slots open, or a probe out.
+    if ((served < caps.slots && !unserved) || !pipelinable || caps.pipelineDepth < 2) return null;
     let best: FcgiConnection | null = null;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i];
