@@ -1,6 +1,7 @@
 // HTTP/1.1 as a client sees it on the wire: raw sockets and a strict response parser,
 // so a test sees every byte the front sent — a bad frame, bytes after a response, a
 // response the client never asked for — where an HTTP library would tidy them away.
+import crypto from 'node:crypto';
 import net from 'node:net';
 
 export interface RawResponse {
@@ -143,3 +144,50 @@ export function rawExchange(hostPort: string, bytes: string | Buffer, opts: { fi
 export function get(path: string, extra = ''): string {
   return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${extra}\r\n`;
 }
+
+export type Cut = 'head' | 'body' | 'between' | 'upload';
+
+/**
+ * `clients` raw connections for `ms`, each in a loop: send a request and leave at the
+ * chosen moment, every other time with a reset (RST) instead of a close (FIN).
+ */
+export async function cutLoad(hostPort: string, cut: Cut, clients: number, ms: number, bigPath: string): Promise<{ cuts: number; unanswered: number }> {
+  const colon = hostPort.lastIndexOf(':');
+  const host = hostPort.slice(0, colon);
+  const port = Number(hostPort.slice(colon + 1));
+  const deadline = Date.now() + ms;
+  let cuts = 0;
+  let unanswered = 0;
+  const upload = Buffer.concat([Buffer.from(`POST /sha256 HTTP/1.1\r\nHost: ${hostPort}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n`), crypto.randomBytes(65536)]);
+  const once = () => new Promise<void>((resolve) => {
+    const s = net.connect(port, host);
+    let got = Buffer.alloc(0);
+    let done = false;
+    const leave = () => {
+      if (done) return;
+      done = true;
+      if (++cuts % 2) s.resetAndDestroy();
+      else s.destroy();
+      resolve();
+    };
+    s.on('error', () => {});
+    s.on('close', () => { if (!done) { done = true; unanswered++; resolve(); } });
+    s.setTimeout(10_000, leave); // bounded
+    s.on('data', (c: Buffer) => {
+      if (cut === 'head') { leave(); return; }
+      got = Buffer.concat([got, c]);
+      if (cut === 'body' && got.length > 65536) { leave(); return; }
+      if (cut === 'between' && finals(parseResponses(got, false)).some((r) => r.complete)) {
+        // One whole response; the next request is half written when we go.
+        s.write(`GET /Hello/1 HTTP/1.1\r\nHo`, () => leave());
+      }
+    });
+    s.on('connect', () => {
+      if (cut === 'upload') s.write(upload, () => setImmediate(leave));
+      else s.write(get(cut === 'body' ? bigPath : '/Hello/10'));
+    });
+  });
+  await Promise.all(Array.from({ length: clients }, async () => { while (Date.now() < deadline) await once(); }));
+  return { cuts, unanswered };
+}
+
