@@ -21,6 +21,15 @@ export interface FrontServerOptions {
   proxy: ProxyContext;
 }
 
+function hostHeaders(headers: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i];
+    if (name.length === 4 && (name === 'Host' || name.toLowerCase() === 'host')) n++;
+  }
+  return n;
+}
+
 export class FrontServer {
   readonly http: http.Server;
   /** Responses not finished yet (for a graceful stop). */
@@ -59,6 +68,12 @@ export class FrontServer {
     const target = exchange.target;
     if (target.charCodeAt(0) !== 47 /* / */) {
       sendError(exchange, 400, `request target ${JSON.stringify(target.slice(0, 100))} is not an absolute path`);
+      return;
+    }
+    if (hostHeaders(exchange.headers) > 1) {
+      // RFC 9112 3.2: 400. Which one would the backend believe? (undici refuses the request,
+      // and its pool then loses that connection for good.)
+      sendError(exchange, 400, 'the request has more than one Host header');
       return;
     }
     const length = exchange.contentLength;
