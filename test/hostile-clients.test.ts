@@ -39,14 +39,14 @@ function describeExchange(ex: RawExchange): string {
   return `${ex.closed ? 'closed' : 'open'} after ${ex.ms} ms, ${ex.data.length} bytes: ${JSON.stringify(ex.data.toString('latin1').slice(0, 300))}`;
 }
 
-/** The front survived: its process is there, a normal request is answered, nothing is left in flight. */
+/** The front survived: its process is there, nothing is left in flight (bounded wait), a normal request is answered. */
 async function expectHealthy(c: RunningCli, what: string): Promise<void> {
   expect(alive(c), `${what}: the front exited (${c.proc.exitCode ?? c.proc.signalCode}):\n${c.stderr().slice(-2000)}`).toBe(true);
+  let busy = -1;
+  await waitUntil(async () => (busy = await cliBusy(c)) === 0, `${what}: /stats shows no request in flight or queued (now ${busy})`, 20_000);
   const hp = c.base.replace('http://', '');
   const ex = await rawExchange(hp, get('/Hello/3', 'Connection: close\r\n'), { timeoutMs: 5000 });
   expect(finals(ex.parsed).map((r) => r.status), `${what}: a normal request afterwards: ${describeExchange(ex)}`).toEqual([200]);
-  let busy = -1;
-  await waitUntil(async () => (busy = await cliBusy(c)) === 0, `${what}: /stats shows no request in flight or queued (now ${busy})`, 20_000);
   // The front's own lines (a child's stderr lines carry `stream`: Tornado logs its own "Uncaught exception"s).
   const fatal = cliLines(c).filter((l) => l.stream === undefined && (l.level >= 60 || /uncaught|unhandled/i.test(l.msg)));
   expect(fatal.map((l) => l.msg), `${what}: fatal log lines`).toEqual([]);
