@@ -88,7 +88,7 @@ async function assault(c: RunningCli, outcome: Outcome): Promise<void> {
 
   // One error line for the first request, naming the backend.
   if (!(outcome === 'ok-or-502' && finals(one.parsed)[0].status === 200)) {
-    const line = await waitForCliLine(c, (l) => l.level >= 50 && l.msg.includes('/first'), 'at error level about GET /first');
+    const line = await waitForCliLine(c, (l) => l.level >= 50 && l.msg.includes('/first'), 'at error level about GET /first', 3000);
     expect(line.backend).toBe('b0');
     expect(cliLines(c).filter((l) => l.level >= 50 && l.msg.includes('/first')).map((l) => l.msg), 'one error line per bad response').toHaveLength(1);
   }
