@@ -15,6 +15,7 @@ import { createPolicy } from './pool/policies/index.js';
 import { Pool } from './pool/pool.js';
 import { decideSwitches, type SwitchSettings } from './pool/switches.js';
 import { FrontServer } from './server/frontServer.js';
+import { BufferCounters } from './server/responseBuffer.js';
 import { addressOf } from './server/listen.js';
 import { probeBackend } from './supervisor/readiness.js';
 import { resolveCommand } from './supervisor/child.js';
@@ -89,6 +90,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
     return backend;
   };
   const startedAt = Date.now();
+  const bufferCounters = new BufferCounters();
   const server = new FrontServer({
     listen: config.listen,
     limits: {
@@ -104,7 +106,10 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
       pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
       serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
       onStuck: config['kill-stuck'] ? (backendId: string) => supervisor?.killStuck(backendId) : undefined,
+      responseBuffering: config['response-buffering']
+        ? { memoryBytes: config['response-buffer-memory'], fileBytes: config['response-buffer-max'], counters: bufferCounters } : null,
     },
+    requestBuffering: config['request-buffering'],
   }, log);
 
   let supervisor: Supervisor | null = null;

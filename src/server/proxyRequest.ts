@@ -13,6 +13,7 @@ import type {
 } from '../transport.js';
 import { sendError } from './errorResponse.js';
 import type { BodySink, BodySource, ClientEvents, ClientExchange } from './exchange.js';
+import { ResponseBuffer, type BufferCounters } from './responseBuffer.js';
 
 export interface ProxyContext {
   pool: Pool;
@@ -24,6 +25,8 @@ export interface ProxyContext {
   slowRequestMs: number;
   /** --kill-stuck: called when a request to this backend exceeded the read timeout. */
   onStuck?(backendId: string): void;
+  /** Take a response from the backend when the client reads slowly (memory, then a temp file); null: pause the backend. */
+  responseBuffering: { memoryBytes: number; fileBytes: number; counters: BufferCounters } | null;
 }
 
 const REFUSAL_EXTRA_TRIES = 4;
@@ -51,6 +54,12 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   /** Body of unknown length held to send it whole (see hold()). */
   private held: Buffer[] | null = null;
   private heldBytes = 0;
+  /** What the client has not taken yet while the backend goes on (a slow reader). */
+  private buffer: ResponseBuffer | null = null;
+  /** The backend ended; the client still has buffered bytes to take. */
+  private endWhenDrained = false;
+  /** The buffer is full: reading from the backend waits for the client. */
+  private backendPaused = false;
   // performance.now() marks: slot granted, and (Server-Timing only) arrival and on the wire.
   private tGranted = 0;
   private readonly tArrive: number;
@@ -142,7 +151,22 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
       this.response = null;
       this.exchange.writeHead(head.status, head.reason, head.headers, declared);
     }
-    return this.exchange.write(chunk);
+    return this.toClient(chunk);
+  }
+
+  /** Writes to the client; when it pushes back, keeps taking from the backend into the buffer (if enabled). */
+  private toClient(chunk: Buffer): boolean {
+    const buffer = this.buffer;
+    if (buffer !== null) {
+      if (buffer.push(chunk)) return true;
+      this.backendPaused = true;
+      return false;
+    }
+    if (this.exchange.write(chunk)) return true;
+    const rb = this.ctx.responseBuffering;
+    if (rb === null) return false;
+    this.buffer = new ResponseBuffer(rb.memoryBytes, rb.fileBytes, rb.counters);
+    return true;
   }
 
   /**
@@ -154,7 +178,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     if (this.held === null) {
       this.held = [chunk];
       this.heldBytes = chunk.length;
-      queueMicrotask(this.flushHeld);
+      queueMicrotask(() => this.flushHeld());
     } else {
       this.held.push(chunk);
       this.heldBytes += chunk.length;
@@ -163,15 +187,15 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     return true;
   }
 
-  private readonly flushHeld = (): void => {
+  private flushHeld(): void {
     const head = this.response;
     const held = this.held;
     if (head === null || held === null || this.finished) return;
     this.response = null;
     this.held = null;
     this.exchange.writeHead(head.status, head.reason, head.headers, -1);
-    for (const c of held) this.exchange.write(c);
-  };
+    for (const c of held) this.toClient(c);
+  }
 
   /** The backend sends more than its Content-Length: the client gets exactly the declared bytes (or a 502 when nothing went out yet). */
   private overLength(chunk: Buffer): boolean {
@@ -194,9 +218,26 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
       this.response = null;
       this.exchange.writeHead(head.status, head.reason, head.headers, declared);
     }
-    if (room > 0) this.exchange.write(chunk.subarray(0, room));
-    this.exchange.end(); // exactly the declared length: a well-framed response, the rest never sent
+    if (room > 0) this.toClient(chunk.subarray(0, room));
+    this.endClient(); // exactly the declared length: a well-framed response, the rest never sent
     return true;
+  }
+
+  /** Ends the client's response, once it has taken what is buffered. */
+  private endClient(): void {
+    if (this.buffer !== null && !this.buffer.empty) {
+      this.endWhenDrained = true;
+      return;
+    }
+    this.dropBuffer();
+    this.exchange.end();
+  }
+
+  private dropBuffer(): void {
+    if (this.buffer !== null) {
+      this.buffer.release();
+      this.buffer = null;
+    }
   }
 
   onEnd(): void {
@@ -214,6 +255,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
         this.response = null;
         sendError(this.exchange, 502, 'the backend sent a body shorter than its Content-Length');
       } else {
+        this.dropBuffer();
         this.exchange.destroy(); // the client must see the cut, never a short body on a kept connection
       }
     } else if (head !== null) {
@@ -228,7 +270,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
         this.exchange.respond(head.status, head.reason, head.headers, held.length === 1 ? held[0] : Buffer.concat(held, this.heldBytes));
       }
     } else {
-      this.exchange.end();
+      this.endClient();
     }
     const us = (performance.now() - this.tGranted) * 1000;
     backend.latency.recordValue(us < 1 ? 1 : us);
@@ -265,6 +307,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     log.error({ backend: backend.id, pid: backend.pid, kind: err.kind, code: err.code },
       `${err.message} ${phase}, client: ${h.connection.remoteAddress}, request: "${h.method} ${h.target} HTTP/1.${h.versionMinor}", upstream: "${scheme}://${backend.addressText}"`);
     if (this.exchange.headersSent) {
+      this.dropBuffer();
       this.exchange.destroy(); // the response is cut: the client must not take it for complete
       return;
     }
@@ -322,10 +365,24 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   // --- ClientEvents ---
 
   onClientDrain(): void {
-    this.control?.resume();
+    const buffer = this.buffer;
+    if (buffer === null) {
+      this.control?.resume();
+      return;
+    }
+    if (!buffer.drainTo(this.exchange)) return; // more on the next drain
+    this.dropBuffer();
+    if (this.endWhenDrained) {
+      this.endWhenDrained = false;
+      this.exchange.end();
+    } else if (this.backendPaused) {
+      this.backendPaused = false;
+      this.control?.resume();
+    }
   }
 
   onClientClose(): void {
+    this.dropBuffer();
     if (this.clientGone) return;
     this.clientGone = true;
     if (this.waiter) {
