@@ -48,6 +48,7 @@ export class FrontServer {
 
   private onRefused(status: number, reason: string, conn: Http1Connection): void {
     // A client's malformed request: worth a debug line, not a flood of warnings under attack.
+    this.options.proxy.frontResponses?.rejected(status);
     this.log.debug({ status, client: conn.remoteAddress }, `refused a request: ${status} ${reason}`);
   }
 
@@ -56,6 +57,7 @@ export class FrontServer {
     const ex: ClientExchange = exchange;
     if (exchange.target.charCodeAt(0) !== 47 /* / */) {
       // `*` (OPTIONS *) or an absolute-form target: nothing here serves those.
+      o.proxy.frontResponses?.rejected(400);
       sendError(ex, 400, `request target ${JSON.stringify(exchange.target.slice(0, 100))} is not a path`);
       return;
     }
@@ -65,6 +67,7 @@ export class FrontServer {
       const spool = new BodySpool(ex, o.spoolMemoryBytes, this.maxBodyBytes);
       spool.collect((err, total) => {
         if (err) {
+          if (!exchange.finished) o.proxy.frontResponses?.rejected(err instanceof BodyTooLarge ? 413 : 400);
           if (!exchange.finished) sendError(ex, err instanceof BodyTooLarge ? 413 : 400, err.message);
           return;
         }
