@@ -205,7 +205,7 @@ describe('renderTerminalTable', () => {
     r.settings.load = 'siege';
     for (const c of r.cells) for (const m of [...c.repeats, c.median!]) m.latencyMs = { p50: null, p90: null, p99: null, max: 310 };
     const html = renderReportHtml(r);
-    expect(html).toMatch(/<td>n\/a<\/td><td>n\/a<\/td><td>n\/a<\/td><td>310<\/td>/);
+    expect(html).toMatch(/<td data-label="p50 ms">n\/a<\/td><td data-label="p90 ms">n\/a<\/td><td data-label="p99 ms">n\/a<\/td><td data-label="max ms">310<\/td>/);
     expect(recommend(r)!.why).toMatch(/the load tool gave no p50/);
   });
 });

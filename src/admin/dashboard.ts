@@ -30,7 +30,8 @@ input[type=password] { font: 13px ui-monospace, "DejaVu Sans Mono", Menlo, monos
 .card .sub { color: var(--muted); font-size: 12px; font-variant-numeric: tabular-nums; }
 .card.warn { background: var(--warn); border-color: var(--warn-line); }
 h2 { font-size: 16px; margin: 18px 0 8px; } h2 .meta { color: var(--muted); font-weight: 400; font-size: 13px; }
-.causes { display: grid; grid-template-columns: max-content 1fr max-content; gap: 0 10px; font-size: 12px; font-variant-numeric: tabular-nums; margin-top: 2px; }
+.causes { display: grid; grid-template-columns: minmax(0, 1fr) max-content max-content; gap: 0 8px; font-size: 12px; font-variant-numeric: tabular-nums; margin-top: 2px; }
+.causes span:first-child, .causes span[data-cause] { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .causes .num { text-align: right; } .card svg.spark { width: 100%; margin-top: 4px; }
 #token-box { display: inline-flex; align-items: center; gap: 6px; margin: 0; } #token-box[hidden] { display: none; }
 .table-wrap { overflow-x: auto; background: var(--card); border: 1px solid var(--line); border-radius: 8px; }
@@ -186,14 +187,14 @@ export function dashboardClient(): void {
     for (const c of Object.keys(s.frontResponses)) {
       if ((s.frontResponses[c] ?? 0) === 0) continue;
       causes.append(h('span', { 'data-cause': c }, c), h('span', { class: 'num' }, `${rate(f10?.frontResponsesPerSec[c] ?? 0)}/s`),
-        h('span', { class: 'num' }, `${num(s.frontResponses[c])} total`));
+        h('span', { class: 'num small', title: 'since start' }, num(s.frontResponses[c])));
     }
     if (causes.childElementCount === 0) causes.append(h('span', { class: 'small' }, 'none since start'));
     const poolReq = (w: string) => s.pools.reduce((a: number, p: Any) => a + (p.rates?.[w]?.requestsPerSec ?? 0), 0);
     byId('summary').replaceChildren(
       card('requests / s', rate(poolReq('10s')), `1 min ${rate(poolReq('1m'))} · new connections ${rate(f10?.acceptedConnPerSec ?? 0)}/s`, false, null, 'card-rps'),
       card('listen queue', num(lq.current), `front ${num(lq.frontQueue)} + accept queues ${num(lq.acceptQueues)} · max ${num(lq.max)} of ${num(lq.len)}`, lq.current > 0, null, 'card-listen'),
-      card('front-generated / s', rate(frontRate), `1 min ${rate(f60 ? sumValues(f60.frontResponsesPerSec) : 0)} · by cause:`, frontRate > 0, causes, 'card-front'),
+      card('front-generated / s', rate(frontRate), `1 min ${rate(f60 ? sumValues(f60.frontResponsesPerSec) : 0)} · by cause, per s and since start:`, frontRate > 0, causes, 'card-front'),
       card('upfront process', s.front ? `${num(s.front.cpuPercent, 1)} % CPU` : '–', s.front ? `RSS ${bytes(s.front.rssBytes)} · ${num(s.acceptedConn)} connections since start` : '', false, null, 'card-self'),
     );
 
