@@ -850,7 +850,7 @@ ${lineChart('chart-cpu', 'Front CPU per request (median)', 'µs per request', re
 ${cpuTable(results, series)}
 <h2>Failures</h2>
 ${anyErrors
-    ? `<p class="note">Solid bars: requests that failed (timeouts, socket errors, failing statuses, summed over runs); light bars: EAGAIN on connect to the backend socket (n/a where it cannot be measured). Backend sockets' backlog: ${esc(s.backlog ?? 'not recorded')}.</p>\n${errorChart(results, series)}`
+    ? `<p class="note" id="failures-chart-note">Solid bars: requests that failed (timeouts, socket errors, failing statuses, summed over runs); light bars: EAGAIN on connect to the backend socket (n/a where it cannot be measured). Backend sockets' backlog: ${esc(s.backlog ?? 'not recorded')}.</p>\n${errorChart(results, series)}`
     : `<p class="note" id="no-failures">No request failed and no connect() met EAGAIN in any cell (backlog ${esc(s.backlog ?? 'not recorded')}): nothing to chart.</p>`}
 <h2>All cells</h2>
 <div class="table-wrap"><table class="cells" id="all-cells">
