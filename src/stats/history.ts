@@ -8,7 +8,7 @@ import type { Backend } from '../pool/backend.js';
 import type { Pool } from '../pool/pool.js';
 import type { AcceptQueueSampler } from './acceptQueueSampler.js';
 import { FRONT_RESPONSE_CAUSES, type CauseCounts, type FrontResponses } from './frontResponses.js';
-import { HistogramWindow } from './histogram.js';
+import { HistogramWindow, type Histogram } from './histogram.js';
 
 export const WINDOWS = [{ name: '10s', seconds: 10 }, { name: '1m', seconds: 60 }] as const;
 export type WindowName = (typeof WINDOWS)[number]['name'];
@@ -156,7 +156,7 @@ export class StatsHistory {
     for (const l of this.listeners) l();
   }
 
-  private windowOf<K>(map: Map<K, HistogramWindow>, key: K, h: import('./histogram.js').Histogram): HistogramWindow {
+  private windowOf<K>(map: Map<K, HistogramWindow>, key: K, h: Histogram): HistogramWindow {
     let w = map.get(key);
     if (!w) {
       w = new HistogramWindow(h, HISTORY_POINTS);

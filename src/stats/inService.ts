@@ -1,7 +1,8 @@
 // The requests each backend serves now, oldest first, and the last one it
 // finished: php-fpm's "request method / URI / duration" per process. The proxy
-// request calls begin() when it gets a slot and end() when it gives it back; each
-// is a map insert or delete, nothing is allocated per request.
+// request calls begin() when it gets a slot and end() when it gives it back: a push
+// onto two short arrays and a removal from them (requests mostly end in the order
+// they began), no hashing of the request object, nothing allocated per request.
 
 /** What the stats show of a request (the proxy request is one). */
 export interface ServedRequest {
@@ -19,8 +20,9 @@ export interface RequestFigures {
 }
 
 interface BackendRecord {
-  /** Insertion order is grant order: the first entry is the oldest. Values: performance.now() at grant. */
-  readonly live: Map<ServedRequest, number>;
+  /** In grant order, the first the oldest; and performance.now() at each grant. */
+  readonly live: ServedRequest[];
+  readonly began: number[];
   last: ServedRequest | null;
   lastBegan: number;
   lastEnded: number;
@@ -44,7 +46,7 @@ export class InService {
   private record(backend: object): BackendRecord {
     let r = this.records.get(backend);
     if (r === undefined) {
-      r = { live: new Map(), last: null, lastBegan: 0, lastEnded: 0 };
+      r = { live: [], began: [], last: null, lastBegan: 0, lastEnded: 0 };
       this.records.set(backend, r);
     }
     return r;
@@ -52,27 +54,28 @@ export class InService {
 
   /** `req` got a slot on `backend` at `grantedAt` (performance.now()). */
   begin(backend: object, req: ServedRequest, grantedAt: number): void {
-    this.record(backend).live.set(req, grantedAt);
+    const r = this.record(backend);
+    r.live.push(req);
+    r.began.push(grantedAt);
   }
 
   /** `req` gave its slot on `backend` back. */
   end(backend: object, req: ServedRequest): void {
     const r = this.records.get(backend);
     if (r === undefined) return;
-    const began = r.live.get(req);
-    if (began === undefined) return;
-    r.live.delete(req);
+    const i = r.live[0] === req ? 0 : r.live.indexOf(req);
+    if (i < 0) return;
     r.last = req;
-    r.lastBegan = began;
+    r.lastBegan = r.began[i];
     r.lastEnded = performance.now();
+    if (i === 0) { r.live.shift(); r.began.shift(); } else { r.live.splice(i, 1); r.began.splice(i, 1); }
   }
 
   /** The oldest request the backend serves now, with how long it has been at it; null when idle. */
   current(backend: object, now = performance.now()): RequestFigures | null {
     const r = this.records.get(backend);
-    if (r === undefined) return null;
-    for (const [req, began] of r.live) return figures(req, now - began);
-    return null;
+    if (r === undefined || r.live.length === 0) return null;
+    return figures(r.live[0], now - r.began[0]);
   }
 
   /** The last request the backend finished, with how long it took; null before the first. */
@@ -83,6 +86,6 @@ export class InService {
 
   /** Requests in service at the backend now. */
   count(backend: object): number {
-    return this.records.get(backend)?.live.size ?? 0;
+    return this.records.get(backend)?.live.length ?? 0;
   }
 }
