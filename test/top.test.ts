@@ -13,10 +13,14 @@ const HIGHLIGHT = '\x1b[30;43m';
 
 interface TopRun { output: () => string; frames: () => number; quit: () => Promise<number | null> }
 
+/** Every `script` started, killed (with its group: top inside it) if a test ends early. */
+const started: Array<import('node:child_process').ChildProcess> = [];
+
 /** `upfront top` on a 220×50 pseudo-terminal; keys go in through script's stdin. */
 function runTop(admin: string): TopRun {
   const cmd = `stty cols 220 rows 50; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(path.join(ROOT, 'dist/cli.js'))} top --admin ${admin}`;
-  const child = spawn(SCRIPT!, ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TERM: 'xterm-256color' } });
+  const child = spawn(SCRIPT!, ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TERM: 'xterm-256color' }, detached: true });
+  started.push(child);
   let out = '';
   child.stdout.on('data', (c) => { out += c; });
   child.stderr.on('data', (c) => { out += c; });
@@ -46,6 +50,7 @@ describe.skipIf(!SCRIPT)('upfront top', () => {
   const pending: Array<Promise<unknown>> = [];
 
   afterEach(async () => {
+    for (const c of started.splice(0)) if (c.exitCode === null && c.signalCode === null) { try { process.kill(-c.pid!, 'SIGKILL'); } catch { /* gone */ } }
     for (const pid of held.splice(0)) { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } }
     await Promise.allSettled(pending.splice(0));
     await cli?.stop();

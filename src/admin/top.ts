@@ -181,6 +181,8 @@ export async function runTop(admin: string, io: TopIo): Promise<void> {
   stdin.on('end', () => finish());
   process.once('SIGINT', () => finish());
   process.once('SIGTERM', () => finish());
+  process.once('SIGHUP', () => finish()); // the terminal went away
+  stdout.on('error', () => finish()); // EIO: nobody reads this terminal any more
   const onResize = () => draw();
   stdout.on('resize', onResize);
   const tick = async () => {
