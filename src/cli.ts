@@ -125,11 +125,16 @@ program.command('run')
     process.on('SIGTTIN', step(1, 'SIGTTIN'));
     process.on('SIGTTOU', step(-1, 'SIGTTOU'));
     // The banner last: whoever reads it may signal at once (SIGTTIN's default would stop the process).
+    // curl reaches a unix socket with --unix-socket and any host name in the URL.
+    const curl = (address: string, p: string) => (address.startsWith('unix:') ? `curl --unix-socket ${address.slice(5)} http://localhost${p}` : `curl http://${address}${p}`);
     const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;
     if (process.stdout.isTTY || config['log-level'] !== 'silent') {
+      const admin = front.adminAddress;
+      const adminFlag = admin && admin.startsWith('unix:') ? ` --admin ${admin}` : admin && admin !== '127.0.0.1:8081' ? ` --admin ${admin}` : '';
       process.stderr.write(`upfront: serving on ${base} (${config.procs} process${config.procs === 1 ? '' : 'es'}${config.upstream.length ? ` + ${config.upstream.length} upstream(s)` : ''}); try:\n`
-        + `  curl ${base}/Hello/100\n`
-        + (front.adminAddress ? `  curl http://${front.adminAddress}/stats\n` : '')
+        + `  ${curl(front.address, '/Hello/100')}\n`
+        + (admin ? `  ${curl(admin, '/stats')}\n  upfront top${adminFlag}\n` : '')
+        + (admin && !admin.startsWith('unix:') ? `  dashboard: http://${admin}/\n` : '')
         + `Ctrl-C stops it (in-flight requests finish first).\n`);
     }
   });
@@ -144,6 +149,15 @@ program.command('stats')
   .action(async (flags: { admin: string; json?: boolean }) => {
     const stats = await fetchStats(flags.admin);
     process.stdout.write(flags.json ? JSON.stringify(stats, null, 2) + '\n' : formatStats(stats));
+  });
+
+program.command('top')
+  .description('a live view of a running upfront, refreshed every second: queues, rates, backends (q quits)')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', ADMIN_DEFAULT)
+  .action(async (flags: { admin: string }) => {
+    const { runTop } = await import('./admin/top.js');
+    await runTop(flags.admin, { stdin: process.stdin, stdout: process.stdout });
+    process.exit(0);
   });
 
 program.command('scale')

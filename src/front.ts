@@ -5,6 +5,11 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/adminServer.js';
 import { AcceptQueueSampler, somaxconn } from './stats/acceptQueueSampler.js';
+import { FrontResponses } from './stats/frontResponses.js';
+import { StatsHistory } from './stats/history.js';
+import { InService } from './stats/inService.js';
+import { ProcessSampler } from './stats/processSampler.js';
+import { RefusalWarnings } from './stats/refusalWarnings.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { parseAddress, type RunConfig } from './config/schema.js';
 import { CgiParamsEncoder } from './fastcgi/cgiParams.js';
@@ -91,6 +96,8 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
   };
   const startedAt = Date.now();
   const bufferCounters = new BufferCounters();
+  const frontResponses = new FrontResponses();
+  const inService = new InService();
   const server = new FrontServer({
     listen: config.listen,
     limits: {
@@ -108,6 +115,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
       onStuck: config['kill-stuck'] ? (backendId: string) => supervisor?.killStuck(backendId) : undefined,
       responseBuffering: config['response-buffering']
         ? { memoryBytes: config['response-buffer-memory'], fileBytes: config['response-buffer-max'], counters: bufferCounters } : null,
+      frontResponses, inService,
     },
     requestBuffering: config['request-buffering'],
   }, log);
@@ -137,6 +145,16 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
     return supervisor.reload(reason, config['shutdown-grace']);
   };
   const sampler = new AcceptQueueSampler([pool], config['sample-interval'], log);
+  const history = new StatsHistory({ pools: [pool], acceptedConn: () => server.acceptedConn, frontResponses, sampler });
+  const processes = new ProcessSampler();
+  const refusals = new RefusalWarnings(frontResponses, pool, log, startedAt);
+  history.onTick(() => {
+    const pids = [process.pid];
+    for (const c of supervisor?.children() ?? []) if (c.pid !== undefined) pids.push(c.pid);
+    for (const b of pool.backends) if (b.pid !== undefined) pids.push(b.pid);
+    processes.sample(pids);
+    refusals.check();
+  });
   const statsSources: StatsSources = {
     pools: [pool],
     startedAt,
@@ -144,6 +162,11 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
     children: () => supervisor?.children() ?? [],
     supervisorCounters: () => supervisor?.counters ?? null,
     sampler,
+    frontResponses,
+    inService,
+    history,
+    processes,
+    processManager: config.maxProcs > config.procs ? 'dynamic' : 'static',
   };
   const maxBacklog = somaxconn();
   if (config.procs > 0 && maxBacklog !== null && config.backlog > maxBacklog) {
@@ -174,7 +197,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         { scale: (n) => scale(n, 'admin POST /scale'), reload: () => reload('admin POST /reload') }, log);
       const adminAddress = await admin.listen();
       cleanups.push(() => admin?.close());
-      log.info({ admin: adminAddress }, `admin on http://${adminAddress}/stats`);
+      log.info({ admin: adminAddress }, `admin on ${adminAddress}: the dashboard at /, and /stats, /metrics, /status`);
     }
     await addUpstreams(config, pool, makeBackend, switches, log);
     if (config.procs > 0) {
@@ -211,6 +234,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
       }
     }
     sampler.start();
+    history.start();
     log.info({ listen: address, procs: config.procs, socket: config.socket, upstreams: config.upstream }, `upfront listening on ${address}`);
 
     let stopping: Promise<void> | null = null;
@@ -233,12 +257,14 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         admin?.close();
         releaseSocketDir();
         sampler.stop();
+        history.stop();
         log.info('stopped');
       })();
       return stopping;
     };
     return { scale, reload, stats: statsSources, address, adminAddress: admin ? addressOf(admin.http) : null, pool, supervisor, server, stop };
   } catch (err) {
+    history.stop();
     if (supervisor) await supervisor.stop().catch(() => {});
     for (const c of cleanups.reverse()) c();
     throw err;
@@ -265,7 +291,7 @@ async function addUpstreams(config: RunConfig, pool: Pool, makeBackend: (id: str
           backend.state = 'ready';
           backend.unavailable = null;
           log.info({ backend: id, address: backend.addressText, multithreaded: s.multithreaded, multiplexed: s.multiplexed, slots: s.slots, source: s.source },
-            `upstream ${id} ${backend.addressText} ready (multithreaded=${s.multithreaded}, multiplexed=${s.multiplexed}, slots=${s.slots}, from ${s.source})`);
+            `upstream ${id} ${backend.addressText} ready: ${s.slots} slot${s.slots === 1 ? '' : 's'}${s.multiplexed ? ', multiplexed' : ''}`);
           pool.serveQueue();
           return;
         } catch (err) {

@@ -112,7 +112,10 @@ describe('upfront bench', () => {
         const requests: string[] = [];
         page.on('request', (r) => requests.push(r.url()));
         await page.goto(pathToFileURL(path.join(out, 'report.html')).href, { waitUntil: 'load' });
-        for (const id of ['chart-rps', 'chart-p99', 'chart-errors']) expect(await page.locator(`svg#${id}`).count()).toBe(1);
+        for (const id of ['chart-rps', 'chart-p99', 'chart-cpu']) expect(await page.locator(`svg#${id}`).count()).toBe(1);
+        // No request failed: the failures chart gives way to a line saying so.
+        expect(await page.locator('svg#chart-errors').count()).toBe(0);
+        expect(await page.locator('#no-failures').count()).toBe(1);
         expect(await page.locator('#chart-rps .series').count()).toBe(1 + INSTALLED.length);
         expect(await page.locator('#cpu tbody tr').count()).toBe(1 + INSTALLED.length);
         expect(requests.every((u) => u.startsWith('file://'))).toBe(true);
@@ -160,7 +163,7 @@ describe('upfront bench', () => {
     expect(cell.median.latencyMs).toMatchObject({ p50: null, p90: null, p99: null });
     expect(cell.median.failures.total).toBe(0);
     expect(stdout).toMatch(/^nginx\s+\d+\.\d\s+0$/m);
-    expect(fs.readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/<td>n\/a<\/td><td>n\/a<\/td><td>n\/a<\/td>/);
+    expect(fs.readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/<td data-label="p50 ms">n\/a<\/td><td data-label="p90 ms">n\/a<\/td><td data-label="p99 ms">n\/a<\/td>/);
     tmp.assertClean();
   }, 60_000);
 

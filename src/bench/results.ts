@@ -68,6 +68,8 @@ export interface BenchResults {
     cores: number; kernel: string; node: string; nginx: string | null;
     h2o?: string | null; haproxy?: string | null; lighttpd?: string | null; caddy?: string | null;
     spawnFcgi?: string | null; loadTool?: string | null;
+    /** The backend's Python (`python3 --version`), when the backend runs on one. */
+    python?: string | null;
   };
   settings: { path: string; concurrency: number; durationSec: number; warmupSec: number; repeat: number; load: string; backend: string; backlog?: number; fronts?: FrontName[] };
   /** Fronts asked for but not run (not installed), with the reason. */

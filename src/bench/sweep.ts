@@ -121,6 +121,17 @@ function toolVersion(tool: LoadTool): string | null {
   }
 }
 
+/** The backend's Python (`--version`) when it runs on one — the interpreter named, or a script's shebang — else null. */
+function pythonVersion(command: string[]): string | null {
+  let bin: string | undefined = command[0];
+  if (bin && !/^python/.test(path.basename(bin))) {
+    try { bin = /^#!\s*(?:\S*\/env\s+)?(\S*python\S*)/.exec(fs.readFileSync(bin, 'utf8').slice(0, 200))?.[1]; } catch { bin = undefined; }
+  }
+  if (!bin) return null;
+  const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 5000 });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] || null;
+}
+
 export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   const { run: fronts, skipped } = availableFronts(opts.fronts);
   const plan: PlannedCell[] = [];
@@ -196,6 +207,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     machine.spawnFcgi = sf ? (spawnSync(sf, ['-v'], { encoding: 'utf8', timeout: 5000 }).stdout ?? '').trim().split('\n')[0].replace(/ - .*$/, '') || null : null;
   }
   machine.loadTool = toolVersion(opts.load);
+  machine.python = pythonVersion(opts.command);
   const results: BenchResults = {
     command: opts.commandLine,
     startedAt,

@@ -53,8 +53,6 @@ export class Backend implements TransportEvents {
   readonly index: number;
   /** Time from getting the slot to the end of the response (µs). */
   readonly latency = createHistogram();
-  /** The kernel's accept queue of its unix socket, as last sampled (null: not a unix socket we can see). */
-  acceptQueue: { current: number; max: number; backlog: number } | null = null;
   /** Requests slower than the slow-request threshold. */
   slowRequests = 0;
   private idleWaiters: Array<() => void> = [];
@@ -94,12 +92,8 @@ export class Backend implements TransportEvents {
   }
 
   onConnectError(code: string): void {
+    // The accept-queue sampler reads the EAGAIN count as its evidence of a full queue.
     this.counters.connectErrors[code] = (this.counters.connectErrors[code] ?? 0) + 1;
-    // Linux answers EAGAIN exactly when the accept queue holds backlog+1: the peak
-    // a periodic sample would mostly miss.
-    if (code === 'EAGAIN' && this.acceptQueue && this.acceptQueue.max < this.acceptQueue.backlog + 1) {
-      this.acceptQueue.max = this.acceptQueue.backlog + 1;
-    }
   }
 
   onProtocolError(what: string): void {

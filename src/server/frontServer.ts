@@ -50,6 +50,7 @@ export class FrontServer {
 
   private onRefused(status: number, reason: string, conn: Http1Connection): void {
     // A client's malformed request: worth a debug line, not a flood of warnings under attack.
+    this.options.proxy.frontResponses?.rejected(status);
     this.log.debug({ status, client: conn.remoteAddress }, `refused a request: ${status} ${reason}`);
   }
 
@@ -58,6 +59,7 @@ export class FrontServer {
     const ex: ClientExchange = exchange;
     if (exchange.target.charCodeAt(0) !== 47 /* / */) {
       // `*` (OPTIONS *) or an absolute-form target: nothing here serves those.
+      o.proxy.frontResponses?.rejected(400);
       sendError(ex, 400, `request target ${JSON.stringify(exchange.target.slice(0, 100))} is not a path`);
       return;
     }
@@ -69,7 +71,10 @@ export class FrontServer {
       spool.collect((err, total) => {
         if (err) {
           // The layer answers its own body errors (413, 400, 408); a client gone needs none.
-          if (!exchange.finished && !(err instanceof BodyError)) sendError(ex, err instanceof BodyTooLarge ? 413 : 400, err.message);
+          if (!exchange.finished && !(err instanceof BodyError)) {
+            o.proxy.frontResponses?.rejected(err instanceof BodyTooLarge ? 413 : 400);
+            sendError(ex, err instanceof BodyTooLarge ? 413 : 400, err.message);
+          }
           return;
         }
         new ProxyRequest(o.proxy, ex, total, spool).start();

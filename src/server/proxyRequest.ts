@@ -5,6 +5,9 @@
 // so the hot path allocates no closures.
 import type { Logger } from 'pino';
 import { coarseNow } from '../clock.js';
+import type { FrontResponses } from '../stats/frontResponses.js';
+import type { InService } from '../stats/inService.js';
+import { logSlowRequest } from '../stats/slowRequests.js';
 import type { Backend } from '../pool/backend.js';
 import type { Acquirer, AcquireRefusal, Pool } from '../pool/pool.js';
 import type { Waiter } from '../pool/queue.js';
@@ -27,6 +30,10 @@ export interface ProxyContext {
   onStuck?(backendId: string): void;
   /** Take a response from the backend when the client reads slowly (memory, then a temp file); null: pause the backend. */
   responseBuffering: { memoryBytes: number; fileBytes: number; counters: BufferCounters } | null;
+  /** Stats: the responses the front writes itself, per cause. */
+  frontResponses?: FrontResponses;
+  /** Stats: the request each backend serves now. */
+  inService?: InService;
 }
 
 const REFUSAL_EXTRA_TRIES = 4;
@@ -92,6 +99,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
       this.ctx.pool.release(backend);
       return;
     }
+    this.ctx.inService?.begin(backend, this, this.tGranted);
     backend.transport.dispatch(this, this);
   }
 
@@ -99,6 +107,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     this.waiter = null;
     if (this.clientGone) return;
     this.finished = true;
+    this.ctx.frontResponses?.refused(reason);
     if (reason === 'no-backend') logRefusal(this.ctx.log, detail);
     sendError(this.exchange, 503, detail, reason === 'shutdown' ? undefined : this.ctx.queueRetryAfterSec);
   }
@@ -274,7 +283,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     }
     const us = (performance.now() - this.tGranted) * 1000;
     backend.latency.recordValue(us < 1 ? 1 : us);
-    if (us > this.ctx.slowRequestMs * 1000) backend.slowRequests++;
+    if (us > this.ctx.slowRequestMs * 1000) { backend.slowRequests++; logSlowRequest(this.ctx.log, this.head, backend, this.tArrive || this.receivedAt - performance.timeOrigin, this.tGranted, this.tStarted, us); }
   }
 
   onError(err: TransportError): void {
@@ -283,6 +292,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     if (err.kind === 'request') {
       // Not the backend's fault: the request cannot be expressed to it (a path CGI cannot map).
       this.finished = true;
+      if (!this.clientGone) this.ctx.frontResponses?.rejected(err.status ?? 400);
       if (!this.clientGone) sendError(this.exchange, err.status ?? 400, err.message);
       return;
     }
@@ -313,6 +323,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     }
     if (err.kind === 'timeout') this.ctx.onStuck?.(backend.id);
     const status = err.kind === 'timeout' ? 504 : err.kind === 'overloaded' ? 503 : 502;
+    this.ctx.frontResponses?.backendFailed();
     sendError(this.exchange, status, clientReason(err), err.kind === 'overloaded' ? this.ctx.queueRetryAfterSec : undefined);
   }
 
@@ -323,6 +334,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
 
   onRelease(): void {
     const backend = this.backend!;
+    this.ctx.inService?.end(backend, this);
     this.backend = null;
     this.control = null;
     this.ctx.pool.release(backend);

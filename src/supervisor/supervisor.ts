@@ -316,7 +316,7 @@ export class Supervisor {
         backend: slot.id, pid: child.pid, address: slot.backend.addressText,
         multithreaded: switches.multithreaded, multiplexed: switches.multiplexed, slots: switches.slots,
         source: switches.source, getValues: result.values ? Object.fromEntries(result.values) : null,
-      }, `backend ${slot.id} ready (multithreaded=${switches.multithreaded}, multiplexed=${switches.multiplexed}, slots=${switches.slots}, from ${switches.source})`);
+      }, `backend ${slot.id} ready: pid ${child.pid}, ${switches.slots} slot${switches.slots === 1 ? '' : 's'}${switches.multiplexed ? ', multiplexed' : ''}`);
       this.pool.serveQueue();
     } catch (err) {
       if (child.exited || this.stopping) return;
