@@ -10,7 +10,7 @@ import path from 'node:path';
 import { acceptQueues } from '../native/sock.js';
 import { PEERS, type PeerFront } from './fronts/index.js';
 import { startHttpBackends, startSpawnFcgi, type PeerBackends } from './peerBackends.js';
-import { countLines, exited, fileSize, freePort, killGroup, lastLineOf, processTree, stopProcess, waitReady, which } from './processes.js';
+import { countLines, exited, fileSize, freePort, killGroup, lastLineOf, processTree, processTrees, stopProcess, waitReady, which } from './processes.js';
 import type { PeerFrontName, Protocol } from './results.js';
 import { register, type RunningFront } from './running.js';
 
@@ -133,7 +133,8 @@ export async function startPeer(name: PeerFrontName, opts: PeerRunOptions, procs
     front: name,
     port: base.port,
     frontPids: () => (proc.pid !== undefined && !exited(proc) ? processTree(proc.pid) : []),
-    backendPids: async () => backends.pids(),
+    // With whatever they forked (gunicorn's workers): their CPU and memory are the backends' too.
+    backendPids: async () => processTrees(backends.pids()),
     eagain: async () => countLines(errorLog, eagainLine, errorLogStart),
     acceptQueueMax: async () => queueMax,
     frontQueueMax: async () => null,

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exited, freePort, get, killGroup, stopProcess, waitReady } from './processes.js';
+import { exited, freePort, get, killGroup, processTrees, stopProcess, waitReady } from './processes.js';
 import type { Protocol } from './results.js';
 import { register, type RunningFront, type SwitchChoice } from './running.js';
 
@@ -93,7 +93,8 @@ export async function startUpfront(opts: UpfrontRunOptions, procs: number, overf
     front: 'upfront',
     port,
     frontPids: () => (proc.pid !== undefined && !exited(proc) ? [proc.pid] : []),
-    backendPids: async () => (await stats()).children.map((c: { pid: number | null }) => c.pid).filter(Boolean),
+    // With whatever they forked (gunicorn's workers): their CPU and memory are the backends' too.
+    backendPids: async () => processTrees((await stats()).children.map((c: { pid: number | null }) => c.pid).filter(Boolean)),
     eagain: async () => (await backends()).reduce((a, b) => a + (b.connectErrors.EAGAIN ?? 0), 0),
     acceptQueueMax: async () => Math.max(0, ...(await backends()).map((b) => b.acceptQueue?.max ?? 0)),
     frontQueueMax: async () => (await stats()).pools[0].queue.max,
