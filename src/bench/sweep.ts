@@ -117,7 +117,6 @@ export function availableFronts(fronts: FrontName[], protocol: Protocol = 'fastc
 
 function startFront(opts: BenchOptions, p: PlannedCell, keepConfig: boolean): Promise<RunningFront> {
   if (p.front === 'upfront') return startUpfront(opts, p.procs, p.overflow!, p.sw);
-  // opts carries the protocol: spawn-fcgi's socket or N sockets, and the config for it.
   return startPeer(p.front, { ...opts, configDir: keepConfig ? opts.configDir : undefined }, p.procs);
 }
 
