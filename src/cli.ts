@@ -187,11 +187,12 @@ program.command('reload')
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 
 program.command('bench')
-  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against the FastCGI fronts people run (nginx, h2o, HAProxy, lighttpd, Caddy, each over spawn-fcgi)')
+  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against the fronts people run (nginx, h2o, HAProxy, lighttpd, Caddy): over FastCGI with spawn-fcgi, or (--protocol http) as HTTP reverse proxies to one unix socket per process')
   .usage('[options] -- COMMAND [ARGS...]')
   .option('--procs <list>', 'process counts to sweep', '1,2,4')
   .option('--switches <list>', 'multithreaded/multiplexed pairs to sweep, e.g. false/false,true/true; auto: what the backend answers', 'auto')
-  .option('--overflow <list>', 'upfront overflow modes to sweep', 'queue,nginx')
+  .option('--protocol <p>', 'fastcgi: the peers over spawn-fcgi; http: every front proxies HTTP to N processes, each binding the unix socket in UPFRONT_SOCKET (or {socket})', 'fastcgi')
+  .option('--overflow <list>', 'upfront overflow modes to sweep (default queue,nginx; with --protocol http: queue)')
   .option('--front <list>', 'fronts to compare: upfront, nginx, h2o, haproxy, lighttpd, caddy, or all', 'all')
   .option('--path <path>', 'the URL path to load', '/Hello/100')
   .option('--concurrency <n>', 'concurrent connections', '200')
@@ -199,9 +200,9 @@ program.command('bench')
   .option('--warmup <time>', 'warmup per cell', '3s')
   .option('--repeat <n>', 'runs per cell (medians, with min–max)', '3')
   .option('--load <tool>', 'autocannon (built in), wrk or siege', 'autocannon')
-  .option('--backlog <n>', 'listen backlog of every front\'s backend sockets (spawn-fcgi -b, upfront --backlog)', '1024')
+  .option('--backlog <n>', 'FastCGI: listen backlog of every front\'s backend sockets (spawn-fcgi -b, upfront --backlog) (default 1024); an HTTP app sets its own')
   .option('--out <dir>', 'where results.json, report.html and each front\'s config go', 'bench-out')
-  .argument('<command...>', 'the backend command (a FastCGI app serving on fd 0)')
+  .argument('<command...>', 'the backend command (FastCGI: an app serving on fd 0; HTTP: an app binding UPFRONT_SOCKET or {socket})')
   .action(async (command: string[], f: Record<string, string>) => {
     const { runBench, stopEverything, which, availableFronts } = await import('./bench/sweep.js');
     const { renderReportHtml, renderTerminalTable } = await import('./bench/report.js');
@@ -218,13 +219,19 @@ program.command('bench')
       return m![2] === 'ms' ? Number(m![1]) / 1000 : Number(m![1]);
     };
     const procs = list(f.procs).map((p) => int('procs', p, 1));
+    if (f.protocol !== 'fastcgi' && f.protocol !== 'http') fail(`protocol: ${JSON.stringify(f.protocol)} is not one of fastcgi, http`, EXIT_USAGE);
+    const protocol = f.protocol as 'fastcgi' | 'http';
+    // The app binds its own socket: neither the bench nor any front can set its backlog.
+    if (protocol === 'http' && f.backlog !== undefined) fail('backlog: with --protocol http each app binds its own socket with its own backlog (Tornado: 128); --backlog is for FastCGI backends', EXIT_USAGE);
     const switches = f.switches === 'auto' ? [null] : list(f.switches).map((pair) => {
       const m = /^(true|false)\/(true|false)$/.exec(pair);
       if (!m) fail(`switches: expected multithreaded/multiplexed pairs such as false/false,true/true, got ${JSON.stringify(pair)}`, EXIT_USAGE);
+      if (protocol === 'http' && m![2] === 'true') fail(`switches: multiplexed is FastCGI's (FCGI_MPXS_CONNS); with --protocol http use false/false or true/false, got ${JSON.stringify(pair)}`, EXIT_USAGE);
       return { multithreaded: m![1] === 'true', multiplexed: m![2] === 'true' };
     });
-    const overflow = list(f.overflow);
+    const overflow = list(f.overflow ?? (protocol === 'http' ? 'queue' : 'queue,nginx'));
     for (const o of overflow) if (!['queue', 'shed', 'nginx', 'retry'].includes(o)) fail(`overflow: ${JSON.stringify(o)} is not one of queue, shed, nginx, retry`, EXIT_USAGE);
+    for (const o of overflow) if (protocol === 'http' && (o === 'nginx' || o === 'retry')) fail(`overflow: ${o} reproduces nginx's FastCGI behaviour; with --protocol http use queue or shed`, EXIT_USAGE);
     const asked = list(f.front).flatMap((fr) => (fr === 'all' ? [...ALL_FRONTS] : [fr]));
     for (const fr of asked) if (!(ALL_FRONTS as readonly string[]).includes(fr)) fail(`front: ${JSON.stringify(fr)} is not one of ${ALL_FRONTS.join(', ')}, all`, EXIT_USAGE);
     const fronts = [...new Set(asked)] as FrontName[];
@@ -234,7 +241,7 @@ program.command('bench')
       f.load = 'autocannon';
     }
     // A front that cannot run here: one line, and the rest still runs.
-    for (const sk of availableFronts(fronts).skipped) process.stderr.write(`upfront: ${sk.front} is skipped: ${sk.reason}\n`);
+    for (const sk of availableFronts(fronts, protocol, procs).skipped) process.stderr.write(`upfront: ${sk.front} is skipped: ${sk.reason}\n`);
     const outDir = f.out;
     fs.mkdirSync(outDir, { recursive: true });
     const tty = process.stderr.isTTY;
@@ -243,9 +250,9 @@ program.command('bench')
     process.on('SIGTERM', onInterrupt);
     const configs: string[] = [];
     const results = await runBench({
-      command, procs, switches, overflow, fronts,
+      command, protocol, procs, switches, overflow, fronts,
       path: f.path, concurrency: int('concurrency', f.concurrency, 1), durationSec: seconds('duration', f.duration), warmupSec: seconds('warmup', f.warmup),
-      repeat: int('repeat', f.repeat, 1), load: f.load as 'autocannon' | 'wrk' | 'siege', backlog: int('backlog', f.backlog, 1),
+      repeat: int('repeat', f.repeat, 1), load: f.load as 'autocannon' | 'wrk' | 'siege', backlog: int('backlog', f.backlog ?? '1024', 1),
       commandLine: ['upfront', ...process.argv.slice(2)].join(' '),
       configDir: outDir,
       onConfig: (file) => configs.push(file),

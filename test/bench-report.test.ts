@@ -200,6 +200,28 @@ describe('renderTerminalTable', () => {
     expect(text.split('\n').slice(2, 6).map((l) => l.split(/\s+/)[0])).toEqual(['nginx', 'h2o', 'caddy', 'upfront']);
   });
 
+  it('names the protocol of HTTP cells in every series, ratio, skip line and the recommendation', () => {
+    const r = manyFronts({ nginx: [4900, 7200], haproxy: [5100, 7000], upfront: [3000, 6000] });
+    for (const c of r.cells) c.protocol = 'http';
+    r.settings.protocol = 'http';
+    r.skipped = [{ front: 'h2o', reason: 'not at 2 processes: one URL only' }];
+    r.recommendation = recommend(r);
+    const text = renderTerminalTable(r);
+    expect(text).toMatch(/^nginx \(http\)\s+4900\.0\s+0\s+7200\.0\s+0$/m);
+    expect(text).toMatch(/^upfront \(http, queue\)\s+3000\.0\s+0\s+6000\.0\s+0$/m);
+    expect(text).toMatch(/^ratio upfront \(http, queue\)\/nginx \(http\)\s+0\.61\s+0\.83$/m);
+    expect(text).toMatch(/^ratio upfront \(http, queue\)\/best peer\s+0\.59 haproxy \(http\)\s+0\.83 nginx \(http\)$/m);
+    expect(text).toMatch(/^skipped: h2o \(http\): not at 2 processes: one URL only$/m);
+    expect(r.recommendation).toMatchObject({ front: 'nginx', protocol: 'http', procs: 2 });
+    expect(r.recommendation!.why).toMatch(/^nginx \(http\) wins, not upfront: nginx \(http\) with 2 processes/);
+    const html = renderReportHtml(r);
+    expect(html).toMatch(/<dt>protocol<\/dt><dd>http<\/dd>/);
+    expect(html).toMatch(/<tr><td class="l">nginx \(http\)<\/td><td class="l">-<\/td><td>1<\/td>/);
+    expect(html).toMatch(/Recommendation: nginx \(http\) with 2 processes/);
+    // FastCGI cells (and results written before the field existed) keep their names
+    expect(renderTerminalTable(manyFronts({ nginx: [4900, 7200], upfront: [5000, 8500] }))).toMatch(/^ratio upfront \(queue\)\/nginx\s+1\.02\s+1\.18$/m);
+  });
+
   it('shows n/a for what siege cannot measure, not 0', () => {
     const r = manyFronts({ nginx: [4900, 7200], upfront: [5000, 8500] });
     r.settings.load = 'siege';

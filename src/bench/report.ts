@@ -24,12 +24,23 @@ function switchesKey(c: Cell): string {
   return parts.join(', ');
 }
 
-/** "nginx", "h2o", "upfront (queue)", "upfront (nginx, multiplexed)", ... */
+/** HTTP cells say so; FastCGI, the default (and all there was before), goes unsaid. */
+function protocolWords(c: Pick<Cell, 'protocol'>): string[] {
+  return c.protocol === 'http' ? ['http'] : [];
+}
+
+/** A front with its protocol: "nginx", "nginx (http)". */
+export function frontName(c: Pick<Cell, 'front' | 'protocol'>): string {
+  const p = protocolWords(c);
+  return p.length ? `${c.front} (${p.join(', ')})` : c.front;
+}
+
+/** "nginx", "h2o", "nginx (http)", "upfront (queue)", "upfront (http, queue)", "upfront (nginx, multiplexed)", ... */
 export function seriesLabel(c: Cell): string {
   const sw = switchesKey(c);
-  if (c.front !== 'upfront') return sw ? `${c.front} (${sw})` : c.front;
-  const inner = [c.overflow ?? 'default', ...(sw ? [sw] : [])].join(', ');
-  return `upfront (${inner})`;
+  const words = c.front === 'upfront' ? [...protocolWords(c), c.overflow ?? 'default'] : protocolWords(c);
+  if (sw) words.push(sw);
+  return words.length ? `${c.front} (${words.join(', ')})` : c.front;
 }
 
 const PEER_ORDER: readonly string[] = PEER_FRONTS;
@@ -193,7 +204,7 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
   // A peer that wins is said first, plainly.
   const upfrontBest = pool.filter((c) => c.front === 'upfront').reduce<Measured | undefined>((x, y) => (x ? byRate(x, y) : y), undefined);
   const peerWins = best.front !== 'upfront';
-  const lead = peerWins ? `${best.front} wins, not upfront: ` : '';
+  const lead = peerWins ? `${frontName(best)} wins, not upfront: ` : '';
   if (chosen === best) {
     const smaller = same.filter((c) => c.procs < chosen.procs).sort((a, b) => b.procs - a.procs || b.median.rps - a.median.rps)[0];
     parts.push(
@@ -213,7 +224,7 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
   if (peerWins) {
     parts.push(
       upfrontBest
-        ? `upfront's best, ${seriesLabel(upfrontBest)} with ${procsWord(upfrontBest.procs)}, serves ${fmtInt(upfrontBest.median.rps)} req/s (${ratio(upfrontBest.median.rps, best.median.rps)}× ${best.front}).`
+        ? `upfront's best, ${seriesLabel(upfrontBest)} with ${procsWord(upfrontBest.procs)}, serves ${fmtInt(upfrontBest.median.rps)} req/s (${ratio(upfrontBest.median.rps, best.median.rps)}× ${frontName(best)}).`
         : measured.some((c) => c.front === 'upfront')
           ? 'No upfront cell ran without failed requests.'
           : 'No upfront cell was measured.',
@@ -244,7 +255,7 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
           : '.';
     parts.push(little);
   }
-  return { front: chosen.front, overflow: chosen.overflow, procs: chosen.procs, rps, why: parts.join(' ') };
+  return { front: chosen.front, ...(chosen.protocol ? { protocol: chosen.protocol } : {}), overflow: chosen.overflow, procs: chosen.procs, rps, why: parts.join(' ') };
 }
 
 // ---------------------------------------------------------------- terminal tables
@@ -333,7 +344,7 @@ export function renderTerminalTable(results: BenchResults): string {
 
   if (anyMarked) out.push('', FAILURE_NOTE);
   out.push('best peer: the fastest front other than upfront at that process count, among its cells without a failed request.');
-  for (const sk of results.skipped ?? []) out.push(`skipped: ${sk.front}: ${sk.reason}`);
+  for (const sk of results.skipped ?? []) out.push(`skipped: ${frontName({ front: sk.front, protocol: results.settings.protocol })}: ${sk.reason}`);
   for (const c of results.cells) if (!ok(c)) out.push(`failed: ${seriesLabel(c)} × ${c.procs}: ${c.error ?? 'no measurements'}`);
   for (const c of results.cells) for (const n of c.notes ?? []) out.push(`note: ${seriesLabel(c)} × ${c.procs}: ${n}`);
   return out.join('\n') + '\n';
@@ -678,7 +689,7 @@ function cellRow(c: Cell): string {
 
 function cellRowHtml(c: Cell): string {
   const sw = switchesKey(c) || '-';
-  const head = `<td class="l">${esc(c.front)}</td><td class="l">${esc(c.overflow ?? '-')}</td><td>${esc(c.procs)}</td><td class="l">${esc(sw)}</td>`;
+  const head = `<td class="l">${esc(frontName(c))}</td><td class="l">${esc(c.overflow ?? '-')}</td><td>${esc(c.procs)}</td><td class="l">${esc(sw)}</td>`;
   if (!ok(c)) {
     return `<tr class="failed">${head}<td class="err" colspan="15">failed: ${esc(c.error ?? 'no measurements')}</td></tr>`;
   }
@@ -708,7 +719,7 @@ function peersTable(results: BenchResults, series: Series[]): string {
   const upfront = series.filter((s) => s.front === 'upfront');
   const nginx = series.find((s) => s.front === 'nginx');
   const head =
-    `<tr><th>procs</th><th>nginx req/s</th><th class="l">best peer</th><th>best peer req/s</th>` +
+    `<tr><th>procs</th><th>${esc(nginx?.label ?? 'nginx')} req/s</th><th class="l">best peer</th><th>best peer req/s</th>` +
     upfront.map((s) => `<th>${esc(s.label)} req/s</th><th>÷ nginx</th><th>÷ best peer</th>`).join('') +
     `</tr>`;
   const labels = ['procs', 'nginx req/s', 'best peer', 'best peer req/s', ...upfront.flatMap((s) => [`${s.label} req/s`, `${s.label} ÷ nginx`, `${s.label} ÷ best peer`])];
@@ -781,7 +792,7 @@ export function renderReportHtml(results: BenchResults): string {
   const repeatsNote = `Medians over ${s.repeat} repeat${s.repeat === 1 ? '' : 's'}; whiskers span min–max. A red ring and * mark a cell where a request failed.`;
 
   const recHtml = rec
-    ? `<p class="recommendation${rec.front === 'upfront' ? '' : ' peer-wins'}"><strong>Recommendation: ${esc(rec.front)}${rec.overflow ? ` (overflow ${esc(rec.overflow)})` : ''} with ${esc(procsWord(rec.procs))}, ${esc(fmtInt(rec.rps))} req/s.</strong> ${esc(rec.why)}</p>`
+    ? `<p class="recommendation${rec.front === 'upfront' ? '' : ' peer-wins'}"><strong>Recommendation: ${esc(frontName({ front: rec.front as Cell['front'], protocol: rec.protocol }))}${rec.overflow ? ` (overflow ${esc(rec.overflow)})` : ''} with ${esc(procsWord(rec.procs))}, ${esc(fmtInt(rec.rps))} req/s.</strong> ${esc(rec.why)}</p>`
     : `<p class="recommendation none"><strong>No recommendation:</strong> no cell was measured.</p>`;
 
   const header = `<tr>${CELL_COLUMNS.map((c, i) => `<th${i === 0 || i === 1 || i === 3 ? ' class="l"' : ''}>${esc(c)}</th>`).join('')}</tr>`;
@@ -793,7 +804,7 @@ export function renderReportHtml(results: BenchResults): string {
           .join('')}</ul>`
       : '';
   const notes = results.cells.flatMap((c) => (c.notes ?? []).map((n) => `<li><strong>${esc(seriesLabel(c))} × ${esc(c.procs)}</strong>: ${esc(n)}</li>`));
-  const skipped = (results.skipped ?? []).map((k) => `<li><strong>${esc(k.front)}</strong>: ${esc(k.reason)}</li>`);
+  const skipped = (results.skipped ?? []).map((k) => `<li><strong>${esc(frontName({ front: k.front, protocol: s.protocol }))}</strong>: ${esc(k.reason)}</li>`);
   const notesHtml = notes.length + skipped.length > 0 ? `<h2>Notes</h2><ul class="notes">${[...skipped, ...notes].join('')}</ul>` : '';
   const versions: [string, string][] = (['nginx', 'h2o', 'haproxy', 'lighttpd', 'caddy', 'spawnFcgi', 'python', 'loadTool'] as const)
     .filter((k) => k in mach)
@@ -823,6 +834,7 @@ ${metaList([
   ['kernel', mach.kernel],
   ['node', mach.node],
   ...versions,
+  ['protocol', s.protocol ?? 'fastcgi'],
   ['backend', s.backend],
   ['path', s.path],
   ['load', s.load],
