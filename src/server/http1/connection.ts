@@ -40,7 +40,8 @@ export class Http1Connection {
   readonly remotePort: number;
   readonly localAddress: string;
   readonly localPort: number;
-  readonly encrypted = false;
+  /** A TLS socket (the TLS listener hands its HTTP/1.1 connections to this layer). */
+  readonly encrypted: boolean;
   /** Requests handed out on this connection. */
   requests = 0;
 
@@ -81,6 +82,7 @@ export class Http1Connection {
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = socket.localAddress ?? '';
     this.localPort = socket.localPort ?? 0;
+    this.encrypted = (socket as { encrypted?: boolean }).encrypted === true;
     const limits = state.limits;
     this.parser = new HeadParser(limits);
     this.decoder = new ChunkedDecoder(limits.maxHeaderBytes, limits.maxHeaderCount);
