@@ -41,6 +41,8 @@ export interface BackendStats {
   latencyMs: Record<string, number>;
   /** Set when it failed to run `down-after-failures` times in a row. */
   down: { lastExit: string; stderrTail: string[] } | null;
+  /** Active health checks of an upstream (null: not checked). */
+  health: { status: 'up' | 'down'; checks: number; failures: number; consecutiveFailed: number; lastError: string | null; lastCheck: string | null } | null;
 }
 
 export interface PoolStats {
@@ -113,6 +115,10 @@ export function statsSnapshot(src: StatsSources): Stats {
         slowRequests: b.slowRequests,
         latencyMs: percentilesMs(b.latency, [50, 90, 99]),
         down: b.downReason,
+        health: b.health === null ? null : {
+          status: b.health.status, checks: b.health.checks, failures: b.health.failures,
+          consecutiveFailed: b.health.consecutiveFailed, lastError: b.health.lastError, lastCheck: b.health.lastCheck,
+        },
       })),
     })),
   };
