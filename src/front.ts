@@ -84,6 +84,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         retryEagain: config.overflow === 'retry', perRequestConnections, encoder,
       }, caps, events)
       : new HttpTransport({ address, readTimeoutMs: config['read-timeout'], connectTimeoutMs: config['connect-timeout'], forwarded: config.forwarded }, caps, events));
+    backend.log = log;
     backend.caps.onChange = (what, why) => log.warn({ backend: id, pid: backend.pid, change: what, evidence: why }, `backend ${id}: ${what} (${why})`);
     return backend;
   };

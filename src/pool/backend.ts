@@ -2,6 +2,7 @@
 // transport, what it can do (Capabilities: said, then learned), and the counters the
 // stats read.
 import { Capabilities, describeAddress, type BackendAddress, type CapabilityValues, type Transport, type TransportEvents } from '../transport.js';
+import type { Logger } from 'pino';
 import { createHistogram } from '../stats/histogram.js';
 
 export type BackendState = 'starting' | 'ready' | 'down' | 'restarting' | 'draining';
@@ -83,6 +84,8 @@ export class Backend implements TransportEvents {
   health: BackendHealth | null = null;
   /** Set by the pool: room appeared without a release (a connection became usable). */
   onRoom: (() => void) | null = null;
+  /** Set by the wiring: where a backend's own failures are told (with its id and pid). */
+  log: Logger | null = null;
 
   constructor(readonly id: string, readonly address: BackendAddress, switches: BackendSwitches,
     private readonly use: ConnectionUse, index: number,
@@ -113,6 +116,11 @@ export class Backend implements TransportEvents {
     if (code === 'EAGAIN' && this.acceptQueue && this.acceptQueue.max < this.acceptQueue.backlog + 1) {
       this.acceptQueue.max = this.acceptQueue.backlog + 1;
     }
+  }
+
+  onProtocolError(what: string): void {
+    this.counters.failures.protocol = (this.counters.failures.protocol ?? 0) + 1;
+    this.log?.error({ backend: this.id, pid: this.pid }, `backend ${this.id} ${what}`);
   }
 
   /** Resolves once no request is in flight here (for draining). */

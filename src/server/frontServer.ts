@@ -6,7 +6,7 @@ import type { ListenAddress } from '../config/schema.js';
 import { BodySpool, BodyTooLarge } from './bodySpool.js';
 import { sendError } from './errorResponse.js';
 import type { ClientExchange } from './exchange.js';
-import { Http1Server, type Http1Connection, type Http1Exchange, type Http1Limits } from './http1/server.js';
+import { BodyError, Http1Server, type Http1Connection, type Http1Exchange, type Http1Limits } from './http1/server.js';
 import { addressOf, listenOn } from './listen.js';
 import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
 
@@ -65,7 +65,8 @@ export class FrontServer {
       const spool = new BodySpool(ex, o.spoolMemoryBytes, this.maxBodyBytes);
       spool.collect((err, total) => {
         if (err) {
-          if (!exchange.finished) sendError(ex, err instanceof BodyTooLarge ? 413 : 400, err.message);
+          // The layer answers its own body errors (413, 400, 408); a client gone needs none.
+          if (!exchange.finished && !(err instanceof BodyError)) sendError(ex, err instanceof BodyTooLarge ? 413 : 400, err.message);
           return;
         }
         new ProxyRequest(o.proxy, ex, total, spool).start();

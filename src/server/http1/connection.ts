@@ -4,7 +4,7 @@
 // itself. Every per-connection listener is made once here; nothing per request.
 import type net from 'node:net';
 import { ChunkedDecoder } from './chunked.js';
-import { Http1Exchange, Phase } from './exchange.js';
+import { BodyError, Http1Exchange, Phase } from './exchange.js';
 import { HeadParser, NEED_MORE, REFUSED } from './head.js';
 import type { Http1Handler, Http1Limits } from './server.js';
 import { CONTINUE_100, refusalResponse } from './wire.js';
@@ -70,6 +70,8 @@ export class Http1Connection {
   private discarded = 0;
   /** No further request is read: a refusal or a last response went out. */
   private closing = false;
+  /** A request body failed (too large, malformed chunks, timeout): the connection closes after its answer. */
+  private bodyBroken = false;
   private inProcess = false;
   private timer = Timer.None;
   /** Up to this many bytes an incomplete head without a new line end is not parsed again. */
@@ -275,10 +277,13 @@ export class Http1Connection {
   /** The body cannot complete: tell the sink, answer `status` if no response began, else cut. */
   private bodyFailed(ex: Http1Exchange, status: number, reason: string): void {
     this.body = Body.None;
+    // Where the body ends is unknown now: no further request is read from this connection,
+    // whoever answers this one (the sink, or the layer below with `status`).
+    this.bodyBroken = true;
     const sink = ex.sink;
     if (sink !== null) {
       try {
-        sink.onBodyError(new Error(reason));
+        sink.onBodyError(new BodyError(status, reason));
       } catch (err) {
         this.reportHandlerError(err, ex);
       }
@@ -387,7 +392,7 @@ export class Http1Connection {
    * @internal
    */
   mustCloseAfter(ex: Http1Exchange): boolean {
-    if (this.state.stopping || this.closing) return true;
+    if (this.state.stopping || this.closing || this.bodyBroken) return true;
     if (this.exchange !== ex || this.body === Body.None) return false;
     if (ex.expectContinue && !ex.continueSent) return true;
     // A chunked rest is dropped up to DISCARD_MAX_BYTES after the response, then the connection closes.
@@ -400,7 +405,7 @@ export class Http1Connection {
     this.exchange = null;
     this.state.exchangeEnded();
     if (this.destroyed) return;
-    if (ex.closeAfter || this.state.stopping) return this.closeNow();
+    if (ex.closeAfter || this.state.stopping || this.bodyBroken) return this.closeNow();
     if (this.body !== Body.None) {
       // Answered before its body was read: drop the rest (bounded) to keep the connection.
       if (this.body === Body.Length && this.bodyLeft > DISCARD_MAX_BYTES) return this.closeNow();

@@ -138,4 +138,4 @@ export class Http1Server {
 }
 
 export type { Http1Connection } from './connection.js';
-export { Http1Exchange, type BodySink, type ClientEvents } from './exchange.js';
+export { BodyError, Http1Exchange, type BodySink, type ClientEvents } from './exchange.js';
