@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
+import type { HealthAnswer } from '../server/health.js';
 import { listenOn } from '../server/listen.js';
 import { phpFpmStatus } from '../stats/phpFpmStatus.js';
 import { PrometheusExporter } from '../stats/prometheus.js';
@@ -28,6 +29,8 @@ export interface AdminOptions {
   tokenDir: string;
   /** --admin-token-file: the operator's token instead of a generated one. */
   tokenFile?: string;
+  /** GET /healthz and /readyz (for balancers and orchestrators). */
+  health?: { answer(path: string): HealthAnswer | null };
 }
 
 const MAX_ADMIN_BODY = 4096;
@@ -116,13 +119,20 @@ export class AdminServer {
         this.prometheus.render(statsSnapshot(this.sources)).then((text) => reply(200, this.prometheus.contentType, text),
           (err: Error) => this.failed(req, res, err));
         return;
+      case '/healthz':
+      case '/readyz': {
+        const a = this.options.health?.answer(target.path);
+        if (a) reply(a.status, 'application/json', a.body);
+        else refuse(404, 'no health source here');
+        return;
+      }
       case '/status': {
         const asJson = queryHas(target.query, 'json');
         reply(200, asJson ? 'application/json' : 'text/plain', phpFpmStatus(statsSnapshot(this.sources), asJson ? 'json' : 'text'));
         return;
       }
       default:
-        refuse(404, 'not found: GET /stats, /metrics or /status; POST /scale or /reload');
+        refuse(404, 'not found: GET /stats, /metrics, /status, /healthz or /readyz; POST /scale or /reload');
     }
   }
 

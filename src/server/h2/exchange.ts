@@ -8,6 +8,7 @@
 import http2 from 'node:http2';
 import type { ClientConnection } from '../../transport.js';
 import type { BodySink, ClientEvents, ClientExchange } from '../exchange.js';
+import { BodyError } from '../http1/exchange.js';
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -169,7 +170,7 @@ export class H2Exchange implements ClientExchange {
     const sink = this.sink;
     if (sink !== null) {
       try {
-        sink.onBodyError(new Error(reason));
+        sink.onBodyError(new BodyError(status, reason));
       } catch { /* already failing */ }
     }
     if (this.phase === Phase.New) {
