@@ -2,8 +2,10 @@
 // interval each backend is probed (FastCGI: FCGI_GET_VALUES on a fresh connection,
 // or the connection alone for an app that never answers it; HTTP: GET PATH, 2xx or
 // 3xx); `fall` failures in a row take it out (state down, no requests), `rise`
-// successes in a row bring it back. EAGAIN proves nothing (a full accept queue is a
-// busy backend, not a dead one) and counts neither way. The state is shown in /stats.
+// successes in a row bring it back. Some results prove nothing and count neither
+// way: EAGAIN (a full accept queue is a busy backend, not a dead one), and no answer
+// to GET_VALUES from an app the front holds a connection to (a single-threaded
+// FastCGI app serves one connection at a time: ours). The state is shown in /stats.
 import http from 'node:http';
 import net from 'node:net';
 import type { Logger } from 'pino';
@@ -98,7 +100,8 @@ export class HealthChecker {
 
 /** One probe of one backend, bounded by the timeout. */
 export function probe(b: Backend, o: HealthCheckOptions): Promise<ProbeOutcome> {
-  return o.protocol === 'http' ? probeHttp(b.address, o.path ?? '/', o.timeoutMs) : probeFastcgi(b.address, b.caps.answersGetValues, o.timeoutMs);
+  return o.protocol === 'http' ? probeHttp(b.address, o.path ?? '/', o.timeoutMs)
+    : probeFastcgi(b.address, b.caps.answersGetValues, o.timeoutMs, () => b.transport.figures.openConnections > 0);
 }
 
 function connectFailed(err: NodeJS.ErrnoException): ProbeOutcome {
@@ -107,7 +110,8 @@ function connectFailed(err: NodeJS.ErrnoException): ProbeOutcome {
   return { ok: false, reason: `connect: ${code}` };
 }
 
-export function probeFastcgi(address: BackendAddress, expectAnswer: boolean, timeoutMs: number): Promise<ProbeOutcome> {
+/** `servingUs`: the front holds connections to it now (silence may mean it is busy with them). */
+export function probeFastcgi(address: BackendAddress, expectAnswer: boolean, timeoutMs: number, servingUs: () => boolean = () => false): Promise<ProbeOutcome> {
   return new Promise((resolve) => {
     let settled = false;
     const socket = 'path' in address ? net.connect({ path: address.path }) : net.connect({ host: address.host, port: address.port });
@@ -118,14 +122,17 @@ export function probeFastcgi(address: BackendAddress, expectAnswer: boolean, tim
       socket.destroy();
       resolve(o);
     };
-    const timer = setTimeout(() => done({ ok: false, reason: `no answer to FCGI_GET_VALUES within ${timeoutMs} ms` }), timeoutMs);
+    const timer = setTimeout(() => done(servingUs()
+      ? { ok: false, reason: `no answer to FCGI_GET_VALUES within ${timeoutMs} ms while it serves the front's connections`, inconclusive: true }
+      : { ok: false, reason: `no answer to FCGI_GET_VALUES within ${timeoutMs} ms` }), timeoutMs);
     socket.once('error', (err: NodeJS.ErrnoException) => done(connectFailed(err)));
     socket.once('connect', () => {
       socket.removeAllListeners('error');
       socket.on('error', () => {});
       // An app that never answered GET_VALUES (at start) is healthy when it accepts.
       if (!expectAnswer) return done({ ok: true });
-      void getValues(socket).then((pairs) => done(pairs ? { ok: true } : { ok: false, reason: 'closed without answering FCGI_GET_VALUES' }));
+      // Accepted and closed unanswered: alive, at its connection limit (flup does this).
+      void getValues(socket).then(() => done({ ok: true }));
     });
   });
 }
