@@ -105,3 +105,32 @@ describe('LoggedExchange on the HTTP/1.1 layer', () => {
     expect(lines[0].request_time).toBeGreaterThanOrEqual(0);
   });
 });
+
+describe('access log from the CLI', () => {
+  it('combined lines to a file, reopened on SIGUSR1 after logrotate renames it; stdout works too', async () => {
+    const { spawnCli, PY_HELLO, request } = await import('./helpers.js');
+    const file = path.join(dir, 'cli-access.log');
+    const cli = await spawnCli(['--listen', '127.0.0.1:0', '--admin', 'off', '--access-log', file, '--', 'python3', PY_HELLO]);
+    try {
+      await request(`${cli.base}/Hello/1`, { headers: { 'User-Agent': 'before-rotate' } });
+      await waitUntil(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes('before-rotate'), 'the line is flushed (1 s)', 5000);
+      fs.renameSync(file, `${file}.1`);
+      cli.proc.kill('SIGUSR1');
+      await waitUntil(() => fs.existsSync(file), 'SIGUSR1 reopens the file by its name', 5000);
+      await request(`${cli.base}/Hello/2`, { headers: { 'User-Agent': 'after-rotate' } });
+      await waitUntil(() => fs.readFileSync(file, 'utf8').includes('after-rotate'), 'the next line goes to the new file', 5000);
+      const old = fs.readFileSync(`${file}.1`, 'utf8');
+      expect(old).toMatch(/^127\.0\.0\.1 - - \[[^\]]+\] "GET \/Hello\/1 HTTP\/1\.1" 200 \d+ "-" "before-rotate" rt=\d+\.\d{3} ut=\d+\.\d{3} qt=\d+\.\d{3} backend=b0 pid=\d+\n$/);
+      expect(old).not.toContain('after-rotate');
+    } finally {
+      await cli.stop();
+    }
+    const out = await spawnCli(['--listen', '127.0.0.1:0', '--admin', 'off', '--access-log', 'stdout', '--log-level', 'warn', '--', 'python3', PY_HELLO]);
+    try {
+      await request(`${out.base}/Hello/3`);
+    } finally {
+      await out.stop(); // the stop writes what is buffered
+    }
+    expect(out.stdout()).toMatch(/"GET \/Hello\/3 HTTP\/1\.1" 200 /);
+  });
+});
