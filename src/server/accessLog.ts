@@ -10,7 +10,6 @@ import type { Backend } from '../pool/backend.js';
 import type { ClientConnection } from '../transport.js';
 import type { BodySink, ClientEvents, ClientExchange } from './exchange.js';
 import { ProxyRequest } from './proxyRequest.js';
-import { findHeader } from './static/fileResponse.js';
 
 export type AccessLogFormat = 'combined' | 'json';
 
@@ -213,7 +212,13 @@ export interface AccessRecord {
   pid: number | null;
 }
 
-const secs = (s: number | null) => (s === null ? '-' : s.toFixed(3));
+/** Seconds with three decimals, as nginx prints times (toFixed costs more, per line). */
+function secs3(s: number): string {
+  const ms = Math.round(s * 1000);
+  const frac = ms % 1000;
+  return `${(ms - frac) / 1000}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
+}
+const secs = (s: number | null) => (s === null ? '-' : secs3(s));
 
 export function formatAccessLine(format: AccessLogFormat, r: AccessRecord, nowMs: number): string {
   stamps(nowMs);
@@ -224,8 +229,8 @@ export function formatAccessLine(format: AccessLogFormat, r: AccessRecord, nowMs
   }
   // Strings are latin1 views of the bytes sent; JSON.stringify escapes what JSON needs.
   return `{"time":"${stampIso}","remote_addr":${JSON.stringify(r.remoteAddr)},"method":${JSON.stringify(r.method)},"uri":${JSON.stringify(r.target)},`
-    + `"protocol":"${r.protocol}","status":${r.status},"bytes_sent":${r.bytes},"request_time":${r.requestTime.toFixed(3)},`
-    + `"upstream_time":${r.upstreamTime === null ? 'null' : r.upstreamTime.toFixed(3)},"queue_time":${r.queueTime === null ? 'null' : r.queueTime.toFixed(3)},`
+    + `"protocol":"${r.protocol}","status":${r.status},"bytes_sent":${r.bytes},"request_time":${secs3(r.requestTime)},`
+    + `"upstream_time":${r.upstreamTime === null ? 'null' : secs3(r.upstreamTime)},"queue_time":${r.queueTime === null ? 'null' : secs3(r.queueTime)},`
     + `"backend":${r.backend === null ? 'null' : JSON.stringify(r.backend)},"pid":${r.pid ?? 'null'},`
     + `"host":${r.host === undefined ? 'null' : JSON.stringify(r.host)},"referer":${r.referer === undefined ? 'null' : JSON.stringify(r.referer)},`
     + `"user_agent":${r.userAgent === undefined ? 'null' : JSON.stringify(r.userAgent)}}\n`;
@@ -332,7 +337,15 @@ export class LoggedExchange implements ClientExchange, ClientEvents, OwnerAware 
     const p = this.proxy;
     const granted = p === null ? 0 : p.tGranted;
     const backend: Backend | null = p === null ? null : p.servedBy;
+    // Referer and User-Agent in one pass, without lowercasing copies.
     const h = this.headers;
+    let referer: string | undefined;
+    let userAgent: string | undefined;
+    for (let i = 0; i < h.length; i += 2) {
+      const n = h[i];
+      if (n.length === 7 && referer === undefined && sameName(n, 'referer')) referer = h[i + 1];
+      else if (n.length === 10 && userAgent === undefined && sameName(n, 'user-agent')) userAgent = h[i + 1];
+    }
     const v = (this.inner as { protocol?: string }).protocol;
     this.accessLog.add(formatAccessLine(this.accessLog.format, {
       remoteAddr: this.connection.remoteAddress,
@@ -341,8 +354,8 @@ export class LoggedExchange implements ClientExchange, ClientEvents, OwnerAware 
       protocol: v ?? (this.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1'),
       status: this.status,
       bytes: this.bytes,
-      referer: findHeader(h, 'referer'),
-      userAgent: findHeader(h, 'user-agent'),
+      referer,
+      userAgent,
       host: this.host,
       requestTime: (now - this.t0) / 1000,
       upstreamTime: granted > 0 ? (now - granted) / 1000 : null,
@@ -351,4 +364,10 @@ export class LoggedExchange implements ClientExchange, ClientEvents, OwnerAware 
       pid: backend === null ? null : backend.pid ?? null,
     }, Date.now()));
   }
+}
+
+/** ASCII case-insensitive equality with a lowercase name of the same length. */
+function sameName(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
 }
