@@ -178,14 +178,17 @@ function stamps(nowMs: number): void {
   stampIso = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}T${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}${sign}${pad2(Math.floor(abs / 60))}:${pad2(abs % 60)}`;
 }
 
+const NEEDS_ESCAPE = /[^ !#-[\]-~]/;
+
 /** nginx's escaping for the combined format: ", \ and bytes outside 0x20-0x7e as \xHH. */
 export function escapeCombined(s: string): string {
+  // The common case, checked by the regexp engine: nothing to escape.
+  if (!NEEDS_ESCAPE.test(s)) return s;
   let i = 0;
   for (; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) break;
   }
-  if (i === s.length) return s;
   let out = s.slice(0, i);
   for (; i < s.length; i++) {
     const c = s.charCodeAt(i);
