@@ -232,3 +232,48 @@ describe.skipIf(!CURL)('redirect listener', () => {
     }
   });
 });
+
+describe.skipIf(!OPENSSL)('HTTP/2 limits and timeouts', () => {
+  it('idle sessions close after the keep-alive timeout; a silent upload gets 408; a body over the limit 413; a client that stops reading is reset', async () => {
+    const c = makeCertificate(dir, 'limits');
+    const limits = { ...DEFAULT_HTTP1_LIMITS, keepAliveTimeoutMs: 300, bodyTimeoutMs: 300, sendTimeoutMs: 300, maxBodyBytes: 1000 };
+    const h1 = new Http1Server(limits, { onRequest: handle });
+    const server = new H2Server(limits, { onRequest: handle, onHandlerError: (e) => handlerErrors.push(e) });
+    const l = new TlsListener({ certFile: c.cert, keyFile: c.key, handshakeTimeoutMs: 5000 }, h1, server, log);
+    await new Promise<void>((r) => l.server.listen(0, '127.0.0.1', r));
+    const url = `https://127.0.0.1:${(l.server.address() as AddressInfo).port}`;
+    try {
+      const idle = http2.connect(url, { rejectUnauthorized: false });
+      const t0 = Date.now();
+      await new Promise((r) => idle.once('close', r));
+      expect(Date.now() - t0).toBeLessThan(5000);
+
+      const s = http2.connect(url, { rejectUnauthorized: false });
+      const status = (req: http2.ClientHttp2Stream) => new Promise<number>((resolve) => {
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', () => resolve(-1));
+        req.on('close', () => resolve(-1));
+        req.resume();
+      });
+      const silent = s.request({ ':path': '/sha256', ':method': 'POST' }); // no data, no END_STREAM
+      expect(await status(silent)).toBe(408);
+      const big = s.request({ ':path': '/sha256', ':method': 'POST', 'content-length': '5000' });
+      expect(await status(big)).toBe(413);
+      const chunked = s.request({ ':path': '/sha256', ':method': 'POST' });
+      const chunkedStatus = status(chunked);
+      chunked.write(Buffer.alloc(3000));
+      expect(await chunkedStatus).toBe(413);
+      // A reader that never reads: flow control stops the sender, the send timeout resets the stream.
+      const stalled = s.request({ ':path': '/bytes/50000000' });
+      stalled.pause();
+      stalled.on('error', () => { /* the reset, seen in 'close' */ });
+      const code = await new Promise<number>((resolve) => stalled.on('close', () => resolve(stalled.rstCode ?? -1)));
+      expect(code).toBe(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      s.destroy();
+    } finally {
+      l.server.close();
+      server.destroyAll();
+      h1.destroyAll();
+    }
+  });
+});
