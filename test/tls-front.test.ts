@@ -31,7 +31,8 @@ describe.skipIf(!CURL || !OPENSSL)('TLS front, FastCGI backends', () => {
   beforeAll(async () => {
     dir = tmpDir('upfront-tlsfront-');
     certs = makeCertificate(dir);
-    front = await startTestFront({ procs: 2, command: ['python3', PY_HELLO], 'tls-cert': certs.cert, 'tls-key': certs.key, 'redirect-http': '127.0.0.1:0' });
+    front = await startTestFront({ procs: 2, command: ['python3', PY_HELLO], 'tls-cert': certs.cert, 'tls-key': certs.key, 'redirect-http': '127.0.0.1:0',
+      'access-log': path.join(dir, 'access.log'), 'access-log-format': 'json' });
     port = Number(front.address.split(':').pop());
     https = `https://localhost:${port}`;
   });
@@ -65,6 +66,12 @@ describe.skipIf(!CURL || !OPENSSL)('TLS front, FastCGI backends', () => {
       expect(env).toMatchObject({ REQUEST_SCHEME: 'https', HTTPS: 'on', HTTP_HOST: `localhost:${port}`, SERVER_NAME: 'localhost', SERVER_PORT: String(port),
         SERVER_PROTOCOL: 'HTTP/1.1', QUERY_STRING: 'a=b', REQUEST_METHOD: 'GET', REQUEST_URI: '/env?a=b' });
     }
+    // The access log tells the protocols apart.
+    front.accessLog!.flush();
+    await waitUntil(() => fs.readFileSync(path.join(dir, 'access.log'), 'utf8').split('\n').filter((l) => l.includes('"uri":"/env?a=b"')).length === 2, 'both lines are written');
+    const lines = fs.readFileSync(path.join(dir, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.uri === '/env?a=b');
+    expect(lines.map((l) => l.protocol)).toEqual(['HTTP/1.1', 'HTTP/2.0']);
+    expect(lines.every((l) => l.status === 200 && /^b[01]$/.test(l.backend))).toBe(true);
   });
 
   it('node:http2: 16 concurrent requests on one session reach both backends', async () => {
