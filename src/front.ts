@@ -21,6 +21,7 @@ import { FrontHealth } from './server/health.js';
 import { RedirectListener } from './server/redirectListener.js';
 import { InternalLocations } from './server/static/internalLocations.js';
 import { StaticFiles } from './server/static/staticFiles.js';
+import { BufferCounters } from './server/responseBuffer.js';
 import { addressOf } from './server/listen.js';
 import { probeBackend } from './supervisor/readiness.js';
 import { resolveCommand } from './supervisor/child.js';
@@ -100,6 +101,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
     return backend;
   };
   const startedAt = Date.now();
+  const bufferCounters = new BufferCounters();
   const health = new FrontHealth([pool], startedAt);
   const { files, internal, accessLog } = edgeParts(config, log);
   let server: FrontServer;
@@ -126,8 +128,11 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
         serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
         onStuck: config['kill-stuck'] ? (backendId: string) => supervisor?.killStuck(backendId) : undefined,
+        responseBuffering: config['response-buffering']
+          ? { memoryBytes: config['response-buffer-memory'], fileBytes: config['response-buffer-max'], counters: bufferCounters } : null,
         internal,
       },
+      requestBuffering: config['request-buffering'],
     }, log);
   } catch (err) {
     // The TLS certificate or key did not load: a config problem, said with the file's name.

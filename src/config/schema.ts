@@ -214,6 +214,12 @@ export const runSchema = z.object({
   'max-head-bytes': int(1024, 64 * 1024 * 1024).prefault(1024 * 1024),
   // nginx's client_max_body_size is 1m; apps behind upfront often take uploads, so 100m, and 0 for none.
   'max-body-size': size.prefault('100m'),
+  // As nginx's fastcgi_request_buffering / fastcgi_buffering (on by default there too): a
+  // slow client holds a front connection, never a backend slot.
+  'request-buffering': bool.prefault(true),
+  'response-buffering': bool.prefault(true),
+  'response-buffer-memory': size.prefault('1m'),
+  'response-buffer-max': size.prefault('1g'),
   // Which files are scripts ("php" or ".php", comma-separated or repeated): nginx users' `location ~ \.php$`.
   'script-ext': stringList.transform((list, ctx) => {
     const out: string[] = [];

@@ -31,6 +31,8 @@ const MIN_SWEEP_MS = 20;
 export const PROBE_MS = 500;
 /** At most this many probes at once (slow start: as many as there are served connections). */
 const MAX_PROBES = 16;
+/** A request silent longer than this is not pipelined behind (it may be stuck; the queue can send elsewhere). */
+const PIPELINE_STALL_MS = 200;
 const PROBE_REFUSED_PAUSE_MS = 5000;
 
 export class FcgiTransport implements Transport, ConnectionOwner {
@@ -170,9 +172,10 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     // Pipeline once no further connection can be had now: all slots open, or a probe out.
     if ((served < caps.slots && !unserved) || !pipelinable || caps.pipelineDepth < 2) return null;
     let best: FcgiConnection | null = null;
+    const now = coarseNow;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i];
-      if (c.usable && c.proven && c.inflight < caps.pipelineDepth && c.stdinComplete && !c.anyAbandoned
+      if (c.usable && c.proven && c.inflight < caps.pipelineDepth && c.stdinComplete && !c.anyAbandoned && c.moving(now, PIPELINE_STALL_MS)
         && (best === null || c.inflight < best.inflight)) best = c;
     }
     return best;

@@ -27,6 +27,8 @@ export interface FrontServerOptions {
   limits: Partial<Http1Limits>;
   /** The backends need a request body's length before it is sent (FastCGI): chunked bodies are spooled first. */
   needsBodyLength: boolean;
+  /** Read every request body whole before the request takes a backend slot (a slow uploader never pins a backend). */
+  requestBuffering: boolean;
   /** Chunked request bodies up to this size are spooled in memory, larger ones to a temp file. */
   spoolMemoryBytes: number;
   proxy: ProxyContext;
@@ -88,8 +90,9 @@ export class FrontServer {
   private readonly toApp = (ex: ClientExchange): void => {
     const o = this.options;
     const length = ex.contentLength;
-    if (length < 0 && o.needsBodyLength) {
-      // Chunked: read it whole first (memory, then a temp file) so its length can be sent.
+    if (length !== 0 && (o.requestBuffering || (length < 0 && o.needsBodyLength))) {
+      // Read it whole first (memory, then a temp file): a slow upload holds no backend slot,
+      // and a chunked one gets the length CGI needs.
       const spool = new BodySpool(ex, o.spoolMemoryBytes, this.maxBodyBytes);
       spool.collect((err, total) => {
         if (err) {

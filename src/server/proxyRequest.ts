@@ -14,6 +14,7 @@ import type {
 import { sendError } from './errorResponse.js';
 import type { BodySink, BodySource, ClientEvents, ClientExchange } from './exchange.js';
 import type { FileHandoff, InternalLocations } from './static/internalLocations.js';
+import { ResponseBuffer, type BufferCounters } from './responseBuffer.js';
 
 export interface ProxyContext {
   pool: Pool;
@@ -25,6 +26,8 @@ export interface ProxyContext {
   slowRequestMs: number;
   /** --kill-stuck: called when a request to this backend exceeded the read timeout. */
   onStuck?(backendId: string): void;
+  /** Take a response from the backend when the client reads slowly (memory, then a temp file); null: pause the backend. */
+  responseBuffering: { memoryBytes: number; fileBytes: number; counters: BufferCounters } | null;
   /** --internal-location: X-Accel-Redirect / X-Sendfile responses are answered with the file they name. */
   internal?: InternalLocations | null;
 }
@@ -54,6 +57,12 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   /** Body of unknown length held to send it whole (see hold()). */
   private held: Buffer[] | null = null;
   private heldBytes = 0;
+  /** What the client has not taken yet while the backend goes on (a slow reader). */
+  private buffer: ResponseBuffer | null = null;
+  /** The backend ended; the client still has buffered bytes to take. */
+  private endWhenDrained = false;
+  /** The buffer is full: reading from the backend waits for the client. */
+  private backendPaused = false;
   /** The file a backend named with X-Accel-Redirect / X-Sendfile, sent once its response ends. */
   private handoff: FileHandoff | null = null;
   /** The backend of the last attempt (kept after the release, for the access log). */
@@ -159,7 +168,22 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
       this.response = null;
       this.exchange.writeHead(head.status, head.reason, head.headers, declared);
     }
-    return this.exchange.write(chunk);
+    return this.toClient(chunk);
+  }
+
+  /** Writes to the client; when it pushes back, keeps taking from the backend into the buffer (if enabled). */
+  private toClient(chunk: Buffer): boolean {
+    const buffer = this.buffer;
+    if (buffer !== null) {
+      if (buffer.push(chunk)) return true;
+      this.backendPaused = true;
+      return false;
+    }
+    if (this.exchange.write(chunk)) return true;
+    const rb = this.ctx.responseBuffering;
+    if (rb === null) return false;
+    this.buffer = new ResponseBuffer(rb.memoryBytes, rb.fileBytes, rb.counters);
+    return true;
   }
 
   /**
@@ -171,7 +195,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     if (this.held === null) {
       this.held = [chunk];
       this.heldBytes = chunk.length;
-      queueMicrotask(this.flushHeld);
+      queueMicrotask(() => this.flushHeld());
     } else {
       this.held.push(chunk);
       this.heldBytes += chunk.length;
@@ -180,15 +204,15 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     return true;
   }
 
-  private readonly flushHeld = (): void => {
+  private flushHeld(): void {
     const head = this.response;
     const held = this.held;
     if (head === null || held === null || this.finished) return;
     this.response = null;
     this.held = null;
     this.exchange.writeHead(head.status, head.reason, head.headers, -1);
-    for (const c of held) this.exchange.write(c);
-  };
+    for (const c of held) this.toClient(c);
+  }
 
   /** The backend sends more than its Content-Length: the client gets exactly the declared bytes (or a 502 when nothing went out yet). */
   private overLength(chunk: Buffer): boolean {
@@ -211,9 +235,26 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
       this.response = null;
       this.exchange.writeHead(head.status, head.reason, head.headers, declared);
     }
-    if (room > 0) this.exchange.write(chunk.subarray(0, room));
-    this.exchange.end(); // exactly the declared length: a well-framed response, the rest never sent
+    if (room > 0) this.toClient(chunk.subarray(0, room));
+    this.endClient(); // exactly the declared length: a well-framed response, the rest never sent
     return true;
+  }
+
+  /** Ends the client's response, once it has taken what is buffered. */
+  private endClient(): void {
+    if (this.buffer !== null && !this.buffer.empty) {
+      this.endWhenDrained = true;
+      return;
+    }
+    this.dropBuffer();
+    this.exchange.end();
+  }
+
+  private dropBuffer(): void {
+    if (this.buffer !== null) {
+      this.buffer.release();
+      this.buffer = null;
+    }
   }
 
   onEnd(): void {
@@ -235,6 +276,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
         this.response = null;
         sendError(this.exchange, 502, 'the backend sent a body shorter than its Content-Length');
       } else {
+        this.dropBuffer();
         this.exchange.destroy(); // the client must see the cut, never a short body on a kept connection
       }
     } else if (head !== null) {
@@ -249,7 +291,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
         this.exchange.respond(head.status, head.reason, head.headers, held.length === 1 ? held[0] : Buffer.concat(held, this.heldBytes));
       }
     } else {
-      this.exchange.end();
+      this.endClient();
     }
     const us = (performance.now() - this.tGranted) * 1000;
     backend.latency.recordValue(us < 1 ? 1 : us);
@@ -286,6 +328,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     log.error({ backend: backend.id, pid: backend.pid, kind: err.kind, code: err.code },
       `${err.message} ${phase}, client: ${h.connection.remoteAddress}, request: "${h.method} ${h.target} HTTP/1.${h.versionMinor}", upstream: "${scheme}://${backend.addressText}"`);
     if (this.exchange.headersSent) {
+      this.dropBuffer();
       this.exchange.destroy(); // the response is cut: the client must not take it for complete
       return;
     }
@@ -343,10 +386,24 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   // --- ClientEvents ---
 
   onClientDrain(): void {
-    this.control?.resume();
+    const buffer = this.buffer;
+    if (buffer === null) {
+      this.control?.resume();
+      return;
+    }
+    if (!buffer.drainTo(this.exchange)) return; // more on the next drain
+    this.dropBuffer();
+    if (this.endWhenDrained) {
+      this.endWhenDrained = false;
+      this.exchange.end();
+    } else if (this.backendPaused) {
+      this.backendPaused = false;
+      this.control?.resume();
+    }
   }
 
   onClientClose(): void {
+    this.dropBuffer();
     if (this.clientGone) return;
     this.clientGone = true;
     if (this.waiter) {
