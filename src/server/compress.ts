@@ -7,6 +7,7 @@
 // text-like, a declared length under the minimum.
 import zlib from 'node:zlib';
 import type { ClientConnection } from '../transport.js';
+import type { OwnerAware } from './accessLog.js';
 import { ACCEPTS_BR } from './acceptEncoding.js';
 import type { BodySink, ClientEvents, ClientExchange } from './exchange.js';
 import { isCompressibleType } from './static/mimeTypes.js';
@@ -96,7 +97,11 @@ export class CompressingExchange implements ClientExchange, ClientEvents {
   readBody(sink: BodySink): void { this.inner.readBody(sink); }
   pauseBody(): void { this.inner.pauseBody(); }
   resumeBody(): void { this.inner.resumeBody(); }
-  setClientEvents(events: ClientEvents): void { this.events = events; }
+  setClientEvents(events: ClientEvents): void {
+    this.events = events;
+    // The access log under this wrapper wants to know the request (its backend and timings).
+    (this.inner as Partial<OwnerAware>).noteOwner?.(events);
+  }
 
   respond(status: number, reason: string | null, headers: string[], body: Buffer | string | null): void {
     if (this.done) return;
