@@ -31,7 +31,24 @@ program.command('run')
   .description('spawn N backend processes from COMMAND and serve them over FastCGI')
   .usage('[options] [-- COMMAND [ARGS...]]')
   .option('-c, --config <file>', 'YAML or JSON config file; flags override it')
-  .option('--listen <addr>', 'public listener, HOST:PORT or unix:PATH (default 127.0.0.1:8080)')
+  .option('--listen <addr>', 'public listener, HOST:PORT, unix:PATH, systemd (socket activation) or fd:N (default 127.0.0.1:8080)')
+  .option('--tls-cert <file>', 'PEM certificate chain: TLS on the public listener, HTTP/2 and HTTP/1.1 by ALPN (re-read on reload)')
+  .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .option('--redirect-http <addr>', 'a plain HTTP listener that redirects every request to https (HOST:PORT or unix:PATH)')
+  .option('--static <prefix=dir>', 'serve files under URL_PREFIX from DIR before the app (repeatable), e.g. /assets=/srv/app/public', collect)
+  .option('--try-files <bool>', 'serve a file of --document-root when one exists, else pass the request to the app (nginx try_files $uri @app) (default false)')
+  .option('--internal-location <prefix=dir>', 'X-Accel-Redirect: /PREFIX/... is sent from DIR; X-Sendfile paths must lie under DIR (repeatable)', collect)
+  .option('--compress <bool>', 'gzip/brotli text responses for clients that accept it (default false)')
+  .option('--compress-min-size <size>', 'do not compress responses shorter than this (default 1k)')
+  .option('--access-log <where>', 'stdout, a file path (reopened on SIGUSR1), or off (default off)')
+  .option('--access-log-format <f>', 'combined (nginx\'s, plus rt= ut= qt= backend= pid=) or json (default combined)')
+  .option('--health-on-public <bool>', 'also answer /healthz and /readyz on the public listener (default false; always on the admin one)')
+  .option('--shutdown-delay <ms>', 'on SIGTERM, /readyz answers 503 and the listener keeps accepting this long before draining (default 0)')
+  .option('--health-check-interval <ms>', 'actively check --upstream backends this often (default 0: off)')
+  .option('--health-check-path <path>', '--protocol http: the path checked with GET (2xx/3xx pass) (default /); FastCGI uses FCGI_GET_VALUES')
+  .option('--health-check-timeout <ms>', 'a check with no answer within this fails (default 2000)')
+  .option('--health-check-rise <n>', 'passing checks in a row that bring a backend back (default 2)')
+  .option('--health-check-fall <n>', 'failed checks in a row that take a backend out (default 3)')
   .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH, or "off" (default 127.0.0.1:8081)')
   .option('--admin-token-file <file>', 'the token admin POSTs need (mode 0600) (default: a fresh one in the socket dir)')
   .option('-n, --procs <n>', 'backend processes to spawn from COMMAND, or MIN:MAX to autoscale (default 1)')
@@ -122,12 +139,17 @@ program.command('run')
     process.on('SIGHUP', () => {
       front.reload('SIGHUP').catch((err: Error) => log.warn({ signal: 'SIGHUP' }, `SIGHUP: ${err.message}`));
     });
+    // logrotate's convention. A listener also keeps Node from opening its inspector on SIGUSR1.
+    process.on('SIGUSR1', () => {
+      if (front.accessLog) front.reopenLogs();
+      else log.info({ signal: 'SIGUSR1' }, 'SIGUSR1: no access log file to reopen');
+    });
     process.on('SIGTTIN', step(1, 'SIGTTIN'));
     process.on('SIGTTOU', step(-1, 'SIGTTOU'));
     // The banner last: whoever reads it may signal at once (SIGTTIN's default would stop the process).
     // curl reaches a unix socket with --unix-socket and any host name in the URL.
     const curl = (address: string, p: string) => (address.startsWith('unix:') ? `curl --unix-socket ${address.slice(5)} http://localhost${p}` : `curl http://${address}${p}`);
-    const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;
+    const base = front.address.startsWith('unix:') ? front.address : `${front.server.tls ? 'https' : 'http'}://${front.address}`;
     if (process.stdout.isTTY || config['log-level'] !== 'silent') {
       const admin = front.adminAddress;
       const adminFlag = admin && admin.startsWith('unix:') ? ` --admin ${admin}` : admin && admin !== '127.0.0.1:8081' ? ` --admin ${admin}` : '';

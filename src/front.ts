@@ -11,7 +11,7 @@ import { InService } from './stats/inService.js';
 import { ProcessSampler } from './stats/processSampler.js';
 import { RefusalWarnings } from './stats/refusalWarnings.js';
 import type { StatsSources } from './stats/snapshot.js';
-import { parseAddress, type RunConfig } from './config/schema.js';
+import { ConfigError, parseAddress, type RunConfig } from './config/schema.js';
 import { CgiParamsEncoder } from './fastcgi/cgiParams.js';
 import { FcgiTransport } from './fastcgi/transport.js';
 import { HttpTransport } from './http/transport.js';
@@ -19,7 +19,13 @@ import { Backend, type BackendSwitches } from './pool/backend.js';
 import { createPolicy } from './pool/policies/index.js';
 import { Pool } from './pool/pool.js';
 import { decideSwitches, type SwitchSettings } from './pool/switches.js';
+import { HealthChecker } from './pool/healthChecks.js';
+import { AccessLog } from './server/accessLog.js';
 import { FrontServer } from './server/frontServer.js';
+import { FrontHealth } from './server/health.js';
+import { RedirectListener } from './server/redirectListener.js';
+import { InternalLocations } from './server/static/internalLocations.js';
+import { StaticFiles } from './server/static/staticFiles.js';
 import { BufferCounters } from './server/responseBuffer.js';
 import { addressOf } from './server/listen.js';
 import { probeBackend } from './supervisor/readiness.js';
@@ -39,6 +45,11 @@ export interface Front {
   pool: Pool;
   supervisor: Supervisor | null;
   server: FrontServer;
+  /** /healthz and /readyz (admin listener, and the public one with --health-on-public). */
+  health: FrontHealth;
+  accessLog: AccessLog | null;
+  /** SIGUSR1: the access log file is reopened (logrotate). */
+  reopenLogs(): void;
   /** Stop accepting, finish in-flight requests (bounded by shutdown-grace), stop the children. */
   stop(): Promise<void>;
   /** Run `procs` backend processes (scale up, or drain and stop some). */
@@ -98,27 +109,46 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
   const bufferCounters = new BufferCounters();
   const frontResponses = new FrontResponses();
   const inService = new InService();
-  const server = new FrontServer({
-    listen: config.listen,
-    limits: {
-      maxBodyBytes: config['max-body-size'],
-      headersTimeoutMs: config['client-header-timeout'],
-      bodyTimeoutMs: config['client-body-timeout'],
-      keepAliveTimeoutMs: config['keepalive-timeout'],
-      sendTimeoutMs: config['send-timeout'],
-    },
-    needsBodyLength: config.protocol === 'fastcgi',
-    spoolMemoryBytes: 1024 * 1024,
-    proxy: {
-      pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
-      serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
-      onStuck: config['kill-stuck'] ? (backendId: string) => supervisor?.killStuck(backendId) : undefined,
-      responseBuffering: config['response-buffering']
-        ? { memoryBytes: config['response-buffer-memory'], fileBytes: config['response-buffer-max'], counters: bufferCounters } : null,
-      frontResponses, inService,
-    },
-    requestBuffering: config['request-buffering'],
-  }, log);
+  const health = new FrontHealth([pool], startedAt);
+  const { files, internal, accessLog } = edgeParts(config, log);
+  let server: FrontServer;
+  try {
+    server = new FrontServer({
+      listen: config.listen,
+      tls: config['tls-cert'] !== undefined ? { certFile: config['tls-cert'], keyFile: config['tls-key']! } : null,
+      edge: {
+        health: config['health-on-public'] ? health : null,
+        files: config.static.length > 0 || config['try-files'] ? files : null,
+        compress: config.compress ? { minSize: config['compress-min-size'] } : null,
+        accessLog,
+      },
+      limits: {
+        maxBodyBytes: config['max-body-size'],
+        headersTimeoutMs: config['client-header-timeout'],
+        bodyTimeoutMs: config['client-body-timeout'],
+        keepAliveTimeoutMs: config['keepalive-timeout'],
+        sendTimeoutMs: config['send-timeout'],
+      },
+      needsBodyLength: config.protocol === 'fastcgi',
+      spoolMemoryBytes: 1024 * 1024,
+      proxy: {
+        pool, log, retries: config.retries, queueRetryAfterSec: Math.max(1, Math.ceil(config['queue-timeout'] / 1000)),
+        serverTiming: config['server-timing'], slowRequestMs: config['slow-request'],
+        onStuck: config['kill-stuck'] ? (backendId: string) => supervisor?.killStuck(backendId) : undefined,
+        responseBuffering: config['response-buffering']
+          ? { memoryBytes: config['response-buffer-memory'], fileBytes: config['response-buffer-max'], counters: bufferCounters } : null,
+        internal,
+        frontResponses, inService,
+      },
+      requestBuffering: config['request-buffering'],
+    }, log);
+  } catch (err) {
+    // The TLS certificate or key did not load: a config problem, said with the file's name.
+    accessLog?.close();
+    throw new ConfigError((err as Error).message);
+  }
+  let redirect: RedirectListener | null = null;
+  let healthChecker: HealthChecker | null = null;
 
   let supervisor: Supervisor | null = null;
   let admin: AdminServer | null = null;
@@ -129,6 +159,16 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
     return supervisor.scale(procs, reason, config['shutdown-grace']);
   };
   const reload = async (reason: string) => {
+    if (server.tls !== null) {
+      // The certificate first: a file that does not load refuses the reload, and the one in use stays.
+      try {
+        server.reloadCertificate();
+      } catch (err) {
+        log.error({ reason }, `reload refused: ${(err as Error).message}; the certificate in use stays`);
+        throw err;
+      }
+      if (!supervisor) return { replaced: 0, failed: 0 };
+    }
     if (!supervisor) throw new Error('no spawned backends to reload (this upfront only has --upstream backends)');
     if (hooks.reloadConfig) {
       try {
@@ -174,7 +214,13 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
       `backlog ${config.backlog} exceeds net.core.somaxconn (${maxBacklog}): the kernel caps it at ${maxBacklog}; raise it with sysctl -w net.core.somaxconn=${config.backlog}`);
   }
   const cleanups: Array<() => void> = [];
-  if (config.procs > 0 && !config.command[0].includes('{socket}')) resolveCommand(config.command[0], config.cwd ?? process.cwd());
+  if (accessLog !== null) cleanups.push(() => accessLog!.close());
+  try {
+    if (config.procs > 0 && !config.command[0].includes('{socket}')) resolveCommand(config.command[0], config.cwd ?? process.cwd());
+  } catch (err) {
+    accessLog?.close();
+    throw err;
+  }
   removeStaleSocketDirs(os.tmpdir(), log, config.socketDir);
   // If upfront is killed, the watchdog removes the socket dir (sockets, admin token).
   const usesSocketDir = config.procs > 0 || config.admin?.kind === 'tcp';
@@ -192,14 +238,29 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
     // Listen first: a port in use should fail before any child is spawned.
     const address = await server.listen();
     cleanups.push(() => server.destroyAll());
+    if (config['redirect-http']) {
+      const tlsPort = Number(/:(\d+)$/.exec(address)?.[1] ?? 443);
+      redirect = new RedirectListener(config['redirect-http'], () => tlsPort, { headersTimeoutMs: config['client-header-timeout'], keepAliveTimeoutMs: config['keepalive-timeout'] }, log);
+      const at = await redirect.listen();
+      cleanups.push(() => redirect?.close());
+      log.info({ redirectHttp: at }, `redirecting http://${at} to https on port ${tlsPort}`);
+    }
     if (config.admin) {
-      admin = new AdminServer({ listen: config.admin, tokenDir: config.socketDir, tokenFile: config['admin-token-file'] }, statsSources,
+      admin = new AdminServer({ listen: config.admin, tokenDir: config.socketDir, tokenFile: config['admin-token-file'], health }, statsSources,
         { scale: (n) => scale(n, 'admin POST /scale'), reload: () => reload('admin POST /reload') }, log);
       const adminAddress = await admin.listen();
       cleanups.push(() => admin?.close());
       log.info({ admin: adminAddress }, `admin on ${adminAddress}: the dashboard at /, and /stats, /metrics, /status`);
     }
     await addUpstreams(config, pool, makeBackend, switches, log);
+    if (config['health-check-interval'] > 0 && pool.backends.length > 0) {
+      healthChecker = new HealthChecker(pool, [...pool.backends], {
+        intervalMs: config['health-check-interval'], timeoutMs: config['health-check-timeout'], rise: config['health-check-rise'], fall: config['health-check-fall'],
+        protocol: config.protocol, path: config['health-check-path'] ?? null,
+      }, log);
+      healthChecker.start();
+      cleanups.push(() => healthChecker?.stop());
+    }
     if (config.procs > 0) {
       supervisor = new Supervisor({
         command: config.command[0],
@@ -241,8 +302,18 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
     const stop = (): Promise<void> => {
       if (stopping) return stopping;
       stopping = (async () => {
+        // /readyz says 503 from now on; with --shutdown-delay the listener stays open meanwhile,
+        // so balancers that poll it take this host out before connections are refused.
+        health.beginStop();
+        const delay = config['shutdown-delay'];
+        if (delay > 0) {
+          log.info({ delayMs: delay, inflight: server.active }, `stopping: /readyz answers 503; still accepting for ${delay} ms (shutdown-delay)`);
+          await new Promise((r) => setTimeout(r, delay).unref());
+        }
         log.info({ inflight: server.active, queued: pool.queue.length }, 'stopping: no new connections; finishing in-flight requests');
         server.stopAccepting();
+        redirect?.close();
+        healthChecker?.stop();
         const graceOver = new Promise<'grace'>((r) => setTimeout(() => r('grace'), config['shutdown-grace']).unref());
         const result = await Promise.race([server.whenIdle().then(() => 'idle' as const), graceOver]);
         if (result === 'grace') {
@@ -255,6 +326,7 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         for (const b of pool.backends) b.transport.close(true);
         server.destroyAll();
         admin?.close();
+        accessLog?.close();
         releaseSocketDir();
         sampler.stop();
         history.stop();
@@ -262,7 +334,8 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
       })();
       return stopping;
     };
-    return { scale, reload, stats: statsSources, address, adminAddress: admin ? addressOf(admin.http) : null, pool, supervisor, server, stop };
+    const reopenLogs = () => accessLog?.reopen();
+    return { scale, reload, stats: statsSources, address, adminAddress: admin ? addressOf(admin.http) : null, pool, supervisor, server, health, accessLog, reopenLogs, stop };
   } catch (err) {
     history.stop();
     if (supervisor) await supervisor.stop().catch(() => {});
@@ -304,4 +377,20 @@ async function addUpstreams(config: RunConfig, pool: Pool, makeBackend: (id: str
   });
   // Wait briefly so the first requests find the upstreams ready; don't block start on a dead one.
   await Promise.race([Promise.all(probes), new Promise((r) => setTimeout(r, config['get-values-timeout'] + 500))]);
+}
+
+/** Static files, internal locations and the access log, checked at start: a missing directory or an unwritable log is a config error. */
+function edgeParts(config: RunConfig, log: Logger): { files: StaticFiles | null; internal: InternalLocations | null; accessLog: AccessLog | null } {
+  let files: StaticFiles | null = null;
+  let internal: InternalLocations | null = null;
+  try {
+    if (config.static.length > 0 || config['try-files'] || config['internal-location'].length > 0) {
+      files = new StaticFiles({ mounts: config.static, tryFilesRoot: config['try-files'] ? config['document-root'] : null, scriptExtensions: config['script-ext'] }, log);
+    }
+    if (files !== null && config['internal-location'].length > 0) internal = new InternalLocations(config['internal-location'], files, log);
+    const accessLog = config['access-log'] === 'off' ? null : new AccessLog(config['access-log'], config['access-log-format'], log);
+    return { files, internal, accessLog };
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }

@@ -216,7 +216,7 @@ describe('renderTerminalTable', () => {
     expect(r.recommendation!.why).toMatch(/^nginx \(http\) wins, not upfront: nginx \(http\) with 2 processes/);
     const html = renderReportHtml(r);
     expect(html).toMatch(/<dt>protocol<\/dt><dd>http<\/dd>/);
-    expect(html).toMatch(/<tr><td class="l">nginx \(http\)<\/td><td class="l">-<\/td><td>1<\/td>/);
+    expect(html).toMatch(/<tr><td data-label="front" class="l">nginx \(http\)<\/td><td data-label="overflow" class="l">-<\/td><td data-label="procs">1<\/td>/);
     expect(html).toMatch(/Recommendation: nginx \(http\) with 2 processes/);
     // FastCGI cells (and results written before the field existed) keep their names
     expect(renderTerminalTable(manyFronts({ nginx: [4900, 7200], upfront: [5000, 8500] }))).toMatch(/^ratio upfront \(queue\)\/nginx\s+1\.02\s+1\.18$/m);

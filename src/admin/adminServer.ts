@@ -11,6 +11,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
+import type { HealthAnswer } from '../server/health.js';
 import { listenOn } from '../server/listen.js';
 import { phpFpmStatus, STATUS_CONTENT_TYPES, type StatusFormat } from '../stats/phpFpmStatus.js';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../stats/prometheus.js';
@@ -30,6 +31,8 @@ export interface AdminOptions {
   tokenDir: string;
   /** --admin-token-file: the operator's token instead of a generated one. */
   tokenFile?: string;
+  /** GET /healthz and /readyz (for balancers and orchestrators). */
+  health?: { answer(path: string): HealthAnswer | null };
 }
 
 const MAX_ADMIN_BODY = 4096;
@@ -123,6 +126,13 @@ export class AdminServer {
       case '/metrics':
         reply(200, PROMETHEUS_CONTENT_TYPE, renderPrometheus(statsSnapshot(this.sources)));
         return;
+      case '/healthz':
+      case '/readyz': {
+        const a = this.options.health?.answer(target.path);
+        if (a) reply(a.status, 'application/json', a.body);
+        else refuse(404, 'no health source here');
+        return;
+      }
       case '/status': {
         // php-fpm's order of precedence when several are given.
         const format: StatusFormat = (['html', 'xml', 'json', 'openmetrics'] as const).find((f) => queryHas(target.query, f)) ?? 'text';
@@ -130,7 +140,7 @@ export class AdminServer {
         return;
       }
       default:
-        refuse(404, 'not found: GET / (the dashboard), /stats, /metrics or /status; POST /scale or /reload');
+        refuse(404, 'not found: GET / (the dashboard), /stats, /metrics, /status, /healthz or /readyz; POST /scale or /reload');
     }
   }
 

@@ -34,6 +34,20 @@ export interface BackendCounters {
   retried: number;
 }
 
+/** Active health checks' view of an upstream (pool/healthChecks.ts); null when not checked. */
+export interface BackendHealth {
+  status: 'up' | 'down';
+  checks: number;
+  failures: number;
+  consecutiveOk: number;
+  consecutiveFailed: number;
+  lastError: string | null;
+  /** ISO time of the last check. */
+  lastCheck: string | null;
+  /** When the status last changed (Date.now()). */
+  since: number;
+}
+
 export class Backend implements TransportEvents {
   state: BackendState = 'starting';
   pid: number | undefined;
@@ -64,6 +78,8 @@ export class Backend implements TransportEvents {
    * after running well. A pool with no ready backend and only such ones fails fast.
    */
   unavailable: string | null = null;
+  /** Active health checks (--health-check-interval, upstreams only); null: not checked. */
+  health: BackendHealth | null = null;
   /** Set by the pool: room appeared without a release (a connection became usable). */
   onRoom: (() => void) | null = null;
   /** Set by the wiring: where a backend's own failures are told (with its id and pid). */

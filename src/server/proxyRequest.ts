@@ -16,6 +16,7 @@ import type {
 } from '../transport.js';
 import { sendError } from './errorResponse.js';
 import type { BodySink, BodySource, ClientEvents, ClientExchange } from './exchange.js';
+import type { FileHandoff, InternalLocations } from './static/internalLocations.js';
 import { ResponseBuffer, type BufferCounters } from './responseBuffer.js';
 
 export interface ProxyContext {
@@ -34,6 +35,8 @@ export interface ProxyContext {
   frontResponses?: FrontResponses;
   /** Stats: the request each backend serves now. */
   inService?: InService;
+  /** --internal-location: X-Accel-Redirect / X-Sendfile responses are answered with the file they name. */
+  internal?: InternalLocations | null;
 }
 
 const REFUSAL_EXTRA_TRIES = 4;
@@ -67,8 +70,12 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   private endWhenDrained = false;
   /** The buffer is full: reading from the backend waits for the client. */
   private backendPaused = false;
-  // performance.now() marks: slot granted, and (Server-Timing only) arrival and on the wire.
-  private tGranted = 0;
+  /** The file a backend named with X-Accel-Redirect / X-Sendfile, sent once its response ends. */
+  private handoff: FileHandoff | null = null;
+  /** The backend of the last attempt (kept after the release, for the access log). */
+  servedBy: Backend | null = null;
+  // performance.now() marks: slot granted (read by the access log), and (Server-Timing only) arrival and on the wire.
+  tGranted = 0;
   private readonly tArrive: number;
   private tStarted = 0;
 
@@ -93,6 +100,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   onBackend(backend: Backend): void {
     this.waiter = null;
     this.backend = backend;
+    this.servedBy = backend;
     this.tGranted = performance.now();
     if (this.clientGone) {
       this.backend = null;
@@ -139,6 +147,15 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     else if (status < 400) counters['3xx']++;
     else if (status < 500) counters['4xx']++;
     else counters['5xx']++;
+    if (this.ctx.internal != null) {
+      const handoff = this.ctx.internal.handoffOf(head);
+      if (handoff !== null) {
+        // The app authorised a file: its body is dropped (finished), the file goes out at onEnd.
+        this.handoff = handoff;
+        this.finished = true;
+        return;
+      }
+    }
     if (this.ctx.serverTiming) {
       const now = performance.now();
       head.headers.push('Server-Timing', `queue;dur=${(this.tGranted - this.tArrive).toFixed(2)}, connect;dur=${(this.tStarted - this.tGranted).toFixed(2)}, backend;dur=${(now - this.tStarted).toFixed(2)}`);
@@ -250,7 +267,11 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   }
 
   onEnd(): void {
-    if (this.finished) return;
+    if (this.finished) {
+      if (this.handoff !== null && !this.clientGone) this.ctx.internal!.serve(this.exchange, this.handoff, this.backend!.id);
+      this.handoff = null;
+      return;
+    }
     this.finished = true;
     const backend = this.backend!;
     const declared = this.declared;

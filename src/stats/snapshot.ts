@@ -72,6 +72,8 @@ export interface BackendStats {
   acceptQueueHistory?: Array<number | null>;
   /** Set when it failed to run `down-after-failures` times in a row. */
   down: { lastExit: string; stderrTail: string[] } | null;
+  /** Active health checks of an upstream (null: not checked). */
+  health: { status: 'up' | 'down'; checks: number; failures: number; consecutiveFailed: number; lastError: string | null; lastCheck: string | null } | null;
 }
 
 export interface PoolStats {
@@ -189,6 +191,10 @@ export function statsSnapshot(src: StatsSources, opts: SnapshotOptions = {}): St
           last: live?.last(b) ?? null,
           rates: history?.backend(b) ?? null,
           down: b.downReason,
+          health: b.health === null ? null : {
+            status: b.health.status, checks: b.health.checks, failures: b.health.failures,
+            consecutiveFailed: b.health.consecutiveFailed, lastError: b.health.lastError, lastCheck: b.health.lastCheck,
+          },
         };
         if (opts.history && history) bs.acceptQueueHistory = history.acceptQueueHistory(b);
         return bs;

@@ -28,6 +28,8 @@ const READ_AHEAD_BYTES = 64 * 1024;
 const DISCARD_MAX_BYTES = 1024 * 1024;
 /** After a refusal (or a last response) the connection is read and dropped this long so the client sees the answer, not a reset. */
 const LINGER_MS = 2000;
+/** At a stop, a connection accepted but without a request yet gets this long to send one. */
+const FRESH_GRACE_MS = 1000;
 /** Up to this body size a head and body are copied into one buffer; above, written together with writev (cork). */
 const COPY_MAX_BYTES = 16 * 1024;
 const LF = 10;
@@ -40,7 +42,8 @@ export class Http1Connection {
   readonly remotePort: number;
   readonly localAddress: string;
   readonly localPort: number;
-  readonly encrypted = false;
+  /** A TLS socket (the TLS listener hands its HTTP/1.1 connections to this layer). */
+  readonly encrypted: boolean;
   /** Requests handed out on this connection. */
   requests = 0;
 
@@ -83,6 +86,7 @@ export class Http1Connection {
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = socket.localAddress ?? '';
     this.localPort = socket.localPort ?? 0;
+    this.encrypted = (socket as { encrypted?: boolean }).encrypted === true;
     const limits = state.limits;
     this.parser = new HeadParser(limits);
     this.decoder = new ChunkedDecoder(limits.maxHeaderBytes, limits.maxHeaderCount);
@@ -518,9 +522,18 @@ export class Http1Connection {
     }
   }
 
-  /** Close an idle connection silently (stopAccepting, timeouts). @internal */
+  /**
+   * Close an idle connection silently (stopAccepting). One that never sent a request
+   * may have it on the way: it gets FRESH_GRACE_MS for it, then the head timer closes it.
+   * @internal
+   */
   closeIfIdle(): boolean {
     if (this.exchange !== null || this.rbuf !== null || this.body !== Body.None || this.closing) return false;
+    if (this.requests === 0) {
+      const deadline = Date.now() + FRESH_GRACE_MS;
+      if (this.deadline === 0 || deadline < this.deadline) this.deadline = deadline;
+      return false;
+    }
     this.destroyed = true;
     this.socket.destroy();
     return true;
