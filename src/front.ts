@@ -100,7 +100,9 @@ export async function startFront(config: RunConfig, log: Logger, hooks: FrontHoo
         address, readTimeoutMs: config['read-timeout'], connectTimeoutMs: config['connect-timeout'], maxHeadBytes: config['max-head-bytes'],
         retryEagain: config.overflow === 'retry', perRequestConnections, encoder,
       }, caps, events)
-      : new HttpTransport({ address, readTimeoutMs: config['read-timeout'], connectTimeoutMs: config['connect-timeout'], forwarded: config.forwarded }, caps, events));
+      : new HttpTransport({
+        address, readTimeoutMs: config['read-timeout'], connectTimeoutMs: config['connect-timeout'], forwarded: config.forwarded, maxHeadBytes: config['max-head-bytes'],
+      }, caps, events));
     backend.log = log;
     backend.caps.onChange = (what, why) => log.warn({ backend: id, pid: backend.pid, change: what, evidence: why }, `backend ${id}: ${what} (${why})`);
     return backend;

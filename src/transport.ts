@@ -12,6 +12,19 @@ export function describeAddress(address: BackendAddress): string {
   return 'path' in address ? `unix:${address.path}` : `${address.host}:${address.port}`;
 }
 
+const ERRNO: Record<string, number> = { EAGAIN: 11, ECONNREFUSED: 111, ENOENT: 2, EACCES: 13, ETIMEDOUT: 110, ECONNRESET: 104, ENOTSOCK: 88, EHOSTUNREACH: 113 };
+const STRERROR: Record<string, string> = {
+  EAGAIN: 'Resource temporarily unavailable', ECONNREFUSED: 'Connection refused', ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied', ETIMEDOUT: 'Connection timed out', ECONNRESET: 'Connection reset by peer',
+};
+
+/** nginx's wording, so users can grep for the line they know: `connect() to unix:PATH failed (11: Resource temporarily unavailable)`. */
+export function connectErrorMessage(address: BackendAddress, err: NodeJS.ErrnoException): string {
+  const code = err.code ?? 'EIO';
+  const num = ERRNO[code] ?? (typeof err.errno === 'number' ? Math.abs(err.errno) : 0);
+  return `connect() to ${describeAddress(address)} failed (${num}: ${STRERROR[code] ?? err.message})`;
+}
+
 /** The client connection a request came on (one object per connection: usable as a cache key). */
 export interface ClientConnection {
   readonly remoteAddress: string;

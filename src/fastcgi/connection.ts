@@ -3,7 +3,7 @@
 // nothing of pools or processes; its owner (FcgiTransport) decides what goes on it.
 import net from 'node:net';
 import { coarseNow } from '../clock.js';
-import { TransportError, describeAddress, firstByteDeadline, type BackendAddress, type RequestControl, type ResponseHandler, type TransportRequest } from '../transport.js';
+import { TransportError, connectErrorMessage, describeAddress, firstByteDeadline, type BackendAddress, type RequestControl, type ResponseHandler, type TransportRequest } from '../transport.js';
 import { CgiHeadError, CgiHeadParser, parseCgiHead } from './cgiResponse.js';
 import { CgiRequestError, type CgiParamsEncoder } from './cgiParams.js';
 import { encodePairs } from './nameValue.js';
@@ -528,17 +528,4 @@ export class FcgiConnection implements RecordSink {
     // Tell the application to stop; a conforming one answers END_REQUEST and the connection lives on.
     this.sendAbort(request);
   }
-}
-
-const ERRNO: Record<string, number> = { EAGAIN: 11, ECONNREFUSED: 111, ENOENT: 2, EACCES: 13, ETIMEDOUT: 110, ECONNRESET: 104, ENOTSOCK: 88, EHOSTUNREACH: 113 };
-const STRERROR: Record<string, string> = {
-  EAGAIN: 'Resource temporarily unavailable', ECONNREFUSED: 'Connection refused', ENOENT: 'No such file or directory',
-  EACCES: 'Permission denied', ETIMEDOUT: 'Connection timed out', ECONNRESET: 'Connection reset by peer',
-};
-
-/** nginx's wording, so users can grep for the line they know: `connect() to unix:PATH failed (11: Resource temporarily unavailable)`. */
-export function connectErrorMessage(address: BackendAddress, err: NodeJS.ErrnoException): string {
-  const code = err.code ?? 'EIO';
-  const num = ERRNO[code] ?? (typeof err.errno === 'number' ? Math.abs(err.errno) : 0);
-  return `connect() to ${describeAddress(address)} failed (${num}: ${STRERROR[code] ?? err.message})`;
 }

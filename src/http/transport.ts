@@ -1,16 +1,23 @@
-// HTTP/1.1 to a backend on a unix socket or TCP, as a transport: undici's Pool with
-// at most one kept-alive connection per slot, driven through dispatch(opts, handler)
-// — no Promise, Readable or pipe per request. Bodies stream both ways with
-// backpressure; undici's parser frames the response (a body is never longer than
-// its Content-Length), and its errors become TransportErrors.
-import { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+// HTTP/1.1 to a backend on a unix socket or TCP, as a transport, on node:net: opens,
+// keeps and reuses connections, one request at a time on each (no pipelining), and
+// puts each dispatched request on the wire at once — on an idle kept connection, or a
+// new one while under the backend's slots. Enforces the read timeout with one coarse
+// sweep. What the backend taught us goes into its Capabilities.
+//
+// Slots are measured, not believed, on unix sockets: HTTP has no GET_VALUES, so the
+// kernel tells. Connections beyond the first open as probes and take a request only
+// once the app accepted them (they left the listening socket's accept queue), or when
+// a served connection went away and the oldest probe is next in that queue anyway.
+// A probe that waits in the queue while the served ones stay at the same count —
+// for 500 ms, or through several hand-overs — is evidence: slots = what was served
+// at once. gunicorn's sync worker (one connection at a time, closed after each
+// response) thus gets 1 slot and never a request behind an unaccepted connection;
+// a Node or Tornado process accepts every probe at once and keeps its slots.
 import { coarseNow } from '../clock.js';
+import { IDLE_KEEP_MS, HttpConnection, type HttpConnectionOwner } from './connection.js';
 import {
-  TransportError, firstByteDeadline, type BackendAddress, type Capabilities, type RequestControl, type ResponseHandler,
-  type Transport, type TransportErrorKind, type TransportEvents, type TransportFigures, type TransportRequest,
+  TransportError, type BackendAddress, type Capabilities, type ResponseHandler, type Transport, type TransportEvents, type TransportFigures, type TransportRequest,
 } from '../transport.js';
-import { HOP_BY_HOP, forwardHeaders } from './forwardHeaders.js';
 
 export interface HttpSettings {
   address: BackendAddress;
@@ -18,227 +25,324 @@ export interface HttpSettings {
   connectTimeoutMs: number;
   /** Also send an RFC 7239 Forwarded header. */
   forwarded: boolean;
+  /** The largest response head taken (status line and fields). */
+  maxHeadBytes: number;
 }
 
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EAGAIN', 'EACCES', 'ENOTSOCK', 'EHOSTUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+const MIN_SWEEP_MS = 20;
+const MAX_SWEEP_MS = 250;
+/** A probe that waited this long in the accept queue while others were served is evidence (as FastCGI's PROBE_MS). */
+export const PROBE_MS = 500;
+/** Hand-overs within PROBE_MS where the probe was still queued when a served connection went: evidence for apps that close after each response. */
+const MIN_WAITED = 3;
+/** How often the kernel is asked whether probes were accepted while learning, and afterwards (standbys). */
+const PROBE_POLL_MS = 10;
+const STANDBY_POLL_MS = 50;
+/** At most this many probes at once (slow start: as many as there are served connections). */
+const MAX_PROBES = 16;
+/** After a probe failed to connect or was closed unused by the app: no new probe for this long. */
+const PROBE_REFUSED_PAUSE_MS = 1000;
+/** A connection that never completed a request (an accepted probe nobody needed) is closed after this long idle. */
+const UNUSED_IDLE_MS = 1000;
 
-function errorKind(code: string): TransportErrorKind {
-  if (CONNECT_CODES.has(code)) return 'connect';
-  switch (code) {
-    case 'UND_ERR_HEADERS_TIMEOUT': case 'UND_ERR_BODY_TIMEOUT': return 'timeout';
-    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH': return 'length';
-    case 'UND_ERR_INVALID_ARG': case 'UND_ERR_NOT_SUPPORTED': case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH': return 'request';
-    case 'HPE_INVALID_CONSTANT': case 'HPE_INVALID_STATUS': case 'HPE_INVALID_HEADER_TOKEN': case 'HPE_UNEXPECTED_CONTENT_LENGTH':
-    case 'HPE_INVALID_CONTENT_LENGTH': case 'HPE_HEADER_OVERFLOW': case 'UND_ERR_HEADERS_OVERFLOW': return 'head';
-    default: return code.startsWith('HPE_') ? 'protocol' : 'closed';
-  }
+/** What one learning episode saw: from its first probe (or the last growth) on. */
+interface Episode {
+  startedAt: number;
+  /** The most connections the app had accepted at once. */
+  maxServed: number;
+  /** Probes still in the accept queue when a served connection went (handed over, not accepted beside it). */
+  waited: number;
 }
 
-/** One request through undici: its legacy handler (the interface undici drives natively) and our RequestControl. */
-class HttpExchange implements Dispatcher.DispatchHandler, RequestControl {
-  private abortFn: ((err?: Error) => void) | null = null;
-  private resumeFn: (() => void) | null = null;
-  private responded = false;
-  private released = false;
-  private aborted = false;
-  body: Readable | null = null;
-  private bodyWaiting = false;
-
-  constructor(private readonly transport: HttpTransport, private readonly handler: ResponseHandler, hasBody: boolean,
-    /** "METHOD /target", for log lines. */
-    private readonly target: string) {
-    if (hasBody) {
-      this.body = new Readable({ read: () => { if (this.bodyWaiting) { this.bodyWaiting = false; this.handler.onBodyDrain(); } } });
-    }
-  }
-
-  // RequestControl
-  writeBody(chunk: Buffer): boolean {
-    if (!this.body || this.aborted) return true;
-    if (this.body.push(chunk)) return true;
-    this.bodyWaiting = true;
-    return false;
-  }
-
-  endBody(): void {
-    this.body?.push(null);
-  }
-
-  resume(): void {
-    const r = this.resumeFn;
-    if (r) r();
-  }
-
-  abort(): void {
-    if (this.aborted || this.released) return;
-    this.aborted = true;
-    if (this.abortFn) this.abortFn(new Error('the client went away'));
-    this.body?.destroy();
-  }
-
-  // undici's handler
-  onConnect(abort: (err?: Error) => void): void {
-    this.abortFn = abort;
-    if (this.aborted) abort(new Error('the client went away'));
-  }
-
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (statusCode < 200) return true; // an interim response (100 Continue): the final one follows
-    this.resumeFn = resume;
-    this.responded = true;
-    if (this.aborted) return true;
-    const headers: string[] = [];
-    let contentLength = -1;
-    let named: string | null = null;
-    for (let i = 0; i < rawHeaders.length; i += 2) {
-      const name = rawHeaders[i].latin1Slice(0, rawHeaders[i].length);
-      const lower = name.toLowerCase();
-      if (lower === 'connection') named = (named ? named + ',' : '') + rawHeaders[i + 1].latin1Slice(0, rawHeaders[i + 1].length).toLowerCase();
-    }
-    const connectionNamed = named ? new Set(named.split(',').map((s) => s.trim())) : null;
-    for (let i = 0; i < rawHeaders.length; i += 2) {
-      const name = rawHeaders[i].latin1Slice(0, rawHeaders[i].length);
-      const value = rawHeaders[i + 1].latin1Slice(0, rawHeaders[i + 1].length);
-      const lower = name.toLowerCase();
-      if (lower === 'content-length') { contentLength = Number(value); continue; }
-      if (HOP_BY_HOP.has(lower) || (connectionNamed !== null && connectionNamed.has(lower))) continue;
-      headers.push(name, value);
-    }
-    this.handler.onHead({ status: statusCode, reason: statusText || null, headers, contentLength });
-    return true;
-  }
-
-  onData(chunk: Buffer): boolean {
-    if (this.aborted) return true;
-    return this.handler.onBody(chunk);
-  }
-
-  onComplete(): void {
-    this.transport.lastCompleted = this.target;
-    if (!this.aborted) this.handler.onEnd();
-    this.release();
-  }
-
-  onError(err: Error): void {
-    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    if (this.transport.dispatching === this) this.transport.refusedInDispatch = true;
-    if (!this.aborted) {
-      const kind = errorKind(code);
-      if (kind === 'connect') this.transport.events.onConnectError(code === 'UND_ERR_CONNECT_TIMEOUT' ? 'ETIMEDOUT' : code);
-      this.handler.onError(new TransportError(kind, `${err.message} (${code})`, {
-        code, cause: err, notStarted: !this.responded && (kind === 'connect' || kind === 'closed' || kind === 'request'),
-        status: kind === 'request' ? 400 : undefined,
-      }));
-    }
-    this.body?.destroy();
-    this.release();
-  }
-
-  private release(): void {
-    if (this.released) return;
-    this.released = true;
-    this.transport.released();
-    this.handler.onRelease();
-  }
-}
-
-export class HttpTransport implements Transport {
+export class HttpTransport implements Transport, HttpConnectionOwner {
   readonly protocol = 'http' as const;
   readonly needsBodyLength = false;
-  private pool: Pool | null = null;
-  private poolConns = 0;
-  private inflight = 0;
+  /** In the order opened: the kernel's accept queue is FIFO, so the first unserved one is the next the app accepts. */
+  private readonly connections: HttpConnection[] = [];
+  private sweepTimer: NodeJS.Timeout | null;
   private closing = false;
+  private suspended = false;
+  private episode: Episode | null = null;
+  private episodeTimer: NodeJS.Timeout | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private probeRefusedAt = 0;
   readonly figures: TransportFigures = { connectionsOpened: 0, openConnections: 0 };
+  readonly defaultHost: string;
 
-  constructor(private readonly settings: HttpSettings, private readonly caps: Capabilities, readonly events: TransportEvents) {}
-
-  /** The undici pool, (re)created when the slot count changed or after a suspend. */
-  private get undici(): Pool {
-    const slots = this.caps.slots;
-    if (this.pool && this.poolConns === slots) return this.pool;
-    if (this.pool) void this.pool.close().catch(() => {});
-    const a = this.settings.address;
-    const origin = 'path' in a ? 'http://localhost' : `http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-    const pool = new Pool(origin, {
-      connections: slots,
-      pipelining: 1,
-      headersTimeout: this.settings.readTimeoutMs,
-      bodyTimeout: this.settings.readTimeoutMs,
-      keepAliveTimeout: 30_000,
-      connect: { timeout: this.settings.connectTimeoutMs, ...('path' in a ? { socketPath: a.path } : {}) },
-    });
-    pool.on('connect', () => { this.figures.connectionsOpened++; this.figures.openConnections++; });
-    pool.on('disconnect', (_origin: unknown, _targets: unknown, err: Error & { code?: string }) => {
-      this.figures.openConnections = Math.max(0, this.figures.openConnections - 1);
-      // Bytes after a complete response (a body longer than its Content-Length, a smuggled
-      // response): undici framed the response right and dropped the connection; say so.
-      const code = err?.code ?? '';
-      if (code.startsWith('HPE_') || code === 'UND_ERR_RESPONSE' || /bad response|does not match/i.test(err?.message ?? '')) {
-        this.events.onProtocolError(`sent bytes that are not HTTP after the response to "${this.lastCompleted}" (${err.message}${code ? `, ${code}` : ''}); that connection was dropped`);
-      }
-    });
-    this.pool = pool;
-    this.poolConns = slots;
-    return pool;
+  constructor(private readonly settings: HttpSettings, private readonly caps: Capabilities, private readonly events: TransportEvents) {
+    const a = settings.address;
+    this.defaultHost = 'path' in a ? 'localhost' : a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+    const sweepMs = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, Math.floor(settings.readTimeoutMs / 8)));
+    this.sweepTimer = setInterval(this.sweep, sweepMs);
+    this.sweepTimer.unref();
   }
 
-  /** undici opens connections itself, up to the slots. */
-  prepare(): void {}
+  // HttpConnectionOwner
+  get address(): BackendAddress { return this.settings.address; }
+  get connectTimeoutMs(): number { return this.settings.connectTimeoutMs; }
+  get readTimeoutMs(): number { return this.settings.readTimeoutMs; }
+  get maxHeadBytes(): number { return this.settings.maxHeadBytes; }
+  get forwarded(): boolean { return this.settings.forwarded; }
+
+  /** Probes only where the kernel can tell whether the app accepted them (unix sockets); TCP trusts the flags. */
+  private get learning(): boolean {
+    return 'path' in this.settings.address && this.caps.slotsClaimed > 1;
+  }
+
+  private pick(): HttpConnection | null {
+    const conns = this.connections;
+    for (let i = 0; i < conns.length; i++) if (conns[i].idle) return conns[i];
+    return null;
+  }
 
   canTake(): boolean {
-    return !this.closing && this.inflight < this.caps.slots;
+    if (this.closing) return false;
+    if (this.pick() !== null) return true;
+    // While learning, further connections come as probes; the first one to a process
+    // needs no proof (if the app serves nothing, it serves nothing to anyone).
+    return this.learning ? this.connections.length === 0 : this.connections.length < this.caps.slots;
   }
 
   dispatch(request: TransportRequest, handler: ResponseHandler): boolean {
-    const head = request.head;
-    const exchange = new HttpExchange(this, handler, request.bodyLength !== 0, `${head.method} ${head.target}`);
-    this.inflight++;
-    handler.onStart(exchange);
-    this.dispatching = exchange;
-    this.undici.dispatch({
-      path: head.target,
-      method: head.method as Dispatcher.HttpMethod,
-      headers: forwardHeaders(head, request.bodyLength, this.settings.forwarded),
-      body: exchange.body,
-      headersTimeout: firstByteDeadline(request.receivedAt, coarseNow, this.settings.readTimeoutMs) - coarseNow,
-    }, exchange);
-    this.dispatching = null;
-    if (this.refusedInDispatch) {
-      // undici refused the request while placing it; a refusal there has been seen to
-      // leave a connection marked busy for good: start a fresh pool rather than leak slots.
-      this.refusedInDispatch = false;
-      this.close();
-      this.closing = false;
-    }
+    let conn = this.pick();
+    if (conn === null) conn = this.open(false);
+    conn.begin(request, handler, this.caps.keepConn);
     return this.canTake();
   }
 
-  /** The request being dispatched (a refusal during dispatch() itself shows here). */
-  dispatching: HttpExchange | null = null;
-  refusedInDispatch = false;
-
-  released(): void {
-    this.inflight--;
+  private open(probe: boolean): HttpConnection {
+    const conn = new HttpConnection(this, probe);
+    this.connections.push(conn);
+    this.figures.connectionsOpened++;
+    this.figures.openConnections = this.connections.length;
+    return conn;
   }
 
-  /** The request whose response completed last (named when bytes after a response drop a connection). */
-  lastCompleted = '';
-
-  suspend(): void {
-    if (this.pool) void this.pool.destroy().catch(() => {});
-    this.pool = null;
-    this.figures.openConnections = 0;
+  /**
+   * A request waits for room here. While learning, open probe connections (as many as
+   * are served now, at least one, up to the claimed slots) when every served one is
+   * busy; none while a probe or standby is out already.
+   */
+  prepare(): void {
+    if (this.closing || this.suspended || !this.learning) return;
+    if (this.probeRefusedAt !== 0 && Date.now() - this.probeRefusedAt < PROBE_REFUSED_PAUSE_MS) return;
+    let served = 0;
+    for (const c of this.connections) {
+      if (!c.served) return;
+      served++;
+    }
+    const n = Math.min(this.caps.slotsClaimed - served, Math.max(1, served), MAX_PROBES);
+    if (n <= 0) return;
+    for (let i = 0; i < n; i++) this.open(true);
+    if (this.episode === null && served < this.caps.slots) {
+      this.episode = { startedAt: Date.now(), maxServed: served, waited: 0 };
+      this.episodeTimer = setTimeout(this.onEpisodeTimeout, PROBE_MS);
+    }
+    this.schedulePoll();
   }
 
-  /** Nothing to do: after suspend() the pool is created afresh by the next dispatch. */
-  resume(): void {}
+  private schedulePoll(): void {
+    if (this.pollTimer !== null) return;
+    this.pollTimer = setTimeout(this.onPollTimer, this.episode !== null ? PROBE_POLL_MS : STANDBY_POLL_MS);
+  }
+
+  // Asked after the I/O of the loop turn (setImmediate): a close the app made before
+  // accepting a probe is then seen first, and is not taken for one more served at once.
+  private readonly onPollTimer = (): void => {
+    setImmediate(this.poll);
+  };
+
+  private readonly poll = (): void => {
+    this.pollTimer = null;
+    if (this.closing || this.suspended) return;
+    if (this.checkProbes(null)) this.events.onDrain();
+    for (const c of this.connections) {
+      if (!c.served) {
+        this.schedulePoll();
+        return;
+      }
+    }
+  };
+
+  /**
+   * Asks the kernel whether the app accepted any probe; each accepted one becomes served.
+   * One accepted while as many others as ever were open at the app is growth (the
+   * app serves more at once than seen so far); one accepted after a served one closed
+   * at the app took that one's place (which then needs no hand-over). Returns whether
+   * a probe became served.
+   */
+  private checkProbes(leaving: HttpConnection | null): boolean {
+    let any = false;
+    /** The first probe accepted now took the place of the connection leaving. */
+    let leavingTaken = leaving === null;
+    for (const probe of this.connections) {
+      if (probe.served || probe === leaving || probe.acceptedByApp() !== true) continue;
+      probe.served = true;
+      probe.idleSince = coarseNow;
+      any = true;
+      // Served connections still open at the app, asked after the probe: one the app
+      // closed before it accepted the probe reads as closed now.
+      let open = 0;
+      let closedAtApp: HttpConnection | null = null;
+      for (const c of this.connections) {
+        if (c === probe || c === leaving || !c.served || c.gone) continue;
+        const alive = c.acceptedByApp();
+        if (alive === true) open++;
+        else if (alive === false && closedAtApp === null && !c.replaced) closedAtApp = c;
+      }
+      if (!leavingTaken) leavingTaken = true;
+      else if (closedAtApp !== null) closedAtApp.replaced = true; // its close is not handed over again
+      const atOnce = open + 1;
+      const e = this.episode;
+      if (e !== null && atOnce > e.maxServed) {
+        e.maxServed = atOnce;
+        e.startedAt = Date.now();
+        e.waited = 0;
+        if (this.episodeTimer) clearTimeout(this.episodeTimer);
+        this.episodeTimer = setTimeout(this.onEpisodeTimeout, PROBE_MS);
+      }
+      const caps = this.caps;
+      if (caps.slotsLearned !== null && atOnce > caps.slots) {
+        caps.learnSlots(atOnce, `a standby connection was accepted while ${open} were served: ${atOnce} at once`);
+      }
+    }
+    return any;
+  }
+
+  private readonly onEpisodeTimeout = (): void => {
+    this.episodeTimer = null;
+    const e = this.episode;
+    if (e === null || this.closing || this.suspended) {
+      this.episode = null;
+      return;
+    }
+    this.checkProbes(null);
+    let queued = 0;
+    let oldest = 0;
+    const now = Date.now();
+    for (const c of this.connections) {
+      if (c.served || c.acceptedByApp() !== false) continue;
+      queued++;
+      oldest = Math.max(oldest, now - c.openedAt);
+    }
+    const caps = this.caps;
+    if (e.maxServed > 0 && e.maxServed < caps.slots && (oldest >= PROBE_MS || e.waited >= MIN_WAITED)) {
+      this.episode = null;
+      const where = oldest >= PROBE_MS
+        ? `a new connection stayed in the kernel's accept queue for ${oldest} ms`
+        : `${e.waited} new connections stayed in the kernel's accept queue until a served one closed, for ${now - e.startedAt} ms`;
+      caps.learnSlots(e.maxServed, `${where} while at most ${e.maxServed} were accepted at once; it claimed ${caps.slotsClaimed}`);
+      return;
+    }
+    if (queued > 0 || e.waited > 0) {
+      this.episodeTimer = setTimeout(this.onEpisodeTimeout, PROBE_MS / 5);
+      return;
+    }
+    this.episode = null;
+  };
+
+  /** A connection went away: its slot is free again. While learning, the oldest probe is handed the slot of a served one. */
+  onGone(conn: HttpConnection): void {
+    const i = this.connections.indexOf(conn);
+    if (i < 0) return;
+    this.connections.splice(i, 1);
+    this.figures.openConnections = this.connections.length;
+    if (this.closing) return;
+    if (this.learning && !this.suspended) {
+      if (conn.served) this.handOver(conn);
+      else if (!conn.closedByUs || !conn.connected) {
+        // A probe the app closed unused, or that could not connect: it takes no more now.
+        this.probeRefusedAt = Date.now();
+        if (conn.connected && conn.lastError === null) {
+          let served = 0;
+          for (const c of this.connections) if (c.served) served++;
+          if (served > 0 && served < this.caps.slots) this.caps.learnSlots(served, `a new connection was closed unused while ${served} were served (a refusal); it claimed ${this.caps.slotsClaimed}`);
+        }
+      }
+    }
+    this.events.onDrain();
+  }
+
+  /**
+   * A served connection went away: the app frees its place. A probe it accepted already
+   * took it; otherwise the oldest probe is next in the app's accept queue (FIFO) and
+   * takes it now, so a request put on it waits behind no other connection of ours.
+   */
+  private handOver(gone: HttpConnection): void {
+    if (gone.replaced) return;
+    if (this.checkProbes(gone)) return;
+    for (const c of this.connections) {
+      if (c.served || c.gone) continue;
+      c.served = true;
+      c.idleSince = coarseNow;
+      if (this.episode !== null && c.acceptedByApp() === false) this.episode.waited++;
+      return;
+    }
+  }
+
+  onIdle(conn: HttpConnection): void {
+    if (this.suspended || this.closing) {
+      conn.drop();
+      return;
+    }
+    this.events.onDrain();
+  }
+
+  onConnectError(code: string): void {
+    this.events.onConnectError(code);
+  }
+
+  onProtocolError(what: string): void {
+    this.events.onProtocolError(what);
+  }
 
   close(force = false): void {
     this.closing = true;
-    if (!this.pool) return;
-    const p = this.pool;
-    this.pool = null;
-    void (force ? p.destroy() : p.close()).catch(() => {});
+    this.stopTimers();
+    for (const c of [...this.connections]) {
+      if (force || c.exchange === null) c.drop();
+    }
   }
+
+  suspend(): void {
+    this.suspended = true;
+    this.probeRefusedAt = 0;
+    this.episode = null;
+    if (this.episodeTimer) { clearTimeout(this.episodeTimer); this.episodeTimer = null; }
+    // Requests in flight hear of it from their connection's close, as from a process that died.
+    for (const c of [...this.connections]) c.drop(new TransportError('closed', 'the backend went away (the front closed its connections)'));
+  }
+
+  resume(): void {
+    this.suspended = false;
+  }
+
+  private stopTimers(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    if (this.episodeTimer) { clearTimeout(this.episodeTimer); this.episodeTimer = null; }
+    if (this.pollTimer) { clearTimeout(this.pollTimer); this.pollTimer = null; }
+    this.episode = null;
+  }
+
+  /**
+   * The read timeout runs between two reads from the backend, from the moment the
+   * request went out (while its body is sent, the same limit bounds each write), not
+   * while reading waits for a slow client. Idle kept connections close before the
+   * backend's own keep-alive timeout would race a new request.
+   */
+  private readonly sweep = (): void => {
+    const tick = coarseNow;
+    const limit = this.settings.readTimeoutMs;
+    for (const conn of [...this.connections]) {
+      const ex = conn.exchange;
+      if (ex !== null) {
+        if (!conn.paused && tick - ex.lastTick > limit) conn.timeout(limit);
+        continue;
+      }
+      if (!conn.served) continue;
+      const idleFor = tick - conn.idleSince;
+      if (idleFor > (conn.completed === 0 ? UNUSED_IDLE_MS : Math.min(conn.idleTimeoutMs, IDLE_KEEP_MS * 15))) conn.drop();
+    }
+  };
 }

@@ -1,0 +1,565 @@
+// One HTTP/1.1 connection to a backend, one request at a time (no pipelining): the
+// request head written in one write (with the first body bytes when there is a body),
+// the body with backpressure (Content-Length or chunked), the response parsed strictly
+// and framed (Content-Length, chunked, close-delimited, none), the read timeout's
+// clock. It knows nothing of pools or slots; HttpTransport decides what goes on it.
+import net from 'node:net';
+import { coarseNow } from '../clock.js';
+import { peerInode } from '../native/sock.js';
+import { ChunkedDecoder } from '../server/http1/chunked.js';
+import {
+  TransportError, connectErrorMessage, describeAddress, firstByteDeadline, type BackendAddress, type RequestControl,
+  type ResponseHandler, type TransportRequest,
+} from '../transport.js';
+import { RequestHeadError, encodeRequestHead } from './forwardHeaders.js';
+import { NEED_MORE, REFUSED, ResponseHeadParser } from './responseHead.js';
+
+const enum Framing { None, Length, Chunked, Close }
+
+/** Bodies up to this size go out in one buffer with their head or chunk framing; larger ones are written around (writev). */
+const COPY_BELOW = 16 * 1024;
+const LAST_CHUNK = '0\r\n\r\n';
+const CRLF = '\r\n';
+const MAX_TRAILER_BYTES = 16 * 1024;
+const MAX_TRAILER_COUNT = 100;
+/** How long a kept connection stays idle when the backend announced no Keep-Alive timeout (undici's default). */
+export const IDLE_KEEP_MS = 4000;
+/** Keep-Alive: timeout=N is honoured with this margin, so a request never races the backend's own close. */
+const IDLE_MARGIN_MS = 1000;
+
+export interface HttpConnectionOwner {
+  readonly address: BackendAddress;
+  readonly connectTimeoutMs: number;
+  readonly readTimeoutMs: number;
+  readonly maxHeadBytes: number;
+  /** Also send an RFC 7239 Forwarded header. */
+  readonly forwarded: boolean;
+  /** The Host a request without one gets (the backend's address). */
+  readonly defaultHost: string;
+  onConnectError(code: string): void;
+  /** The connection completed a request and may take another. */
+  onIdle(conn: HttpConnection): void;
+  /** The connection is closed or being closed: never use it again. Called once, before the handler hears of it. */
+  onGone(conn: HttpConnection): void;
+  /** The backend broke the protocol outside any request's life (the connection was dropped). */
+  onProtocolError(what: string): void;
+}
+
+/** One request on a connection; the handler's RequestControl. */
+export class HttpExchange implements RequestControl {
+  /** The sweep fails it when coarseNow - lastTick > read timeout. */
+  lastTick = 0;
+  /** Still the connection's request: the handler hears onEnd or onError, then onRelease. */
+  live = true;
+  bodyEnded: boolean;
+  bodySent = 0;
+  /** The request head, until it goes out with the first body bytes (or the body's end). */
+  pendingHead: string | null = null;
+  anyResponseByte = false;
+
+  constructor(readonly connection: HttpConnection, readonly handler: ResponseHandler,
+    /** -1: chunked. */
+    readonly bodyLength: number,
+    readonly isHead: boolean,
+    /** "METHOD /target", for log lines. */
+    readonly label: string) {
+    this.bodyEnded = bodyLength === 0;
+  }
+
+  writeBody(chunk: Buffer): boolean {
+    return this.connection.writeBody(this, chunk);
+  }
+
+  endBody(): void {
+    this.connection.endBody(this);
+  }
+
+  resume(): void {
+    this.connection.resumeReading(this);
+  }
+
+  /** The client left: HTTP has no abort record, so the connection is closed (unless nothing of the request was sent). */
+  abort(): void {
+    this.connection.abort(this);
+  }
+}
+
+export class HttpConnection {
+  readonly socket: net.Socket;
+  exchange: HttpExchange | null = null;
+  connected = false;
+  /** Reported to the owner as gone: no request may be put on it. */
+  gone = false;
+  /** Closed by this side (idle, timeout, abort, shutdown), not by the backend. */
+  closedByUs = false;
+  /** The backend half-closed it: nothing more will come. */
+  ended = false;
+  /** A probe: opened to see whether the backend accepts another connection; takes no request until `served`. */
+  readonly probe: boolean;
+  /** May take requests: not a probe, or a probe the backend accepted (or that was handed a freed slot). */
+  served: boolean;
+  /** The backend closed this served connection and a probe took its place already (no hand-over when it goes). */
+  replaced = false;
+  readonly openedAt = Date.now();
+  /** Requests completed on it. */
+  completed = 0;
+  /** When it last became idle (coarse ms). */
+  idleSince = coarseNow;
+  /** How long it may stay idle: the backend's Keep-Alive timeout less a margin, or IDLE_KEEP_MS. */
+  idleTimeoutMs = IDLE_KEEP_MS;
+  lastError: TransportError | null = null;
+  /** The request whose response completed last (named when bytes come after it). */
+  lastLabel = '';
+  private readonly parser: ResponseHeadParser;
+  private chunked: ChunkedDecoder | null = null;
+  private inHead = true;
+  private framing = Framing.None;
+  private remaining = 0;
+  /** The current response allows the connection to be kept. */
+  private keepAlive = false;
+  /** This request was sent with keep-alive (not Connection: close). */
+  private keepRequested = true;
+  /** The response head so far, when it came in pieces. */
+  private headBuf: Buffer | null = null;
+  /** The handler could not take more: reading waits for resume(); `stash` holds what was read. */
+  paused = false;
+  private stash: Buffer | null = null;
+  private stashPos = 0;
+  private drainWaiting = false;
+  private connectTimer: NodeJS.Timeout | null;
+  private fd = -1;
+
+  constructor(private readonly owner: HttpConnectionOwner, probe: boolean) {
+    this.probe = probe;
+    this.served = !probe;
+    this.parser = new ResponseHeadParser(owner.maxHeadBytes);
+    const a = owner.address;
+    const socket = 'path' in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port, noDelay: true });
+    socket.on('connect', this.onConnect);
+    socket.on('data', this.onData);
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onError);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onSocketClose);
+    this.socket = socket;
+    this.connectTimer = setTimeout(this.onConnectTimeout, owner.connectTimeoutMs);
+  }
+
+  /** Free for a request now. */
+  get idle(): boolean {
+    return this.exchange === null && this.served && !this.gone && !this.ended;
+  }
+
+  /**
+   * Whether the backend has accepted this unix-socket connection: while it waits in the
+   * listening socket's accept queue its other end has no inode (sock_diag). null: cannot
+   * tell (not connected yet, or TCP).
+   */
+  acceptedByApp(): boolean | null {
+    if (!this.connected || this.gone) return null;
+    if (this.fd < 0) return null;
+    return peerInode(this.fd) !== null;
+  }
+
+  /**
+   * Puts a request on this connection: the head at once without a body, else with the
+   * first body bytes. Calls handler.onStart, or onError + onRelease when the request
+   * cannot be written as HTTP/1.1.
+   */
+  begin(req: TransportRequest, handler: ResponseHandler, keep: boolean): void {
+    const head = req.head;
+    let text: string;
+    try {
+      text = encodeRequestHead(head, req.bodyLength, this.owner.forwarded, this.owner.defaultHost, !keep);
+    } catch (err) {
+      if (!(err instanceof RequestHeadError)) throw err;
+      handler.onError(new TransportError('request', err.message, { notStarted: true, status: 400 }));
+      handler.onRelease();
+      if (this.completed === 0) this.drop();
+      else this.owner.onIdle(this);
+      return;
+    }
+    const ex = new HttpExchange(this, handler, req.bodyLength, head.method === 'HEAD', `${head.method} ${head.target}`);
+    const readTimeout = this.owner.readTimeoutMs;
+    ex.lastTick = firstByteDeadline(req.receivedAt, coarseNow, readTimeout) - readTimeout;
+    this.exchange = ex;
+    this.keepRequested = keep;
+    this.inHead = true;
+    this.headBuf = null;
+    if (req.bodyLength === 0) this.socket.write(text, 'latin1');
+    else ex.pendingHead = text;
+    handler.onStart(ex);
+  }
+
+  writeBody(ex: HttpExchange, chunk: Buffer): boolean {
+    if (ex !== this.exchange || ex.bodyEnded || chunk.length === 0) return true;
+    ex.bodySent += chunk.length;
+    ex.lastTick = coarseNow;
+    const head = ex.pendingHead;
+    ex.pendingHead = null;
+    const socket = this.socket;
+    const len = chunk.length;
+    if (ex.bodyLength < 0) {
+      const prefix = head === null ? `${len.toString(16)}\r\n` : `${head}${len.toString(16)}\r\n`;
+      if (len <= COPY_BELOW) {
+        const buf = Buffer.allocUnsafe(prefix.length + len + 2);
+        buf.latin1Write(prefix, 0);
+        chunk.copy(buf, prefix.length);
+        buf[prefix.length + len] = 13;
+        buf[prefix.length + len + 1] = 10;
+        socket.write(buf);
+      } else {
+        socket.cork();
+        socket.write(prefix, 'latin1');
+        socket.write(chunk);
+        socket.write(CRLF, 'latin1');
+        socket.uncork();
+      }
+    } else {
+      if (ex.bodySent >= ex.bodyLength) ex.bodyEnded = true;
+      if (head === null) socket.write(chunk);
+      else if (len <= COPY_BELOW) {
+        const buf = Buffer.allocUnsafe(head.length + len);
+        buf.latin1Write(head, 0);
+        chunk.copy(buf, head.length);
+        socket.write(buf);
+      } else {
+        socket.cork();
+        socket.write(head, 'latin1');
+        socket.write(chunk);
+        socket.uncork();
+      }
+    }
+    if (!socket.writableNeedDrain) return true;
+    this.drainWaiting = true;
+    return false;
+  }
+
+  endBody(ex: HttpExchange): void {
+    if (ex !== this.exchange || ex.bodyEnded) return;
+    ex.bodyEnded = true;
+    ex.lastTick = coarseNow;
+    const head = ex.pendingHead;
+    ex.pendingHead = null;
+    if (ex.bodyLength < 0) this.socket.write(head === null ? LAST_CHUNK : head + LAST_CHUNK, 'latin1');
+    else if (head !== null) this.socket.write(head, 'latin1');
+  }
+
+  resumeReading(ex: HttpExchange): void {
+    if (ex !== this.exchange || !this.paused) return;
+    this.paused = false;
+    ex.lastTick = coarseNow;
+    const stash = this.stash;
+    if (stash !== null) {
+      this.stash = null;
+      this.feed(stash, this.stashPos);
+    }
+    if (!this.paused && !this.gone) this.socket.resume();
+  }
+
+  abort(ex: HttpExchange): void {
+    if (ex !== this.exchange) return;
+    this.exchange = null;
+    ex.live = false;
+    if (ex.pendingHead !== null && !this.gone) {
+      // Nothing of it went out: the connection is as clean as before.
+      ex.handler.onRelease();
+      this.owner.onIdle(this);
+      return;
+    }
+    const retired = this.retire();
+    ex.handler.onRelease();
+    if (retired) this.owner.onGone(this);
+  }
+
+  /** Closes the connection and tells the owner at once (the socket's close comes later). */
+  drop(err?: TransportError): void {
+    if (err && this.lastError === null) this.lastError = err;
+    if (this.retire()) this.owner.onGone(this);
+  }
+
+  /**
+   * Closes the socket and marks the connection gone without telling the owner yet, so
+   * a handler told of its request's end first cannot be handed this connection, and
+   * the owner's onGone (which may hand a freed slot to another) follows its release.
+   * Returns false when it was gone already.
+   */
+  private retire(): boolean {
+    if (this.gone) return false;
+    this.gone = true;
+    this.closedByUs = true;
+    if (this.connectTimer) { clearTimeout(this.connectTimer); this.connectTimer = null; }
+    this.socket.destroy();
+    return true;
+  }
+
+  /** The request failed on this connection (bad response, timeout): the handler hears it, the connection is dropped. */
+  fail(err: TransportError): void {
+    if (this.lastError === null) this.lastError = err;
+    const ex = this.exchange;
+    this.exchange = null;
+    const retired = this.retire();
+    if (ex !== null) {
+      ex.live = false;
+      ex.handler.onError(err);
+      ex.handler.onRelease();
+    }
+    if (retired) this.owner.onGone(this);
+  }
+
+  /** The read timeout passed for the request on it. */
+  timeout(limitMs: number): void {
+    const ex = this.exchange;
+    if (ex === null) return;
+    this.fail(new TransportError('timeout', !ex.bodyEnded
+      ? `backend took no request body bytes for ${limitMs} ms (send timeout)`
+      : `backend sent nothing for ${limitMs} ms (read timeout)`,
+    { code: 'ETIMEDOUT', notStarted: !ex.anyResponseByte && ex.bodySent === 0 }));
+  }
+
+  // --- the response ---
+
+  private feed(buf: Buffer, pos: number): void {
+    let end = buf.length;
+    for (;;) {
+      const ex = this.exchange;
+      if (ex === null) {
+        if (pos < end) this.unsolicited(buf.length - pos);
+        return;
+      }
+      if (this.inHead) {
+        if (pos >= end) return;
+        if (this.headBuf !== null) {
+          buf = Buffer.concat([this.headBuf, pos === 0 ? buf : buf.subarray(pos)]);
+          this.headBuf = null;
+          pos = 0;
+          end = buf.length;
+        }
+        const parser = this.parser;
+        const r = parser.parse(buf, pos, end);
+        if (r === NEED_MORE) {
+          this.headBuf = pos === 0 ? buf : buf.subarray(pos);
+          return;
+        }
+        if (r === REFUSED) {
+          this.fail(new TransportError('head', `backend sent an invalid response head: ${parser.error}`));
+          return;
+        }
+        pos = r;
+        const status = parser.status;
+        if (status < 200) {
+          // The front never switches protocols: a 101 would hand the connection to bytes it cannot frame.
+          if (status === 101) {
+            this.fail(new TransportError('head', 'backend answered 101 Switching Protocols; upgrades are not proxied'));
+            return;
+          }
+          continue; // an interim response (100 Continue, 103 Early Hints): the final one follows
+        }
+        let framing: Framing;
+        if (ex.isHead || status === 204 || status === 304) framing = Framing.None;
+        else if (parser.chunked) framing = Framing.Chunked;
+        else if (parser.contentLength >= 0) framing = parser.contentLength === 0 ? Framing.None : Framing.Length;
+        else framing = Framing.Close;
+        this.framing = framing;
+        this.remaining = parser.contentLength;
+        this.keepAlive = parser.keepAlive && framing !== Framing.Close;
+        const announced = parser.keepAliveTimeout;
+        if (announced >= 0) this.idleTimeoutMs = announced <= 1 ? announced * 500 : announced * 1000 - IDLE_MARGIN_MS;
+        if (framing === Framing.Chunked) {
+          if (this.chunked === null) this.chunked = new ChunkedDecoder(MAX_TRAILER_BYTES, MAX_TRAILER_COUNT);
+          else this.chunked.reset();
+        }
+        this.inHead = false;
+        ex.handler.onHead({ status, reason: parser.reason, headers: parser.headers, contentLength: parser.contentLength });
+        if (this.exchange !== ex) return;
+        if (framing === Framing.None) {
+          this.complete(ex, pos < end);
+          return;
+        }
+        continue;
+      }
+      if (pos >= end) return;
+      let piece: Buffer;
+      switch (this.framing) {
+        case Framing.Length: {
+          const n = Math.min(this.remaining, end - pos);
+          piece = pos === 0 && n === end ? buf : buf.subarray(pos, pos + n);
+          pos += n;
+          this.remaining -= n;
+          const more = ex.handler.onBody(piece);
+          if (this.exchange !== ex) return;
+          if (this.remaining === 0) {
+            this.complete(ex, pos < end);
+            return;
+          }
+          if (!more) return this.pause(buf, pos);
+          continue;
+        }
+        case Framing.Chunked: {
+          const d = this.chunked!;
+          if (!d.inData) {
+            pos = d.parse(buf, pos, end);
+            if (d.failed) {
+              this.fail(new TransportError('protocol', `backend sent invalid chunked framing: ${d.error}`));
+              return;
+            }
+            if (d.done) {
+              this.complete(ex, pos < end);
+              return;
+            }
+            if (!d.inData) return;
+            if (pos >= end) return;
+          }
+          const n = Math.min(d.remaining, end - pos);
+          piece = pos === 0 && n === end ? buf : buf.subarray(pos, pos + n);
+          pos += n;
+          d.consumed(n);
+          const more = ex.handler.onBody(piece);
+          if (this.exchange !== ex) return;
+          if (!more) return this.pause(buf, pos);
+          continue;
+        }
+        default: {
+          // Close-delimited: everything until the backend closes.
+          piece = pos === 0 ? buf : buf.subarray(pos);
+          pos = end;
+          const more = ex.handler.onBody(piece);
+          if (this.exchange !== ex) return;
+          if (!more) return this.pause(buf, pos);
+          continue;
+        }
+      }
+    }
+  }
+
+  private pause(buf: Buffer, pos: number): void {
+    this.paused = true;
+    if (pos < buf.length) {
+      this.stash = buf;
+      this.stashPos = pos;
+    }
+    this.socket.pause();
+  }
+
+  /**
+   * The response is complete. The connection is kept when both sides said so, the
+   * request body went out whole, and nothing followed the response (`extra`: bytes the
+   * framing does not account for — a smuggled response, a body longer than declared).
+   */
+  private complete(ex: HttpExchange, extra: boolean): void {
+    const reusable = this.keepAlive && this.keepRequested && ex.bodyEnded && !extra && !this.ended && !this.gone;
+    this.exchange = null;
+    ex.live = false;
+    this.completed++;
+    this.lastLabel = ex.label;
+    this.inHead = true;
+    let retired = false;
+    if (!reusable) {
+      if (extra && this.keepAlive) {
+        this.owner.onProtocolError(`sent bytes after the complete response to "${ex.label}" (not HTTP the front asked for: a body longer than its framing, or a second response); that connection was dropped`);
+      }
+      retired = this.retire();
+    } else {
+      this.idleSince = coarseNow;
+    }
+    ex.handler.onEnd();
+    ex.handler.onRelease();
+    if (retired) this.owner.onGone(this);
+    else if (reusable && !this.gone && this.exchange === null) this.owner.onIdle(this);
+  }
+
+  /** Bytes on a connection with no request: the backend sent what nobody asked for. */
+  private unsolicited(bytes: number): void {
+    if (this.gone) return;
+    this.owner.onProtocolError(`sent ${bytes} bytes on an idle connection${this.lastLabel ? ` after the response to "${this.lastLabel}"` : ''}; that connection was dropped`);
+    this.drop();
+  }
+
+  // --- socket events (bound once per connection) ---
+
+  private readonly onConnect = (): void => {
+    this.connected = true;
+    if (this.connectTimer) { clearTimeout(this.connectTimer); this.connectTimer = null; }
+    const handle = (this.socket as unknown as { _handle?: { fd?: number } })._handle;
+    if ('path' in this.owner.address && handle && typeof handle.fd === 'number') this.fd = handle.fd;
+  };
+
+  private readonly onData = (chunk: Buffer): void => {
+    const ex = this.exchange;
+    if (ex !== null) {
+      ex.lastTick = coarseNow;
+      ex.anyResponseByte = true;
+    }
+    this.feed(chunk, 0);
+  };
+
+  private readonly onDrain = (): void => {
+    if (!this.drainWaiting) return;
+    this.drainWaiting = false;
+    const ex = this.exchange;
+    if (ex !== null) ex.handler.onBodyDrain();
+  };
+
+  private readonly onError = (err: NodeJS.ErrnoException): void => {
+    if (!this.connected && !this.closedByUs) {
+      const code = err.code ?? 'EIO';
+      this.owner.onConnectError(code);
+      this.lastError = new TransportError('connect', connectErrorMessage(this.owner.address, err), { code, notStarted: true, cause: err });
+      return;
+    }
+    if (this.lastError === null) this.lastError = new TransportError('closed', `connection error: ${err.message}`, { code: err.code, cause: err });
+  };
+
+  private readonly onConnectTimeout = (): void => {
+    this.connectTimer = null;
+    if (this.connected || this.gone) return;
+    this.owner.onConnectError('ETIMEDOUT');
+    this.lastError = new TransportError('connect', `connect() to ${describeAddress(this.owner.address)} timed out after ${this.owner.connectTimeoutMs} ms`,
+      { code: 'ETIMEDOUT', notStarted: true });
+    this.socket.destroy();
+  };
+
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    const ex = this.exchange;
+    // A close-delimited body ends here; anything else ended early (reported on close).
+    if (ex !== null && !this.inHead && this.framing === Framing.Close && this.lastError === null) this.complete(ex, false);
+  };
+
+  private readonly onSocketClose = (): void => {
+    if (this.connectTimer) { clearTimeout(this.connectTimer); this.connectTimer = null; }
+    const ex = this.exchange;
+    this.exchange = null;
+    const wasGone = this.gone;
+    this.gone = true;
+    if (ex === null) {
+      if (!wasGone) this.owner.onGone(this);
+      return;
+    }
+    ex.live = false;
+    const cause = this.lastError;
+    let err: TransportError;
+    if (cause !== null && cause.kind === 'connect') {
+      err = new TransportError('connect', cause.message, { code: cause.code, notStarted: true, cause });
+    } else if (cause !== null && (cause.kind !== 'closed' || this.closedByUs)) {
+      // Why this side closed it (a timeout, a bad response, the backend going away).
+      err = new TransportError(cause.kind, cause.message, { code: cause.code, cause, notStarted: cause.kind === 'closed' && !ex.anyResponseByte });
+    } else if (!this.inHead && this.framing === Framing.Length) {
+      const declared = this.parser.contentLength;
+      err = new TransportError('length', `backend closed the connection after ${declared - this.remaining} of its declared ${declared} bytes`, { code: cause?.code });
+    } else if (!this.inHead) {
+      err = new TransportError('closed', 'backend closed the connection in the middle of the response', { code: cause?.code });
+    } else if (ex.anyResponseByte) {
+      err = new TransportError('closed', 'backend closed the connection inside the response head', { code: cause?.code });
+    } else {
+      // Nothing came back: it did not start this request (a kept connection it closed as we
+      // wrote, a process that went away); whether to send it again is the proxy's call.
+      err = new TransportError('closed', `backend closed the connection before answering${cause?.code ? ` (${cause.code})` : ''}`,
+        { code: cause?.code, notStarted: true });
+      err.freshConnection = this.completed === 0;
+    }
+    ex.handler.onError(err);
+    ex.handler.onRelease();
+    if (!wasGone) this.owner.onGone(this);
+  };
+}
