@@ -1,27 +1,22 @@
 // One HTTP/1.1 connection to a backend, one request at a time (no pipelining): the
 // request head written in one write (with the first body bytes when there is a body),
-// the body with backpressure (Content-Length or chunked), the response parsed strictly
-// and framed (Content-Length, chunked, close-delimited, none), the read timeout's
-// clock. It knows nothing of pools or slots; HttpTransport decides what goes on it.
+// the body with backpressure (Content-Length or chunked), the response decoded
+// (ResponseDecoder) and handed on with backpressure, keep-alive or close, the read
+// timeout's clock. It knows nothing of pools or slots; HttpTransport decides what goes on it.
 import net from 'node:net';
 import { coarseNow } from '../clock.js';
 import { peerInode } from '../native/sock.js';
-import { ChunkedDecoder } from '../server/http1/chunked.js';
 import {
   TransportError, connectErrorMessage, describeAddress, firstByteDeadline, type BackendAddress, type RequestControl,
-  type ResponseHandler, type TransportRequest,
+  type ResponseHandler, type ResponseHead, type TransportRequest,
 } from '../transport.js';
 import { RequestHeadError, encodeRequestHead } from './forwardHeaders.js';
-import { NEED_MORE, REFUSED, ResponseHeadParser } from './responseHead.js';
-
-const enum Framing { None, Length, Chunked, Close }
+import { ResponseDecoder, type ResponseSink } from './responseDecoder.js';
 
 /** Bodies up to this size go out in one buffer with their head or chunk framing; larger ones are written around (writev). */
 const COPY_BELOW = 16 * 1024;
 const LAST_CHUNK = '0\r\n\r\n';
 const CRLF = '\r\n';
-const MAX_TRAILER_BYTES = 16 * 1024;
-const MAX_TRAILER_COUNT = 100;
 /** How long a kept connection stays idle when the backend announced no Keep-Alive timeout (undici's default). */
 export const IDLE_KEEP_MS = 4000;
 /** Keep-Alive: timeout=N is honoured with this margin, so a request never races the backend's own close. */
@@ -39,7 +34,7 @@ export interface HttpConnectionOwner {
   onConnectError(code: string): void;
   /** The connection completed a request and may take another. */
   onIdle(conn: HttpConnection): void;
-  /** The connection is closed or being closed: never use it again. Called once, before the handler hears of it. */
+  /** The connection is closed or being closed: never use it again. Called once, after its request's handler heard why. */
   onGone(conn: HttpConnection): void;
   /** The backend broke the protocol outside any request's life (the connection was dropped). */
   onProtocolError(what: string): void;
@@ -49,18 +44,14 @@ export interface HttpConnectionOwner {
 export class HttpExchange implements RequestControl {
   /** The sweep fails it when coarseNow - lastTick > read timeout. */
   lastTick = 0;
-  /** Still the connection's request: the handler hears onEnd or onError, then onRelease. */
-  live = true;
   bodyEnded: boolean;
   bodySent = 0;
   /** The request head, until it goes out with the first body bytes (or the body's end). */
   pendingHead: string | null = null;
-  anyResponseByte = false;
 
   constructor(readonly connection: HttpConnection, readonly handler: ResponseHandler,
     /** -1: chunked. */
     readonly bodyLength: number,
-    readonly isHead: boolean,
     /** "METHOD /target", for log lines. */
     readonly label: string) {
     this.bodyEnded = bodyLength === 0;
@@ -84,7 +75,7 @@ export class HttpExchange implements RequestControl {
   }
 }
 
-export class HttpConnection {
+export class HttpConnection implements ResponseSink {
   readonly socket: net.Socket;
   exchange: HttpExchange | null = null;
   connected = false;
@@ -110,17 +101,9 @@ export class HttpConnection {
   lastError: TransportError | null = null;
   /** The request whose response completed last (named when bytes come after it). */
   lastLabel = '';
-  private readonly parser: ResponseHeadParser;
-  private chunked: ChunkedDecoder | null = null;
-  private inHead = true;
-  private framing = Framing.None;
-  private remaining = 0;
-  /** The current response allows the connection to be kept. */
-  private keepAlive = false;
+  private readonly decoder: ResponseDecoder;
   /** This request was sent with keep-alive (not Connection: close). */
   private keepRequested = true;
-  /** The response head so far, when it came in pieces. */
-  private headBuf: Buffer | null = null;
   /** The handler could not take more: reading waits for resume(); `stash` holds what was read. */
   paused = false;
   private stash: Buffer | null = null;
@@ -132,7 +115,7 @@ export class HttpConnection {
   constructor(private readonly owner: HttpConnectionOwner, probe: boolean) {
     this.probe = probe;
     this.served = !probe;
-    this.parser = new ResponseHeadParser(owner.maxHeadBytes);
+    this.decoder = new ResponseDecoder(this, owner.maxHeadBytes);
     const a = owner.address;
     const socket = 'path' in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port, noDelay: true });
     socket.on('connect', this.onConnect);
@@ -179,13 +162,12 @@ export class HttpConnection {
       else this.owner.onIdle(this);
       return;
     }
-    const ex = new HttpExchange(this, handler, req.bodyLength, head.method === 'HEAD', `${head.method} ${head.target}`);
+    const ex = new HttpExchange(this, handler, req.bodyLength, `${head.method} ${head.target}`);
     const readTimeout = this.owner.readTimeoutMs;
     ex.lastTick = firstByteDeadline(req.receivedAt, coarseNow, readTimeout) - readTimeout;
     this.exchange = ex;
     this.keepRequested = keep;
-    this.inHead = true;
-    this.headBuf = null;
+    this.decoder.begin(head.method === 'HEAD');
     if (req.bodyLength === 0) this.socket.write(text, 'latin1');
     else ex.pendingHead = text;
     handler.onStart(ex);
@@ -260,7 +242,6 @@ export class HttpConnection {
   abort(ex: HttpExchange): void {
     if (ex !== this.exchange) return;
     this.exchange = null;
-    ex.live = false;
     if (ex.pendingHead !== null && !this.gone) {
       // Nothing of it went out: the connection is as clean as before.
       ex.handler.onRelease();
@@ -300,7 +281,6 @@ export class HttpConnection {
     this.exchange = null;
     const retired = this.retire();
     if (ex !== null) {
-      ex.live = false;
       ex.handler.onError(err);
       ex.handler.onRelease();
     }
@@ -314,122 +294,41 @@ export class HttpConnection {
     this.fail(new TransportError('timeout', !ex.bodyEnded
       ? `backend took no request body bytes for ${limitMs} ms (send timeout)`
       : `backend sent nothing for ${limitMs} ms (read timeout)`,
-    { code: 'ETIMEDOUT', notStarted: !ex.anyResponseByte && ex.bodySent === 0 }));
+    { code: 'ETIMEDOUT', notStarted: !this.decoder.anyByte && ex.bodySent === 0 }));
   }
 
   // --- the response ---
 
+  /** Decodes what was read for the current request; bytes with no request to answer end the connection. */
   private feed(buf: Buffer, pos: number): void {
-    let end = buf.length;
-    for (;;) {
-      const ex = this.exchange;
-      if (ex === null) {
-        if (pos < end) this.unsolicited(buf.length - pos);
-        return;
-      }
-      if (this.inHead) {
-        if (pos >= end) return;
-        if (this.headBuf !== null) {
-          buf = Buffer.concat([this.headBuf, pos === 0 ? buf : buf.subarray(pos)]);
-          this.headBuf = null;
-          pos = 0;
-          end = buf.length;
-        }
-        const parser = this.parser;
-        const r = parser.parse(buf, pos, end);
-        if (r === NEED_MORE) {
-          this.headBuf = pos === 0 ? buf : buf.subarray(pos);
-          return;
-        }
-        if (r === REFUSED) {
-          this.fail(new TransportError('head', `backend sent an invalid response head: ${parser.error}`));
-          return;
-        }
-        pos = r;
-        const status = parser.status;
-        if (status < 200) {
-          // The front never switches protocols: a 101 would hand the connection to bytes it cannot frame.
-          if (status === 101) {
-            this.fail(new TransportError('head', 'backend answered 101 Switching Protocols; upgrades are not proxied'));
-            return;
-          }
-          continue; // an interim response (100 Continue, 103 Early Hints): the final one follows
-        }
-        let framing: Framing;
-        if (ex.isHead || status === 204 || status === 304) framing = Framing.None;
-        else if (parser.chunked) framing = Framing.Chunked;
-        else if (parser.contentLength >= 0) framing = parser.contentLength === 0 ? Framing.None : Framing.Length;
-        else framing = Framing.Close;
-        this.framing = framing;
-        this.remaining = parser.contentLength;
-        this.keepAlive = parser.keepAlive && framing !== Framing.Close;
-        const announced = parser.keepAliveTimeout;
-        if (announced >= 0) this.idleTimeoutMs = announced <= 1 ? announced * 500 : announced * 1000 - IDLE_MARGIN_MS;
-        if (framing === Framing.Chunked) {
-          if (this.chunked === null) this.chunked = new ChunkedDecoder(MAX_TRAILER_BYTES, MAX_TRAILER_COUNT);
-          else this.chunked.reset();
-        }
-        this.inHead = false;
-        ex.handler.onHead({ status, reason: parser.reason, headers: parser.headers, contentLength: parser.contentLength });
-        if (this.exchange !== ex) return;
-        if (framing === Framing.None) {
-          this.complete(ex, pos < end);
-          return;
-        }
-        continue;
-      }
-      if (pos >= end) return;
-      let piece: Buffer;
-      switch (this.framing) {
-        case Framing.Length: {
-          const n = Math.min(this.remaining, end - pos);
-          piece = pos === 0 && n === end ? buf : buf.subarray(pos, pos + n);
-          pos += n;
-          this.remaining -= n;
-          const more = ex.handler.onBody(piece);
-          if (this.exchange !== ex) return;
-          if (this.remaining === 0) {
-            this.complete(ex, pos < end);
-            return;
-          }
-          if (!more) return this.pause(buf, pos);
-          continue;
-        }
-        case Framing.Chunked: {
-          const d = this.chunked!;
-          if (!d.inData) {
-            pos = d.parse(buf, pos, end);
-            if (d.failed) {
-              this.fail(new TransportError('protocol', `backend sent invalid chunked framing: ${d.error}`));
-              return;
-            }
-            if (d.done) {
-              this.complete(ex, pos < end);
-              return;
-            }
-            if (!d.inData) return;
-            if (pos >= end) return;
-          }
-          const n = Math.min(d.remaining, end - pos);
-          piece = pos === 0 && n === end ? buf : buf.subarray(pos, pos + n);
-          pos += n;
-          d.consumed(n);
-          const more = ex.handler.onBody(piece);
-          if (this.exchange !== ex) return;
-          if (!more) return this.pause(buf, pos);
-          continue;
-        }
-        default: {
-          // Close-delimited: everything until the backend closes.
-          piece = pos === 0 ? buf : buf.subarray(pos);
-          pos = end;
-          const more = ex.handler.onBody(piece);
-          if (this.exchange !== ex) return;
-          if (!more) return this.pause(buf, pos);
-          continue;
-        }
-      }
+    const ex = this.exchange;
+    if (ex === null) {
+      if (pos < buf.length) this.unsolicited(buf.length - pos);
+      return;
     }
+    const decoder = this.decoder;
+    const reached = decoder.push(buf, pos);
+    if (this.exchange !== ex) return; // the handler gave the response up (abort) meanwhile
+    if (decoder.complete) this.complete(ex, reached < buf.length);
+    else if (decoder.failed) this.fail(new TransportError(decoder.errorKind, decoder.error));
+    else if (reached < buf.length || this.paused) this.pause(buf, reached);
+  }
+
+  // ResponseSink
+  onResponseHead(head: ResponseHead): boolean {
+    const ex = this.exchange!;
+    const announced = this.decoder.keepAliveTimeout;
+    if (announced >= 0) this.idleTimeoutMs = announced <= 1 ? announced * 500 : announced * 1000 - IDLE_MARGIN_MS;
+    ex.handler.onHead(head);
+    return this.exchange === ex;
+  }
+
+  onResponseBody(chunk: Buffer): boolean {
+    const ex = this.exchange!;
+    const more = ex.handler.onBody(chunk);
+    if (this.exchange !== ex) return false;
+    if (!more) this.paused = true;
+    return more;
   }
 
   private pause(buf: Buffer, pos: number): void {
@@ -447,15 +346,16 @@ export class HttpConnection {
    * framing does not account for — a smuggled response, a body longer than declared).
    */
   private complete(ex: HttpExchange, extra: boolean): void {
-    const reusable = this.keepAlive && this.keepRequested && ex.bodyEnded && !extra && !this.ended && !this.gone;
+    const keepAlive = this.decoder.keepAlive;
+    const reusable = keepAlive && this.keepRequested && ex.bodyEnded && !extra && !this.ended && !this.gone;
     this.exchange = null;
-    ex.live = false;
     this.completed++;
     this.lastLabel = ex.label;
-    this.inHead = true;
+    this.paused = false;
+    this.stash = null;
     let retired = false;
     if (!reusable) {
-      if (extra && this.keepAlive) {
+      if (extra && keepAlive) {
         this.owner.onProtocolError(`sent bytes after the complete response to "${ex.label}" (not HTTP the front asked for: a body longer than its framing, or a second response); that connection was dropped`);
       }
       retired = this.retire();
@@ -486,10 +386,7 @@ export class HttpConnection {
 
   private readonly onData = (chunk: Buffer): void => {
     const ex = this.exchange;
-    if (ex !== null) {
-      ex.lastTick = coarseNow;
-      ex.anyResponseByte = true;
-    }
+    if (ex !== null) ex.lastTick = coarseNow;
     this.feed(chunk, 0);
   };
 
@@ -523,7 +420,7 @@ export class HttpConnection {
     this.ended = true;
     const ex = this.exchange;
     // A close-delimited body ends here; anything else ended early (reported on close).
-    if (ex !== null && !this.inHead && this.framing === Framing.Close && this.lastError === null) this.complete(ex, false);
+    if (ex !== null && this.lastError === null && this.decoder.eof()) this.complete(ex, false);
   };
 
   private readonly onSocketClose = (): void => {
@@ -536,20 +433,19 @@ export class HttpConnection {
       if (!wasGone) this.owner.onGone(this);
       return;
     }
-    ex.live = false;
     const cause = this.lastError;
+    const decoder = this.decoder;
     let err: TransportError;
     if (cause !== null && cause.kind === 'connect') {
       err = new TransportError('connect', cause.message, { code: cause.code, notStarted: true, cause });
     } else if (cause !== null && (cause.kind !== 'closed' || this.closedByUs)) {
       // Why this side closed it (a timeout, a bad response, the backend going away).
-      err = new TransportError(cause.kind, cause.message, { code: cause.code, cause, notStarted: cause.kind === 'closed' && !ex.anyResponseByte });
-    } else if (!this.inHead && this.framing === Framing.Length) {
-      const declared = this.parser.contentLength;
-      err = new TransportError('length', `backend closed the connection after ${declared - this.remaining} of its declared ${declared} bytes`, { code: cause?.code });
-    } else if (!this.inHead) {
+      err = new TransportError(cause.kind, cause.message, { code: cause.code, cause, notStarted: cause.kind === 'closed' && !decoder.anyByte });
+    } else if (decoder.headSeen && decoder.lengthFramed) {
+      err = new TransportError('length', `backend closed the connection after ${decoder.lengthReceived} of its declared ${decoder.declaredLength} bytes`, { code: cause?.code });
+    } else if (decoder.headSeen) {
       err = new TransportError('closed', 'backend closed the connection in the middle of the response', { code: cause?.code });
-    } else if (ex.anyResponseByte) {
+    } else if (decoder.anyByte) {
       err = new TransportError('closed', 'backend closed the connection inside the response head', { code: cause?.code });
     } else {
       // Nothing came back: it did not start this request (a kept connection it closed as we
