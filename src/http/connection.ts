@@ -91,6 +91,8 @@ export class HttpConnection implements ResponseSink {
   served: boolean;
   /** The backend closed this served connection and a probe took its place already (no hand-over when it goes). */
   replaced = false;
+  /** Closed because its client left (HTTP has no abort record). */
+  aborted = false;
   readonly openedAt = Date.now();
   /** Requests completed on it. */
   completed = 0;
@@ -248,6 +250,7 @@ export class HttpConnection implements ResponseSink {
       this.owner.onIdle(this);
       return;
     }
+    this.aborted = true;
     const retired = this.retire();
     ex.handler.onRelease();
     if (retired) this.owner.onGone(this);

@@ -72,6 +72,17 @@ export class ResponseDecoder {
    * after it, the sink said stop (the rest is pushed again later), or it failed.
    */
   push(buf: Buffer, pos: number): number {
+    const result = this.decode(buf, pos);
+    // Positions in a head joined from pieces count from the earlier piece's bytes: the caller's are after them.
+    const shift = this.shift;
+    this.shift = 0;
+    return result - shift;
+  }
+
+  /** While decode() works on a head joined with its earlier pieces: how many of its bytes came before the caller's buffer. */
+  private shift = 0;
+
+  private decode(buf: Buffer, pos: number): number {
     let end = buf.length;
     if (pos < end) this.anyByte = true;
     const sink = this.sink;
@@ -80,6 +91,7 @@ export class ResponseDecoder {
         case State.Head: {
           if (pos >= end) return end;
           if (this.headBuf !== null) {
+            this.shift = this.headBuf.length - pos;
             buf = Buffer.concat([this.headBuf, pos === 0 ? buf : buf.subarray(pos)]);
             this.headBuf = null;
             pos = 0;

@@ -54,10 +54,10 @@ export class ResponseHeadParser {
     // status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF
     if (end - p < 13) {
       // Incomplete, unless what is there already cannot be a status line.
-      for (let i = 0; i < end - p && i < 7; i++) if (buf[p + i] !== HTTP_1[i]) return this.notHttp(buf, p, end);
+      for (let i = 0; i < end - p && i < 7; i++) if (buf[p + i] !== HTTP_1[i]) return this.notHttp(buf, p, i);
       return this.needMore(start, end);
     }
-    for (let i = 0; i < 7; i++) if (buf[p + i] !== HTTP_1[i]) return this.notHttp(buf, p, end);
+    for (let i = 0; i < 7; i++) if (buf[p + i] !== HTTP_1[i]) return this.notHttp(buf, p, i);
     const minor = buf[p + 7] - 48;
     if (minor !== 0 && minor !== 1) return this.refuse(`unsupported version HTTP/1.${String.fromCharCode(buf[p + 7])} in the status line`);
     if (buf[p + 8] !== SP) return this.refuse('malformed status line (expected "HTTP/1.1 SP status")');
@@ -207,9 +207,9 @@ export class ResponseHeadParser {
     return p;
   }
 
-  private notHttp(buf: Buffer, p: number, end: number): number {
-    const shown = JSON.stringify(buf.latin1Slice(p, Math.min(end, p + 16)));
-    return this.refuse(`the response does not start with "HTTP/1." (got ${shown})`);
+  /** The bytes up to the first that differs from "HTTP/1." (at `i`) are named: the same however they came in pieces. */
+  private notHttp(buf: Buffer, p: number, i: number): number {
+    return this.refuse(`the response does not start with "HTTP/1." (got ${JSON.stringify(buf.latin1Slice(p, p + i + 1))})`);
   }
 
   private needMore(start: number, end: number): number {

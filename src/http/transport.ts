@@ -260,8 +260,23 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
         }
       }
     }
-    this.events.onDrain();
+    if (!conn.aborted) this.events.onDrain();
+    else if (!this.drainPending) {
+      // Clients tend to leave together (a load tool stopping, a proxy restarting): the
+      // closes still pending in this turn of the loop are seen before the freed place is
+      // given to a waiting request, which would otherwise be written for a client that
+      // is gone too, only to be aborted in turn (and served by the app all the same).
+      this.drainPending = true;
+      setImmediate(this.drainLater);
+    }
   }
+
+  private drainPending = false;
+
+  private readonly drainLater = (): void => {
+    this.drainPending = false;
+    if (!this.closing) this.events.onDrain();
+  };
 
   /**
    * A served connection went away: the app frees its place. A probe it accepted already
