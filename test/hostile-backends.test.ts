@@ -58,7 +58,7 @@ function expectOutcome(ex: RawExchange, outcome: Outcome, requests: number): voi
       expect(ex.parsed.rest.length, what).toBe(0);
       if (requests > 1 && !ex.closed) {
         // Kept open: only when the front framed the body itself and dropped the excess before
-        // it (undici does for an HTTP backend), so each request got its own whole answer.
+        // it (the HTTP transport does), so each request got its own whole answer.
         expect(f.map((r) => `${r.status} ${r.body.toString('latin1')} ${r.complete}`), `the connection stayed open: ${what}`)
           .toEqual(Array.from({ length: requests }, () => '200 hello true'));
       } else if (requests > 1) {

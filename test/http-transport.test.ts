@@ -428,7 +428,15 @@ describe('HttpTransport against a raw HTTP server on a unix socket', () => {
     const closed = new Promise((r) => keep!.once('close', r));
     keep!.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
     await closed;
+    expect(events.protocolErrors).toHaveLength(1);
     expect(events.protocolErrors[0]).toMatch(/sent \d+ bytes on an idle connection after the response to "GET \/idle"/);
+    expect(t.figures.openConnections).toBe(0);
+    // A 408 on an idle connection is a server closing it, not a fault: dropped, not reported.
+    await send(t, 'GET', '/idle2');
+    const closed408 = new Promise((r) => keep!.once('close', r));
+    keep!.write('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    await closed408;
+    expect(events.protocolErrors).toHaveLength(1);
     expect(t.figures.openConnections).toBe(0);
   });
 

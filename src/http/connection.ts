@@ -306,7 +306,7 @@ export class HttpConnection implements ResponseSink {
   private feed(buf: Buffer, pos: number): void {
     const ex = this.exchange;
     if (ex === null) {
-      if (pos < buf.length) this.unsolicited(buf.length - pos);
+      if (pos < buf.length) this.unsolicited(buf, pos);
       return;
     }
     const decoder = this.decoder;
@@ -372,9 +372,12 @@ export class HttpConnection implements ResponseSink {
   }
 
   /** Bytes on a connection with no request: the backend sent what nobody asked for. */
-  private unsolicited(bytes: number): void {
+  private unsolicited(buf: Buffer, pos: number): void {
     if (this.gone) return;
-    this.owner.onProtocolError(`sent ${bytes} bytes on an idle connection${this.lastLabel ? ` after the response to "${this.lastLabel}"` : ''}; that connection was dropped`);
+    // A 408 on an idle connection is how some servers say they close it (RFC 9110 §15.5.9): no fault.
+    if (!(buf.length - pos >= 12 && buf.latin1Slice(pos, pos + 12).endsWith(' 408') && buf.latin1Slice(pos, pos + 7) === 'HTTP/1.')) {
+      this.owner.onProtocolError(`sent ${buf.length - pos} bytes on an idle connection${this.lastLabel ? ` after the response to "${this.lastLabel}"` : ''}; that connection was dropped`);
+    }
     this.drop();
   }
 
