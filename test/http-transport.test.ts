@@ -12,13 +12,13 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { coarseNow } from '../src/clock.js';
-import { HttpTransport } from '../src/http/transport.js';
+import { HttpTransport, PROBE_MS } from '../src/http/transport.js';
 import { ResponseDecoder } from '../src/http/responseDecoder.js';
 import { acceptQueueOf } from '../src/native/sock.js';
 import {
   Capabilities, type RequestControl, type ResponseHandler, type ResponseHead, type TransportError, type TransportRequest,
 } from '../src/transport.js';
-import { ROOT, getStats, peer, request, startTestFront, tmpDir, type TestFront } from './helpers.js';
+import { ROOT, getStats, peer, request, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
 
 // --- the decoder, without sockets ---
 
@@ -610,6 +610,11 @@ describe.skipIf(!wrk)('learned slots over HTTP (defaults: auto is 8 slots)', () 
     expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
     const l = await load(`${front.url}/Hello/100`, 3);
     expect(l.failures, l.out).toBe(0);
+    // wrk's 50 clients leave at once: the closes that follow are no evidence either. Evidence
+    // would be taken PROBE_MS after it began; nothing signals that none was taken, so wait that out.
+    const f = front;
+    await waitUntil(() => f.pool.inflight === 0, 'the requests wrk left end', 5000);
+    await new Promise((r) => setTimeout(r, 2 * PROBE_MS));
     const b = (await getStats(front)).pools[0].backends[0];
     expect(b, JSON.stringify(b)).toMatchObject({ slots: 8, slotsLearned: null });
     expect(b.maxInflight).toBe(8);

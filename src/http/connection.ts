@@ -93,6 +93,8 @@ export class HttpConnection implements ResponseSink {
   replaced = false;
   /** Closed because its client left (HTTP has no abort record). */
   aborted = false;
+  /** The backend ended it: it said close (or answered HTTP/1.0) after a response, or closed its end. */
+  closedByBackend = false;
   readonly openedAt = Date.now();
   /** Requests completed on it. */
   completed = 0;
@@ -357,6 +359,7 @@ export class HttpConnection implements ResponseSink {
     this.paused = false;
     this.stash = null;
     let retired = false;
+    if (!keepAlive) this.closedByBackend = true;
     if (!reusable) {
       if (extra && keepAlive) {
         this.owner.onProtocolError(`sent bytes after the complete response to "${ex.label}" (not HTTP the front asked for: a body longer than its framing, or a second response); that connection was dropped`);
@@ -424,6 +427,7 @@ export class HttpConnection implements ResponseSink {
 
   private readonly onEnd = (): void => {
     this.ended = true;
+    this.closedByBackend = true;
     const ex = this.exchange;
     // A close-delimited body ends here; anything else ended early (reported on close).
     if (ex !== null && this.lastError === null && this.decoder.eof()) this.complete(ex, false);

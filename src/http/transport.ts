@@ -137,6 +137,7 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
     if (this.episode === null && served < this.caps.slots) {
       this.episode = { startedAt: Date.now(), maxServed: served, waited: 0 };
       this.episodeTimer = setTimeout(this.onEpisodeTimeout, PROBE_MS);
+      this.episodeTimer.unref();
     }
     this.schedulePoll();
   }
@@ -144,6 +145,7 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
   private schedulePoll(): void {
     if (this.pollTimer !== null) return;
     this.pollTimer = setTimeout(this.onPollTimer, this.episode !== null ? PROBE_POLL_MS : STANDBY_POLL_MS);
+    this.pollTimer.unref();
   }
 
   // Asked after the I/O of the loop turn (setImmediate): a close the app made before
@@ -200,6 +202,7 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
         e.waited = 0;
         if (this.episodeTimer) clearTimeout(this.episodeTimer);
         this.episodeTimer = setTimeout(this.onEpisodeTimeout, PROBE_MS);
+        this.episodeTimer.unref();
       }
       const caps = this.caps;
       if (caps.slotsLearned !== null && atOnce > caps.slots) {
@@ -236,6 +239,7 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
     }
     if (queued > 0 || e.waited > 0) {
       this.episodeTimer = setTimeout(this.onEpisodeTimeout, PROBE_MS / 5);
+      this.episodeTimer.unref();
       return;
     }
     this.episode = null;
@@ -290,7 +294,9 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
       if (c.served || c.gone) continue;
       c.served = true;
       c.idleSince = coarseNow;
-      if (this.episode !== null && c.acceptedByApp() === false) this.episode.waited++;
+      // Evidence only when the app let the served one go: one we closed (its client left, a
+      // timeout) freed nothing the app chose to free.
+      if (this.episode !== null && gone.closedByBackend && c.acceptedByApp() === false) this.episode.waited++;
       return;
     }
   }
