@@ -38,6 +38,10 @@ export interface HttpConnectionOwner {
   onGone(conn: HttpConnection): void;
   /** The backend broke the protocol outside any request's life (the connection was dropped). */
   onProtocolError(what: string): void;
+  /** The backend is letting this connection go (it said close, or closed its end): its place frees now. */
+  onBackendLetGo(conn: HttpConnection): void;
+  /** A probe connection completed its connect(): it is in the app's accept queue, or accepted already. */
+  onProbeConnected(conn: HttpConnection): void;
 }
 
 /** One request on a connection; the handler's RequestControl. */
@@ -143,8 +147,10 @@ export class HttpConnection implements ResponseSink {
    * tell (not connected yet, or TCP).
    */
   acceptedByApp(): boolean | null {
-    if (!this.connected || this.gone) return null;
-    if (this.fd < 0) return null;
+    if (!this.connected || this.gone || this.fd < 0) return null;
+    // Closed at the app's end (EOF seen), or closing here: once node closes the socket its
+    // fd number may belong to another socket already, whose answer would be taken for ours.
+    if (this.ended || this.socket.destroyed) return false;
     return peerInode(this.fd) !== null;
   }
 
@@ -359,7 +365,10 @@ export class HttpConnection implements ResponseSink {
     this.paused = false;
     this.stash = null;
     let retired = false;
-    if (!keepAlive) this.closedByBackend = true;
+    if (!keepAlive && !this.closedByBackend) {
+      this.closedByBackend = true;
+      this.owner.onBackendLetGo(this);
+    }
     if (!reusable) {
       if (extra && keepAlive) {
         this.owner.onProtocolError(`sent bytes after the complete response to "${ex.label}" (not HTTP the front asked for: a body longer than its framing, or a second response); that connection was dropped`);
@@ -391,6 +400,7 @@ export class HttpConnection implements ResponseSink {
     if (this.connectTimer) { clearTimeout(this.connectTimer); this.connectTimer = null; }
     const handle = (this.socket as unknown as { _handle?: { fd?: number } })._handle;
     if ('path' in this.owner.address && handle && typeof handle.fd === 'number') this.fd = handle.fd;
+    if (this.probe && !this.served) this.owner.onProbeConnected(this);
   };
 
   private readonly onData = (chunk: Buffer): void => {
@@ -427,7 +437,10 @@ export class HttpConnection implements ResponseSink {
 
   private readonly onEnd = (): void => {
     this.ended = true;
-    this.closedByBackend = true;
+    if (!this.closedByBackend && !this.gone) {
+      this.closedByBackend = true;
+      this.owner.onBackendLetGo(this);
+    }
     const ex = this.exchange;
     // A close-delimited body ends here; anything else ended early (reported on close).
     if (ex !== null && this.lastError === null && this.decoder.eof()) this.complete(ex, false);

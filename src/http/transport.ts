@@ -8,15 +8,17 @@
 // kernel tells. Connections beyond the first open as probes and take a request only
 // once the app accepted them (they left the listening socket's accept queue), or when
 // a served connection went away and the oldest probe is next in that queue anyway.
-// A probe that waits in the queue while the served ones stay at the same count —
-// for 500 ms, or through several hand-overs — is evidence: slots = what was served
-// at once. gunicorn's sync worker (one connection at a time, closed after each
-// response) thus gets 1 slot and never a request behind an unaccepted connection;
-// a Node or Tornado process accepts every probe at once and keeps its slots.
+// A probe accepted while the served ones are open is growth. Probes that stay in the
+// queue while the served ones are busy — one for 500 ms, or seen there again and
+// again over 500 ms without growth — are evidence: slots = the most accepted at once.
+// gunicorn's sync worker (one connection at a time, closed after each response) thus
+// gets 1 slot and never a request behind an unaccepted connection; a Node or Tornado
+// process accepts every probe at once and keeps its slots.
 import { coarseNow } from '../clock.js';
 import { IDLE_KEEP_MS, HttpConnection, type HttpConnectionOwner } from './connection.js';
 import {
-  TransportError, type BackendAddress, type Capabilities, type ResponseHandler, type Transport, type TransportEvents, type TransportFigures, type TransportRequest,
+  TransportError, type BackendAddress, type Capabilities, type ResponseHandler, type Transport, type TransportEvents,
+  type TransportFigures, type TransportRequest,
 } from '../transport.js';
 
 export interface HttpSettings {
@@ -33,8 +35,12 @@ const MIN_SWEEP_MS = 20;
 const MAX_SWEEP_MS = 250;
 /** A probe that waited this long in the accept queue while others were served is evidence (as FastCGI's PROBE_MS). */
 export const PROBE_MS = 500;
-/** Hand-overs within PROBE_MS where the probe was still queued when a served connection went: evidence for apps that close after each response. */
-const MIN_WAITED = 3;
+/**
+ * Times within PROBE_MS a probe was seen still queued while every served connection was
+ * busy (or one was let go): evidence for apps that close each connection after one
+ * response, where no probe stays queued for PROBE_MS.
+ */
+const MIN_WAITED = 10;
 /** How often the kernel is asked whether probes were accepted while learning, and afterwards (standbys). */
 const PROBE_POLL_MS = 10;
 const STANDBY_POLL_MS = 50;
@@ -50,7 +56,7 @@ interface Episode {
   startedAt: number;
   /** The most connections the app had accepted at once. */
   maxServed: number;
-  /** Probes still in the accept queue when a served connection went (handed over, not accepted beside it). */
+  /** Times a probe was seen still in the accept queue while the served connections were busy, or as one was let go. */
   waited: number;
 }
 
@@ -233,7 +239,7 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
       this.episode = null;
       const where = oldest >= PROBE_MS
         ? `a new connection stayed in the kernel's accept queue for ${oldest} ms`
-        : `${e.waited} new connections stayed in the kernel's accept queue until a served one closed, for ${now - e.startedAt} ms`;
+        : `new connections were seen ${e.waited} times in the kernel's accept queue while the served ones were busy, over ${now - e.startedAt} ms`;
       caps.learnSlots(e.maxServed, `${where} while at most ${e.maxServed} were accepted at once; it claimed ${caps.slotsClaimed}`);
       return;
     }
@@ -294,12 +300,57 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
       if (c.served || c.gone) continue;
       c.served = true;
       c.idleSince = coarseNow;
-      // Evidence only when the app let the served one go: one we closed (its client left, a
-      // timeout) freed nothing the app chose to free.
-      if (this.episode !== null && gone.closedByBackend && c.acceptedByApp() === false) this.episode.waited++;
       return;
     }
   }
+
+  /**
+   * A served connection's end, as soon as the backend shows it (its response said close,
+   * or it closed): the oldest probe still in the accept queue now waited for it — the
+   * app took no further connection while this one was served. Asked before the response
+   * goes on to the client, so the app has rarely accepted the probe yet when it serves
+   * one connection at a time; a concurrent app accepted it long before.
+   */
+  onBackendLetGo(conn: HttpConnection): void {
+    const e = this.episode;
+    if (e === null || !conn.served) return;
+    for (const c of this.connections) {
+      if (c.served || c.gone) continue;
+      if (c.acceptedByApp() === false) e.waited++;
+      return;
+    }
+  }
+
+  /** Probes to look at once the loop has turned (the app had its chance to accept them). */
+  private toSample: HttpConnection[] = [];
+
+  onProbeConnected(conn: HttpConnection): void {
+    if (this.episode === null) return;
+    if (this.toSample.length === 0) setImmediate(this.sample);
+    this.toSample.push(conn);
+  }
+
+  /**
+   * A probe one turn of the loop after it connected, while every served connection is
+   * busy: an app that takes connections as they come has accepted it (beside the others:
+   * growth); one that serves a connection at a time has not — it waited.
+   */
+  private readonly sample = (): void => {
+    const probes = this.toSample;
+    this.toSample = [];
+    const e = this.episode;
+    if (e === null || this.closing || this.suspended) return;
+    let busy = true;
+    for (const c of this.connections) if (c.served && !c.gone && c.exchange === null) busy = false;
+    let accepted = false;
+    for (const p of probes) {
+      if (p.served || p.gone) continue;
+      const state = p.acceptedByApp();
+      if (state === true) accepted = true;
+      else if (state === false && busy) e.waited++;
+    }
+    if (accepted && this.checkProbes(null)) this.events.onDrain();
+  };
 
   onIdle(conn: HttpConnection): void {
     if (this.suspended || this.closing) {
