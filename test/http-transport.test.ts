@@ -595,12 +595,13 @@ describe.skipIf(!wrk)('learned slots over HTTP (defaults: auto is 8 slots)', () 
     expect(l.requests).toBeGreaterThan(100);
     const b = (await getStats(front)).pools[0].backends[0];
     expect(b, JSON.stringify(b)).toMatchObject({ slots: 1, slotsClaimed: 8, slotsLearned: 1, switchesFrom: 'measured' });
-    // The app serves one connection at a time: never more than one request handed to it at
-    // once (two for an instant when its accept of the next is seen before the close of the
-    // last), and its accept queue held at most the next connection with its request and a
-    // standby without one — not the 7 requests 8 connections would have queued there.
-    expect(b.maxInflight).toBeLessThanOrEqual(2);
+    // The app serves one connection at a time, and its accept queue held at most the next
+    // connection with its request and a standby without one — not the 7 requests 8
+    // connections would queue there. In flight as the front counts: the one served, plus
+    // those the app answered and closed before accepting the next but whose response the
+    // front has not read yet (an instant) — not 8.
     expect(queued).toBeLessThanOrEqual(2);
+    expect(b.maxInflight).toBeLessThanOrEqual(3);
     const line = front.log.lines.find((x) => typeof x.change === 'string' && x.change === 'slots 8 → 1');
     expect(line?.evidence).toMatch(/accept queue/);
   }, 60_000);
