@@ -143,8 +143,8 @@ export class HttpConnection implements ResponseSink {
 
   /**
    * Whether the backend has accepted this unix-socket connection: while it waits in the
-   * listening socket's accept queue its other end has no inode (sock_diag). null: cannot
-   * tell (not connected yet, or TCP).
+   * listening socket's accept queue its other end has no inode (sock_diag), nor once the
+   * app closed it. null: cannot tell (not connected yet, gone, or TCP).
    */
   acceptedByApp(): boolean | null {
     if (!this.connected || this.gone || this.fd < 0) return null;
