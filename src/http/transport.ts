@@ -372,7 +372,8 @@ export class HttpTransport implements Transport, HttpConnectionOwner {
     this.closing = true;
     this.stopTimers();
     for (const c of [...this.connections]) {
-      if (force || c.exchange === null) c.drop();
+      if (c.exchange === null) c.drop();
+      else if (force) c.drop(new TransportError('closed', 'the front is stopping: it closed its connections to the backend'));
     }
   }
 
