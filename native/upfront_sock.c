@@ -4,6 +4,10 @@
 //     libuv starts accepting as soon as Node listens, which would steal connections.
 //  2. read the kernel's accept queue of listening unix sockets (sock_diag,
 //     UNIX_DIAG_RQLEN: what `ss -xl` shows as Recv-Q / Send-Q).
+//  3. tell which process serves a connection on a shared socket: the inode of the
+//     accepted end (sock_diag UNIX_DIAG_PEER), found in that process's /proc/PID/fd.
+//     (SO_PEERCRED cannot: on a connect()ed unix socket it names the process that
+//     called listen(), which is upfront for every child.)
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
@@ -122,11 +126,59 @@ static napi_value AcceptQueues(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// peerInode(fd: number): [inode, peerInode] of a connected unix socket, or null
+// (not a unix socket, not connected, or the kernel does not answer).
+static napi_value PeerInode(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1]; int32_t fd = -1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_value nul; napi_get_null(env, &nul);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return nul;
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) return nul;
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return throw_errno(env, "socket(NETLINK_SOCK_DIAG)", errno, NULL);
+  struct { struct nlmsghdr nlh; struct unix_diag_req req; } msg;
+  memset(&msg, 0, sizeof msg);
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+  msg.req.sdiag_family = AF_UNIX;
+  msg.req.udiag_states = ~0U;
+  msg.req.udiag_ino = (uint32_t)st.st_ino;
+  msg.req.udiag_cookie[0] = ~0U; msg.req.udiag_cookie[1] = ~0U; // no cookie: look up by inode
+  msg.req.udiag_show = UDIAG_SHOW_PEER;
+  struct sockaddr_nl sa; memset(&sa, 0, sizeof sa); sa.nl_family = AF_NETLINK;
+  if (sendto(nl, &msg, sizeof msg, 0, (struct sockaddr *)&sa, sizeof sa) < 0) { int e = errno; close(nl); return throw_errno(env, "sendto(sock_diag)", e, NULL); }
+  char buf[8192];
+  ssize_t got;
+  do { got = recv(nl, buf, sizeof buf, 0); } while (got < 0 && errno == EINTR);
+  close(nl);
+  if (got <= 0) return nul;
+  struct nlmsghdr *h = (struct nlmsghdr *)buf;
+  for (; NLMSG_OK(h, (size_t)got); h = NLMSG_NEXT(h, got)) {
+    if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) break;
+    struct unix_diag_msg *d = NLMSG_DATA(h);
+    if (d->udiag_ino != (uint32_t)st.st_ino) continue;
+    struct rtattr *a = (struct rtattr *)(d + 1);
+    int alen = h->nlmsg_len - NLMSG_LENGTH(sizeof *d);
+    for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+      if (a->rta_type != UNIX_DIAG_PEER) continue;
+      uint32_t peer = *(uint32_t *)RTA_DATA(a);
+      napi_value row, v; napi_create_array_with_length(env, 2, &row);
+      napi_create_double(env, (double)d->udiag_ino, &v); napi_set_element(env, row, 0, v);
+      napi_create_double(env, (double)peer, &v); napi_set_element(env, row, 1, v);
+      return row;
+    }
+  }
+  return nul;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "listenUnix", NULL, ListenUnix, NULL, NULL, NULL, napi_default, NULL },
     { "closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_default, NULL },
     { "acceptQueues", NULL, AcceptQueues, NULL, NULL, NULL, napi_default, NULL },
+    { "peerInode", NULL, PeerInode, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

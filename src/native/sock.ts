@@ -1,5 +1,6 @@
 // The small native addon (native/upfront_sock.c): listening unix sockets the parent
-// never accepts on, and the kernel's accept queues (sock_diag).
+// never accepts on, the kernel's accept queues (sock_diag), and the accepted end of a
+// connection (sock_diag), to tell which process serves it.
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +9,7 @@ interface SockAddon {
   listenUnix(path: string, backlog: number): number;
   closeFd(fd: number): void;
   acceptQueues(): Array<[number, string, number, number]>;
+  peerInode(fd: number): [number, number] | null;
 }
 
 const require = createRequire(import.meta.url);
@@ -39,4 +41,14 @@ export function acceptQueues(): AcceptQueue[] {
 export function acceptQueueOf(socketPath: string): AcceptQueue | undefined {
   for (const row of addon.acceptQueues()) if (row[1] === socketPath) return { inode: row[0], path: row[1], queued: row[2], backlog: row[3] };
   return undefined;
+}
+
+/**
+ * The inode of the socket at the other end of our connected unix socket `fd` (the
+ * end a backend process accepted, as /proc/PID/fd shows it: socket:[INODE]); null
+ * while no process accepted it yet, or when `fd` is not a connected unix socket.
+ */
+export function peerInode(fd: number): number | null {
+  const r = addon.peerInode(fd);
+  return r === null || r[1] === 0 ? null : r[1];
 }
