@@ -115,6 +115,14 @@ export interface Transport {
   resume(): void;
   /** Closes idle connections; with `force`, every connection. */
   close(force?: boolean): void;
+  /** Shared socket: the fds of the open connections, so the supervisor can find which process serves each. */
+  connectionFds?(): number[];
+  /**
+   * Shared socket, a child being drained: the connections on `fds` take no new request
+   * and are closed once idle (each call closes those idle by then). Returns how many
+   * retired ones are still busy.
+   */
+  retireConnections?(fds: ReadonlySet<number>): number;
   readonly figures: TransportFigures;
 }
 

@@ -3,7 +3,7 @@
 // peers over spawn-fcgi; results.json has every field, report.html renders in
 // headless Chromium; every front gives the app the same SCRIPT_NAME / PATH_INFO;
 // siege as the load; a backend that cannot start fails the bench with its cause;
-// `upfront nginx-conf` passes `nginx -t`. Each run gets its own TMPDIR, so what
+// (`upfront nginx-conf`: nginx-conf.test.ts). Each run gets its own TMPDIR, so what
 // the bench leaves behind (a process, a temp dir) is found exactly.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -193,17 +193,6 @@ describe('upfront bench', () => {
     expect(cell.repeats[0].failures.total).toBeGreaterThan(0); // the run is kept: every request counted
     tmp.assertClean();
   }, 60_000);
-
-  it.skipIf(!PEERS.nginx)('upfront nginx-conf prints a config that passes nginx -t, and the spawn-fcgi lines', async () => {
-    const dir = tmpDir('upfront-nginx-conf-');
-    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const { stdout } = await run(process.execPath, [CLI, 'nginx-conf', '-n', '2', '--socket-dir', dir, '--', 'python3', PY_HELLO], { cwd: ROOT, timeout: 20_000 });
-    expect(stdout).toMatch(new RegExp(`#   spawn-fcgi -s ${dir}/b0.sock -b 1024 -F 1 -- python3 `));
-    expect(stdout).toMatch(/server unix:.*b1\.sock;/);
-    fs.writeFileSync(path.join(dir, 'nginx.conf'), stdout);
-    const t = await run(PEERS.nginx!, ['-t', '-p', `${dir}/`, '-c', 'nginx.conf'], { timeout: 20_000 }).catch((err) => err);
-    expect(`${t.stderr}`).toMatch(/test is successful/);
-  });
 });
 
 describe('upfront bench: bad input', () => {

@@ -42,7 +42,7 @@ describe('bad input at the command line', () => {
     [['run', '--procs', 'many', '--', 'true'], /^upfront: procs: expected a whole number/],
     [['run', '--socket', 'both', '--', 'true'], /^upfront: socket: expected per-process or shared/],
     [['run', '--multithreaded', 'maybe', '--', 'true'], /^upfront: multithreaded: expected true, false or auto/],
-    [['run', '--listen', 'nowhere', '--', 'true'], /^upfront: listen: expected HOST:PORT or unix:PATH/],
+    [['run', '--listen', 'nowhere', '--', 'true'], /^upfront: listen: expected HOST:PORT, PORT or unix:PATH/],
     [['run', '--no-such-flag'], /^upfront: unknown option '--no-such-flag'/],
     [['run'], /^upfront: command: --procs needs a backend command/],
   ] as const) {
@@ -67,9 +67,9 @@ describe('bad input at the command line', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
-  it('a command that does not exist: a clear line, no stack trace, exit 1', async () => {
+  it('a command that does not exist: a clear line, no stack trace, exit 2 (bad input)', async () => {
     const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', 'off', '--', 'no-such-backend-cmd']);
-    expect(await r.exit).toBe(1);
+    expect(await r.exit).toBe(2);
     expect(r.stderr()).toMatch(/backend command no-such-backend-cmd not found in PATH \(ENOENT\)/);
     expect(r.stderr()).not.toMatch(/\n\s+at /);
   });
@@ -115,10 +115,11 @@ describe('graceful stop', () => {
     expect(pids).toHaveLength(2);
     expect(fs.readdirSync(socketDir).sort()).toEqual(['admin.token', 'b0.sock', 'b1.sock']);
     const replies = Array.from({ length: 50 }, () => request(`${base}/sleep/60`, { agent: false }));
+    // All 50 reached the pool (granted a slot or queued); 25 × 60 ms of work remain per process.
     await waitUntil(async () => {
       const p = (await stats()).pools[0];
-      return p.queue.current + p.backends.reduce((a: number, b: any) => a + b.inflight, 0) === 50;
-    }, 'all 50 requests are in flight at the front');
+      return p.queue.current + p.backends.reduce((a: number, b: any) => a + b.requests, 0) === 50;
+    }, 'all 50 requests reached the front');
     r.proc.kill('SIGTERM');
     const results = await Promise.all(replies);
     if (results.some((x) => x.status !== 200)) console.log(r.stdout().split('\n').filter((l) => !l.includes('"stream"')).join('\n'));

@@ -113,6 +113,8 @@ export class FcgiConnection implements RecordSink {
   served: boolean;
   /** The application closed it right after its first request, before answering another: it ignores FCGI_KEEP_CONN. */
   closedAfterFirst = false;
+  /** Its process is being drained (shared socket): no new request; closed once idle. */
+  retired = false;
   /** Requests completed on this connection. */
   completed = 0;
   lastError: TransportError | null = null;
@@ -162,9 +164,14 @@ export class FcgiConnection implements RecordSink {
     return false;
   }
 
+  /** The socket's file descriptor (-1 before connect), to find which process serves it. */
+  get fd(): number {
+    return (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+  }
+
   /** May take a new request now. */
   get usable(): boolean {
-    return this.served && !this.closed && !this.ended && !this.settling;
+    return this.served && !this.closed && !this.ended && !this.settling && !this.retired;
   }
 
   /**
@@ -173,7 +180,7 @@ export class FcgiConnection implements RecordSink {
    * goes elsewhere (a refusal), while one with a body could not be replayed.
    */
   usableFor(bodyless: boolean): boolean {
-    return this.served && !this.closed && !this.ended && (!this.settling || bodyless);
+    return this.served && !this.closed && !this.ended && !this.retired && (!this.settling || bodyless);
   }
 
   /**

@@ -238,6 +238,25 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     }
   }
 
+  connectionFds(): number[] {
+    const fds: number[] = [];
+    for (const c of this.connections) if (c.connected && !c.closed) fds.push(c.fd);
+    return fds;
+  }
+
+  retireConnections(fds: ReadonlySet<number>): number {
+    let busy = 0;
+    for (const c of [...this.connections]) {
+      if (!c.retired) {
+        if (!c.connected || !fds.has(c.fd)) continue;
+        c.retired = true;
+      }
+      if (c.inflight === 0) c.destroy();
+      else busy++;
+    }
+    return busy;
+  }
+
   suspend(): void {
     this.suspended = true;
     this.keepConnProven = false; // a new process proves it again

@@ -8,7 +8,7 @@ export interface StatsSources {
   pools: Pool[];
   startedAt: number;
   acceptedConn(): number;
-  children(): Array<{ id: string; pid: number | undefined }>;
+  children(): Array<{ id: string; pid: number | undefined; backend?: string; state?: string; restarts?: number }>;
   supervisorCounters?(): { recycles: number; reloads: number; scaleChanges: number } | null;
   sampler: AcceptQueueSampler | null;
 }
@@ -59,7 +59,8 @@ export interface Stats {
   startTime: number;
   acceptedConn: number;
   listenQueue: { current: number; max: number };
-  children: Array<{ id: string; pid: number | null }>;
+  /** One row per spawned process: in shared-socket mode several serve one backend. */
+  children: Array<{ id: string; pid: number | null; backend: string; state: string; restarts: number }>;
   processes: { recycles: number; reloads: number; scaleChanges: number };
   pools: PoolStats[];
 }
@@ -71,7 +72,7 @@ export function statsSnapshot(src: StatsSources): Stats {
     startTime: Math.floor(src.startedAt / 1000),
     acceptedConn: src.acceptedConn(),
     listenQueue: { current: src.sampler?.totalCurrent ?? 0, max: src.sampler?.totalMax ?? 0 },
-    children: src.children().map((c) => ({ id: c.id, pid: c.pid ?? null })),
+    children: src.children().map((c) => ({ id: c.id, pid: c.pid ?? null, backend: c.backend ?? c.id, state: c.state ?? 'ready', restarts: c.restarts ?? 0 })),
     processes: src.supervisorCounters?.() ?? { recycles: 0, reloads: 0, scaleChanges: 0 },
     pools: src.pools.map((pool): PoolStats => ({
       name: pool.options.name,
