@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatStats } from '../src/admin/statsTable.js';
-import { PY_HELLO, ROOT, getStats, pidAlive, request, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
+import { PY_HELLO, ROOT, getStats, pidAlive, request, spawnCli, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
 
 let front: TestFront | null = null;
 
@@ -197,4 +197,31 @@ describe('--socket shared (spawn-fcgi -F N): reload and scale', () => {
       expect(f.log.lines.filter((l) => l.level >= 50).map((l) => l.msg)).toEqual([]);
     }, 60_000);
   }
+});
+
+describe('`upfront reload` and `upfront scale` say when they fail, and why', () => {
+  it('a replacement or a new process that exits: exit 1 with its exit and stderr; the old process keeps serving', async () => {
+    const dir = tmpDir();
+    const flag = path.join(dir, 'broken');
+    const wrapper = path.join(dir, 'app.sh');
+    fs.writeFileSync(wrapper, `#!/bin/sh\n[ -e ${flag} ] && { echo "app: config is broken" >&2; exit 7; }\nexec python3 ${PY_HELLO}\n`, { mode: 0o755 });
+    const running = await spawnCli(['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--socket', 'shared', '-n', '2', '--start-timeout', '3000', '--', wrapper]);
+    const cli = (args: string[]) => promisify(execFile)(process.execPath, [path.join(ROOT, 'dist/cli.js'), ...args, '--admin', running.admin!], { timeout: 20_000 })
+      .then((r) => ({ code: 0, ...r }), (err) => ({ code: err.code as number, stdout: err.stdout as string, stderr: err.stderr as string }));
+    try {
+      expect(await cli(['reload'])).toMatchObject({ code: 0, stdout: 'reloaded: 2 processes replaced\n' });
+      fs.writeFileSync(flag, '');
+      const reload = await cli(['reload']);
+      expect(reload.code).toBe(1);
+      expect(reload.stderr).toMatch(/^upfront: admin [\d.:]+: 2 new process\(es\) did not get ready \(new process b\d exited with code 7 before it was ready, stderr: app: config is broken; new process b\d exited with code 7 before it was ready, stderr: app: config is broken\); their old processes keep serving \(500\)\n$/);
+      const scale = await cli(['scale', '3']);
+      expect(scale.code).toBe(1);
+      expect(scale.stderr).toMatch(/scaling to 3 failed: new process b\d+ exited with code 7 before it was ready, stderr: app: config is broken; 2 processes run \(409\)/);
+      expect(running.stdout()).not.toMatch(/pid undefined/);
+      expect((await request(`${running.base}/Hello/1`)).status).toBe(200);
+    } finally {
+      await running.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -24,8 +24,9 @@ export interface StaticUpstreamsOptions {
 export class StaticUpstreams implements BackendSource {
   readonly backends: Backend[] = [];
   private stopped = false;
-  private readonly timers = new Set<NodeJS.Timeout>();
   private readonly sleepers = new Set<() => void>();
+  /** The probe loops still running (one per upstream until it answers). */
+  private readonly loops = new Set<Promise<void>>();
 
   constructor(private readonly options: StaticUpstreamsOptions, private readonly pool: Pool, private readonly log: Logger) {}
 
@@ -35,7 +36,9 @@ export class StaticUpstreams implements BackendSource {
       const backend = this.options.makeBackend(`u${i}`, address, this.pool.backends.length);
       this.pool.add(backend);
       this.backends.push(backend);
-      return this.probeUntilReady(backend);
+      const loop = this.probeUntilReady(backend).finally(() => this.loops.delete(loop));
+      this.loops.add(loop);
+      return loop;
     });
     await Promise.race([Promise.all(probes), this.sleep(this.options.getValuesTimeoutMs + 500)]);
   }
@@ -66,19 +69,25 @@ export class StaticUpstreams implements BackendSource {
     }
   }
 
+  /** Upstreams still being probed. */
+  get probing(): number {
+    return this.loops.size;
+  }
+
   /** A timer stop() cancels (and resolves at once). */
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const done = () => { clearTimeout(timer); this.timers.delete(timer); this.sleepers.delete(done); resolve(); };
+      const done = () => { clearTimeout(timer); this.sleepers.delete(done); resolve(); };
       const timer = setTimeout(done, ms);
-      this.timers.add(timer);
       this.sleepers.add(done);
     });
   }
 
+  /** Ends the probing (resolves once every loop has), closes the connections. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const wake of [...this.sleepers]) wake();
+    await Promise.all(this.loops);
     for (const b of this.backends) {
       b.state = 'down';
       b.transport.close(true);
