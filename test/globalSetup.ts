@@ -7,6 +7,8 @@ import path from 'node:path';
 
 export default function setup(): () => void {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upfront-tests-'));
+  // Searchable by others, as /tmp is: the --user nobody test runs a child from a dir in here.
+  fs.chmodSync(dir, 0o755);
   const previous = process.env.TMPDIR;
   process.env.TMPDIR = dir;
   return () => {
