@@ -129,8 +129,11 @@ program.command('run')
     // The banner last: whoever reads it may signal at once (SIGTTIN's default would stop the process).
     const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;
     if (process.stdout.isTTY || config.logLevel !== 'silent') {
+      // Nothing serves (a command that exits at once, an upstream down): say why here, not only in the log.
+      const pool = front.pool;
+      if (!pool.backends.some((b) => b.state === 'ready')) process.stderr.write(`upfront: no backend is ready yet: ${pool.describeUnavailable()}\n`);
       process.stderr.write(`upfront: serving on ${base} (${config.procs} process${config.procs === 1 ? '' : 'es'}${config.upstream.length ? ` + ${config.upstream.length} upstream(s)` : ''}); try:\n`
-        + `  curl ${base}/Hello/100\n`
+        + `  curl ${base}/Hello/100      (the examples' page)\n`
         + (front.adminAddress ? `  curl http://${front.adminAddress}/stats\n` : '')
         + `Ctrl-C stops it (in-flight requests finish first).\n`);
     }

@@ -148,8 +148,9 @@ export class ManagedChild {
     }
     this.seat.exited(this);
     const delay = this.backoffMs();
+    // Before it was ready, its last stderr line is usually the why (a missing module, a bad option).
     this.log.error({ backend: this.id, pid: proc.pid, code: exit.code, signal: exit.signal, uptimeMs: exit.uptimeMs, restartInMs: delay, failuresInRow: this.failuresInRow },
-      `backend ${this.id} (pid ${proc.pid}) ${this.lastExit} after ${(exit.uptimeMs / 1000).toFixed(2)} s; restarting in ${delay} ms (failure ${this.failuresInRow} in a row)`);
+      `backend ${this.id} (pid ${proc.pid}) ${this.lastExit} after ${(exit.uptimeMs / 1000).toFixed(2)} s${wasReady ? '' : `, before it was ready${tail}`}; restarting in ${delay} ms (failure ${this.failuresInRow} in a row)`);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       this.start().catch((err: Error) => { if (this.wanted) this.log.error({ backend: this.id }, `could not restart backend ${this.id}: ${err.message}`); });

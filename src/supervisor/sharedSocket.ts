@@ -47,6 +47,8 @@ export class SharedSocket implements ChildSeat {
   private perChild: BackendSwitches | null = null;
   private readonly waiting = new Map<ManagedChild, Waiting>();
   private probing = false;
+  /** The switches last applied to the backend (its learned capabilities are kept while they hold). */
+  private applied: BackendSwitches | null = null;
   /** Restarts of children no longer on the socket (drained, scaled down). */
   private pastRestarts = 0;
 
@@ -80,8 +82,10 @@ export class SharedSocket implements ChildSeat {
   ready(child: ManagedChild, values: Map<string, string> | null): void {
     // Found serving one of the pool's connections instead of a probe: it runs what its siblings run.
     const s = values === null && this.perChild !== null ? this.perChild : decideSwitches(this.options.switches, values);
-    const changed = this.perChild === null || this.perChild.slots !== s.slots || this.perChild.multithreaded !== s.multithreaded;
-    this.perChild = s;
+    const p = this.perChild;
+    const changed = p === null || p.slots !== s.slots || p.multithreaded !== s.multithreaded || p.multiplexed !== s.multiplexed
+      || p.answersGetValues !== s.answersGetValues;
+    if (changed) this.perChild = s; // the same switches keep what the backend learned since
     const message = `backend ${child.id} ready on the shared socket (multithreaded=${s.multithreaded}, multiplexed=${s.multiplexed}, ${s.slots} slot(s) per child, from ${s.source})`;
     const fields = { backend: child.id, pid: child.pid, multithreaded: s.multithreaded, multiplexed: s.multiplexed, slotsPerChild: s.slots, source: s.source, getValues: values ? Object.fromEntries(values) : null };
     if (changed) this.log.info(fields, message);
@@ -162,9 +166,20 @@ export class SharedSocket implements ChildSeat {
       backend.downReason = down?.downReason ?? null;
       return;
     }
-    // No multiplexing here: the kernel could hand the one connection carrying every request to one child.
-    backend.applySwitches({ ...per, multiplexed: false, slots: per.slots * ready,
-      source: per.multiplexed ? `${per.source}; not multiplexed on a shared socket` : per.source });
+    const slots = per.slots * ready;
+    if (this.applied !== per) {
+      // No multiplexing here: the kernel could hand the one connection carrying every request to one child.
+      backend.applySwitches({ ...per, multiplexed: false, slots,
+        source: per.multiplexed ? `${per.source}; not multiplexed on a shared socket` : per.source });
+      this.applied = per;
+    } else if (backend.caps.slotsClaimed !== slots) {
+      // A child came or went: the same app, so what was learned about it (keep-conn, pipelining)
+      // holds; the slots follow the children (a measured count was for the others).
+      const caps = backend.caps;
+      caps.slotsClaimed = slots;
+      caps.slots = slots;
+      caps.slotsLearned = null;
+    }
     backend.transport.resume();
     backend.state = 'ready';
     backend.unavailable = null;
