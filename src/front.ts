@@ -15,7 +15,7 @@ import { createPolicy } from './pool/policies/index.js';
 import { Pool } from './pool/pool.js';
 import type { SwitchSettings } from './pool/switches.js';
 import { FrontServer } from './server/frontServer.js';
-import { addressOf } from './server/listen.js';
+import { addressOf } from './listen.js';
 import { AcceptQueueSampler, somaxconn } from './stats/acceptQueueSampler.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { Autoscaler } from './supervisor/autoscaler.js';

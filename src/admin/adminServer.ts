@@ -10,7 +10,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
-import { listenOn } from '../server/listen.js';
+import { listenOn } from '../listen.js';
 import { phpFpmStatus } from '../stats/phpFpmStatus.js';
 import { PrometheusExporter } from '../stats/prometheus.js';
 import { statsSnapshot, type StatsSources } from '../stats/snapshot.js';

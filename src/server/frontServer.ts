@@ -7,7 +7,7 @@ import { BodySpool, BodyTooLarge } from './bodySpool.js';
 import { sendError } from './errorResponse.js';
 import type { ClientExchange } from './exchange.js';
 import { Http1Server, type Http1Connection, type Http1Exchange, type Http1Limits } from './http1/server.js';
-import { addressOf, listenOn } from './listen.js';
+import { addressOf, listenOn } from '../listen.js';
 import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
 
 export interface FrontServerOptions {
