@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Backend } from '../pool/backend.js';
 import type { Pool } from '../pool/pool.js';
 import { decideSwitches, type SwitchSettings } from '../pool/switches.js';
+import type { Child } from './child.js';
 import type { ChildSeat, ManagedChild, SpawnSocket } from './managedChild.js';
 import { probeBackend } from './readiness.js';
 import { ListeningSocket } from './sockets.js';
@@ -41,7 +42,7 @@ export class OwnSocket implements ChildSeat {
     if (this.backend.state !== 'down') this.backend.state = child.restarts > 0 ? 'restarting' : 'starting';
   }
 
-  async probe(_child: ManagedChild, process: { exited: unknown }, deadline: number): Promise<Map<string, string> | null> {
+  async probe(_child: ManagedChild, process: Child, deadline: number): Promise<Map<string, string> | null> {
     const result = await probeBackend({
       address: this.backend.address,
       getValuesTimeoutMs: this.options.getValuesTimeoutMs,

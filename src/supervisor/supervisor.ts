@@ -260,7 +260,9 @@ export class Supervisor implements BackendSource {
   /** Drains a child (bounded), stops its process and removes it. */
   private async retire(child: ManagedChild, drainTimeoutMs: number): Promise<void> {
     const seat = child.seat;
-    const drained = child.process ? await seat.drain(child, drainTimeoutMs) : (child.drain(), true);
+    let drained = true;
+    if (child.process) drained = await seat.drain(child, drainTimeoutMs);
+    else child.drain(); // no process (restarting): nothing to drain, no restart either
     const pid = await child.stop();
     seat.remove(child);
     const i = this.managed.indexOf(child);
