@@ -34,7 +34,10 @@ program.command('run')
   .usage('[options] [-- COMMAND [ARGS...]]')
   // Every option is also a config file key (its name without the dashes); flags override the file.
   .option('-c, --config <file>', 'YAML or JSON config file; flags override it')
-  .option('--listen <addr>', 'public listener, HOST:PORT, PORT (on 127.0.0.1) or unix:PATH (default 127.0.0.1:8080)')
+  .option('--listen <addr>', 'public listener, HOST:PORT, PORT (on 127.0.0.1), unix:PATH, systemd (socket activation) or fd:N (default 127.0.0.1:8080)')
+  .option('--tls-cert <file>', 'PEM certificate chain: TLS on the public listener, HTTP/2 and HTTP/1.1 by ALPN (re-read on reload)')
+  .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .option('--redirect-http <addr>', 'a plain HTTP listener that redirects every request to https (HOST:PORT, PORT or unix:PATH)')
   .option('--admin <addr>', 'admin listener, HOST:PORT, PORT or unix:PATH, or "off" (default 127.0.0.1:8081)')
   .option('--admin-token-file <file>', 'the token admin POSTs need (mode 0600) (default: a fresh one in the socket dir)')
   // The processes
@@ -74,10 +77,28 @@ program.command('run')
   .option('--retries <n>', 'times a request that never started is tried on another backend (default 1)')
   .option('--connect-timeout <ms>', 'connect() to a backend gives up after this long (default 1000)')
   .option('--read-timeout <ms>', 'no response byte from the backend for this long → 504 (default 60000)')
+  .option('--health-check-interval <ms>', 'actively check --upstream backends this often (default 0: off)')
+  .option('--health-check-path <path>', '--protocol http: the path checked with GET (2xx/3xx pass) (default /); FastCGI uses FCGI_GET_VALUES')
+  .option('--health-check-timeout <ms>', 'a check with no answer within this fails (default 2000)')
+  .option('--health-check-rise <n>', 'passing checks in a row that bring a backend back (default 2)')
+  .option('--health-check-fall <n>', 'failed checks in a row that take a backend out (default 3)')
+  // Before the app: files, compression, the access log, health
+  .option('--static <prefix=dir>', 'serve files under URL_PREFIX from DIR before the app (repeatable), e.g. /assets=/srv/app/public', collect)
+  .option('--try-files <bool>', 'serve a file of --document-root when one exists, else pass the request to the app (nginx try_files $uri @app) (default false)')
+  .option('--internal-location <prefix=dir>', 'X-Accel-Redirect: /PREFIX/... is sent from DIR; X-Sendfile paths must lie under DIR (repeatable)', collect)
+  .option('--compress <bool>', 'gzip/brotli text responses for clients that accept it (default false)')
+  .option('--compress-min-size <size>', 'do not compress responses shorter than this (default 1k)')
+  .option('--access-log <where>', 'stdout, a file path (reopened on SIGUSR1), or off (default off)')
+  .option('--access-log-format <f>', 'combined (nginx\'s, plus rt= ut= qt= backend= pid=) or json (default combined)')
+  .option('--health-on-public <bool>', 'also answer /healthz and /readyz on the public listener (default false; always on the admin one)')
   // The requests
   .option('--document-root <dir>', 'for SCRIPT_FILENAME / DOCUMENT_ROOT (default: the current directory)')
   .option('--script-ext <ext>', 'only files with this extension are scripts, e.g. php (repeatable); a path naming none gets 404', collect)
   .option('--max-body-size <size>', 'largest request body, e.g. 100m, 1g; larger → 413 (default 100m; nginx: 1m; 0: no limit)')
+  .option('--request-buffering <bool>', 'read a request body whole (memory, then a temp file) before it takes a backend slot (default true, as nginx)')
+  .option('--response-buffering <bool>', 'take a response from the backend even when the client reads slowly (default true, as nginx)')
+  .option('--response-buffer-memory <size>', 'per response, held in memory before a temp file (default 1m)')
+  .option('--response-buffer-max <size>', 'per response, largest temp file; beyond, the backend waits (default 1g, as nginx)')
   .option('--max-head-bytes <n>', 'largest response head a backend may send (default 1048576)')
   .option('--client-header-timeout <ms>', 'a client must send a request head within this (408 after) (default 60000, as nginx)')
   .option('--client-body-timeout <ms>', 'longest pause between two reads of a request body (408 after) (default 60000)')
@@ -89,6 +110,7 @@ program.command('run')
   .option('--server-timing <bool>', 'add a Server-Timing header (queue, connect, backend) (default false)')
   .option('--slow-request <ms>', 'requests slower than this count as slow in /status (default 5000)')
   // Stopping, stats, log
+  .option('--shutdown-delay <ms>', 'on SIGTERM, /readyz answers 503 and the listener keeps accepting this long before draining (default 0)')
   .option('--shutdown-grace <ms>', 'on SIGTERM (or when a process is drained), how long in-flight requests may take (default 30000)')
   .option('--sample-interval <ms>', 'how often the kernel accept queues are read (default 250)')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent (default info)')
@@ -124,17 +146,27 @@ program.command('run')
     process.on('SIGHUP', () => {
       front.reload('SIGHUP').catch((err: Error) => log.warn({ signal: 'SIGHUP' }, `SIGHUP: ${err.message}`));
     });
+    // logrotate's convention. A listener also keeps Node from opening its inspector on SIGUSR1.
+    process.on('SIGUSR1', () => {
+      if (front.accessLog) front.reopenLogs();
+      else log.info({ signal: 'SIGUSR1' }, 'SIGUSR1: no access log file to reopen');
+    });
     process.on('SIGTTIN', step(1, 'SIGTTIN'));
     process.on('SIGTTOU', step(-1, 'SIGTTOU'));
     // The banner last: whoever reads it may signal at once (SIGTTIN's default would stop the process).
-    const base = front.address.startsWith('unix:') ? front.address : `http://${front.address}`;
+    // curl reaches a unix socket with --unix-socket and any host name in the URL.
+    const curl = (address: string, p: string) => (address.startsWith('unix:') ? `curl --unix-socket ${address.slice(5)} http://localhost${p}` : `curl http://${address}${p}`);
+    const base = front.address.startsWith('unix:') ? front.address : `${front.server.tls ? 'https' : 'http'}://${front.address}`;
     if (process.stdout.isTTY || config.logLevel !== 'silent') {
       // Nothing serves (a command that exits at once, an upstream down): say why here, not only in the log.
       const pool = front.pool;
       if (!pool.backends.some((b) => b.state === 'ready')) process.stderr.write(`upfront: no backend is ready yet: ${pool.describeUnavailable()}\n`);
+      const admin = front.adminAddress;
+      const adminFlag = admin && admin.startsWith('unix:') ? ` --admin ${admin}` : admin && admin !== '127.0.0.1:8081' ? ` --admin ${admin}` : '';
       process.stderr.write(`upfront: serving on ${base} (${config.procs} process${config.procs === 1 ? '' : 'es'}${config.upstream.length ? ` + ${config.upstream.length} upstream(s)` : ''}); try:\n`
-        + `  curl ${base}/Hello/100      (the examples' page)\n`
-        + (front.adminAddress ? `  curl http://${front.adminAddress}/stats\n` : '')
+        + `  ${curl(front.address, '/Hello/100')}\n`
+        + (admin ? `  ${curl(admin, '/stats')}\n  upfront top${adminFlag}\n` : '')
+        + (admin && !admin.startsWith('unix:') ? `  dashboard: http://${admin}/\n` : '')
         + `Ctrl-C stops it (in-flight requests finish first).\n`);
     }
   });
@@ -176,6 +208,15 @@ program.command('stats')
     process.stdout.write(flags.json ? JSON.stringify(stats, null, 2) + '\n' : formatStats(stats));
   });
 
+program.command('top')
+  .description('a live view of a running upfront, refreshed every second: queues, rates, backends (q quits)')
+  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', ADMIN_DEFAULT)
+  .action(async (flags: { admin: string }) => {
+    const { runTop } = await import('./admin/top.js');
+    await runTop(flags.admin, { stdin: process.stdin, stdout: process.stdout });
+    process.exit(0);
+  });
+
 program.command('scale')
   .description('run N backend processes in a running upfront (new ones start; removed ones drain first); waits for the outcome')
   .argument('<procs>', 'the number of processes (1 to 1024)')
@@ -202,11 +243,12 @@ program.command('reload')
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 
 program.command('bench')
-  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against the FastCGI fronts people run (nginx, h2o, HAProxy, lighttpd, Caddy, each over spawn-fcgi)')
+  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against the fronts people run (nginx, h2o, HAProxy, lighttpd, Caddy): over FastCGI with spawn-fcgi, or as HTTP reverse proxies to one unix socket per process')
   .usage('[options] -- COMMAND [ARGS...]')
   .option('--procs <list>', 'process counts to sweep', '1,2,4')
   .option('--switches <list>', 'multithreaded/multiplexed pairs to sweep, e.g. false/false,true/true; auto: what the backend answers', 'auto')
-  .option('--overflow <list>', 'upfront overflow modes to sweep', 'queue,nginx')
+  .option('--protocol <p>', 'fastcgi: the peers over spawn-fcgi; http: every front proxies HTTP to N processes, each binding the unix socket in UPFRONT_SOCKET (or {socket})', 'fastcgi')
+  .option('--overflow <list>', 'upfront overflow modes to sweep (default queue,nginx; with --protocol http: queue)')
   .option('--front <list>', 'fronts to compare: upfront, nginx, h2o, haproxy, lighttpd, caddy, or all', 'all')
   .option('--path <path>', 'the URL path to load', '/Hello/100')
   .option('--concurrency <n>', 'concurrent connections', '200')
@@ -214,9 +256,9 @@ program.command('bench')
   .option('--warmup <time>', 'warmup per cell', '3s')
   .option('--repeat <n>', 'runs per cell (medians, with min–max)', '3')
   .option('--load <tool>', 'autocannon (built in), wrk or siege', 'autocannon')
-  .option('--backlog <n>', 'listen backlog of every front\'s backend sockets (spawn-fcgi -b, upfront --backlog)', '1024')
+  .option('--backlog <n>', 'FastCGI: listen backlog of every front\'s backend sockets (spawn-fcgi -b, upfront --backlog) (default 1024); an HTTP app sets its own')
   .option('--out <dir>', 'where results.json, report.html and each front\'s config go', 'bench-out')
-  .argument('<command...>', 'the backend command (a FastCGI app serving on fd 0)')
+  .argument('<command...>', 'the backend command (FastCGI: an app serving on fd 0; HTTP: an app binding UPFRONT_SOCKET or {socket})')
   .action(async (command: string[], f: Record<string, string>) => {
     const { runBench, stopEverything, which, availableFronts } = await import('./bench/sweep.js');
     const { renderReportHtml, renderTerminalTable } = await import('./bench/report.js');
@@ -233,13 +275,19 @@ program.command('bench')
       return m![2] === 'ms' ? Number(m![1]) / 1000 : Number(m![1]);
     };
     const procs = list(f.procs).map((p) => int('procs', p, 1));
+    if (f.protocol !== 'fastcgi' && f.protocol !== 'http') fail(`protocol: ${JSON.stringify(f.protocol)} is not one of fastcgi, http`, EXIT_USAGE);
+    const protocol = f.protocol as 'fastcgi' | 'http';
+    // The app binds its own socket: neither the bench nor any front can set its backlog.
+    if (protocol === 'http' && f.backlog !== undefined) fail('backlog: with --protocol http each app binds its own socket with its own backlog (Tornado: 128); --backlog is for FastCGI backends', EXIT_USAGE);
     const switches = f.switches === 'auto' ? [null] : list(f.switches).map((pair) => {
       const m = /^(true|false)\/(true|false)$/.exec(pair);
       if (!m) fail(`switches: expected multithreaded/multiplexed pairs such as false/false,true/true, got ${JSON.stringify(pair)}`, EXIT_USAGE);
+      if (protocol === 'http' && m![2] === 'true') fail(`switches: multiplexed is FastCGI's (FCGI_MPXS_CONNS); with --protocol http use false/false or true/false, got ${JSON.stringify(pair)}`, EXIT_USAGE);
       return { multithreaded: m![1] === 'true', multiplexed: m![2] === 'true' };
     });
-    const overflow = list(f.overflow);
+    const overflow = list(f.overflow ?? (protocol === 'http' ? 'queue' : 'queue,nginx'));
     for (const o of overflow) if (!['queue', 'shed', 'nginx', 'retry'].includes(o)) fail(`overflow: ${JSON.stringify(o)} is not one of queue, shed, nginx, retry`, EXIT_USAGE);
+    for (const o of overflow) if (protocol === 'http' && (o === 'nginx' || o === 'retry')) fail(`overflow: ${o} reproduces nginx's FastCGI behaviour; with --protocol http use queue or shed`, EXIT_USAGE);
     const asked = list(f.front).flatMap((fr) => (fr === 'all' ? [...ALL_FRONTS] : [fr]));
     for (const fr of asked) if (!(ALL_FRONTS as readonly string[]).includes(fr)) fail(`front: ${JSON.stringify(fr)} is not one of ${ALL_FRONTS.join(', ')}, all`, EXIT_USAGE);
     const fronts = [...new Set(asked)] as FrontName[];
@@ -249,7 +297,7 @@ program.command('bench')
       f.load = 'autocannon';
     }
     // A front that cannot run here: one line, and the rest still runs.
-    for (const sk of availableFronts(fronts).skipped) process.stderr.write(`upfront: ${sk.front} is skipped: ${sk.reason}\n`);
+    for (const sk of availableFronts(fronts, protocol, procs).skipped) process.stderr.write(`upfront: ${sk.front} is skipped: ${sk.reason}\n`);
     const outDir = f.out;
     fs.mkdirSync(outDir, { recursive: true });
     const tty = process.stderr.isTTY;
@@ -258,9 +306,9 @@ program.command('bench')
     process.on('SIGTERM', onInterrupt);
     const configs: string[] = [];
     const results = await runBench({
-      command, procs, switches, overflow, fronts,
+      command, protocol, procs, switches, overflow, fronts,
       path: f.path, concurrency: int('concurrency', f.concurrency, 1), durationSec: seconds('duration', f.duration), warmupSec: seconds('warmup', f.warmup),
-      repeat: int('repeat', f.repeat, 1), load: f.load as 'autocannon' | 'wrk' | 'siege', backlog: int('backlog', f.backlog, 1),
+      repeat: int('repeat', f.repeat, 1), load: f.load as 'autocannon' | 'wrk' | 'siege', backlog: int('backlog', f.backlog ?? '1024', 1),
       commandLine: ['upfront', ...process.argv.slice(2)].join(' '),
       configDir: outDir,
       onConfig: (file) => configs.push(file),

@@ -1,11 +1,12 @@
 // The composition root of `upfront run`: the pool, the sources of its backends
-// (the supervisor's spawned processes, static upstreams), the public and admin
-// listeners, and the orderly stop. Wiring only: each part decides its own things.
+// (the supervisor's spawned processes, static upstreams), the public listener with
+// what runs before the app (TLS, files, compression, access log, health), the admin
+// listener, the figures, and the orderly stop. Wiring only: each part decides its own things.
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/adminServer.js';
-import { parseAddress, type RunConfig } from './config/schema.js';
+import { ConfigError, parseAddress, type RunConfig } from './config/schema.js';
 import { CgiParamsEncoder } from './fastcgi/cgiParams.js';
 import { FcgiTransport } from './fastcgi/transport.js';
 import { HttpTransport } from './http/transport.js';
@@ -14,9 +15,20 @@ import type { BackendFactory, BackendSource } from './pool/backendSource.js';
 import { createPolicy } from './pool/policies/index.js';
 import { Pool } from './pool/pool.js';
 import type { SwitchSettings } from './pool/switches.js';
+import { HealthChecker } from './pool/healthChecks.js';
+import { AccessLog } from './server/accessLog.js';
 import { FrontServer } from './server/frontServer.js';
-import { addressOf } from './listen.js';
+import { FrontHealth } from './server/health.js';
+import { RedirectListener } from './server/redirectListener.js';
+import { BufferCounters } from './server/responseBuffer.js';
+import { InternalLocations } from './server/static/internalLocations.js';
+import { StaticFiles } from './server/static/staticFiles.js';
 import { AcceptQueueSampler, somaxconn } from './stats/acceptQueueSampler.js';
+import { FrontResponses } from './stats/frontResponses.js';
+import { StatsHistory } from './stats/history.js';
+import { InService } from './stats/inService.js';
+import { ProcessSampler } from './stats/processSampler.js';
+import { RefusalWarnings } from './stats/refusalWarnings.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { Autoscaler } from './supervisor/autoscaler.js';
 import { removeStaleSocketDirs } from './supervisor/staleSocketDirs.js';
@@ -46,12 +58,18 @@ export class Front {
   /** The spawned processes (none with --upstream alone). */
   readonly supervisor: Supervisor | null;
   readonly upstreams: StaticUpstreams | null;
+  /** /healthz and /readyz (admin listener, and the public one with --health-on-public). */
+  readonly health: FrontHealth;
+  readonly accessLog: AccessLog | null;
   address = '';
   adminAddress: string | null = null;
   private readonly sources: BackendSource[] = [];
   private readonly sampler: AcceptQueueSampler;
+  private readonly history: StatsHistory;
   private admin: AdminServer | null = null;
   private autoscaler: Autoscaler | null = null;
+  private redirect: RedirectListener | null = null;
+  private healthChecker: HealthChecker | null = null;
   private readonly watchdog: ProcessGroupWatchdog;
   private readonly usesSocketDir: boolean;
   private stopping: Promise<void> | null = null;
@@ -105,31 +123,70 @@ export class Front {
     if (this.upstreams) this.sources.push(this.upstreams);
     if (this.supervisor) this.sources.push(this.supervisor);
     const supervisor = this.supervisor;
-    this.server = new FrontServer({
-      listen: c.listen,
-      limits: {
-        maxBodyBytes: c.maxBodySize,
-        headersTimeoutMs: c.clientHeaderTimeout,
-        bodyTimeoutMs: c.clientBodyTimeout,
-        keepAliveTimeoutMs: c.keepaliveTimeout,
-        sendTimeoutMs: c.sendTimeout,
-      },
-      needsBodyLength: c.protocol === 'fastcgi',
-      spoolMemoryBytes: 1024 * 1024,
-      proxy: {
-        pool: this.pool, log: logger, retries: c.retries, queueRetryAfterSec: Math.max(1, Math.ceil(c.queueTimeout / 1000)),
-        serverTiming: c.serverTiming, slowRequestMs: c.slowRequest,
-        onStuck: c.killStuck && supervisor ? (backendId: string) => supervisor.killStuck(backendId) : undefined,
-      },
-    }, logger);
+    const startedAt = Date.now();
+    const frontResponses = new FrontResponses();
+    const inService = new InService();
+    this.health = new FrontHealth([this.pool], startedAt);
+    const { files, internal, accessLog } = edgeParts(c, logger);
+    this.accessLog = accessLog;
+    try {
+      this.server = new FrontServer({
+        listen: c.listen,
+        tls: c.tlsCert !== undefined ? { certFile: c.tlsCert, keyFile: c.tlsKey! } : null,
+        edge: {
+          health: c.healthOnPublic ? this.health : null,
+          files: c.static.length > 0 || c.tryFiles ? files : null,
+          compress: c.compress ? { minSize: c.compressMinSize } : null,
+          accessLog,
+        },
+        limits: {
+          maxBodyBytes: c.maxBodySize,
+          headersTimeoutMs: c.clientHeaderTimeout,
+          bodyTimeoutMs: c.clientBodyTimeout,
+          keepAliveTimeoutMs: c.keepaliveTimeout,
+          sendTimeoutMs: c.sendTimeout,
+        },
+        needsBodyLength: c.protocol === 'fastcgi',
+        spoolMemoryBytes: 1024 * 1024,
+        proxy: {
+          pool: this.pool, log: logger, retries: c.retries, queueRetryAfterSec: Math.max(1, Math.ceil(c.queueTimeout / 1000)),
+          serverTiming: c.serverTiming, slowRequestMs: c.slowRequest,
+          onStuck: c.killStuck && supervisor ? (backendId: string) => supervisor.killStuck(backendId) : undefined,
+          responseBuffering: c.responseBuffering
+            ? { memoryBytes: c.responseBufferMemory, fileBytes: c.responseBufferMax, counters: new BufferCounters() } : null,
+          internal,
+          frontResponses, inService,
+        },
+        requestBuffering: c.requestBuffering,
+      }, logger);
+    } catch (err) {
+      // The TLS certificate or key did not load: a config problem, said with the file's name.
+      accessLog?.close();
+      throw new ConfigError((err as Error).message);
+    }
     this.sampler = new AcceptQueueSampler([this.pool], c.sampleInterval, logger);
+    this.history = new StatsHistory({ pools: [this.pool], acceptedConn: () => this.server.acceptedConn, frontResponses, sampler: this.sampler });
+    const processes = new ProcessSampler();
+    const refusals = new RefusalWarnings(frontResponses, this.pool, logger, startedAt);
+    this.history.onTick(() => {
+      const pids = [process.pid];
+      for (const child of supervisor?.children() ?? []) if (child.pid !== undefined) pids.push(child.pid);
+      for (const b of this.pool.backends) if (b.pid !== undefined) pids.push(b.pid);
+      processes.sample(pids);
+      refusals.check();
+    });
     this.stats = {
       pools: [this.pool],
-      startedAt: Date.now(),
+      startedAt,
       acceptedConn: () => this.server.acceptedConn,
       children: () => supervisor?.children() ?? [],
       supervisorCounters: () => supervisor?.counters ?? null,
       sampler: this.sampler,
+      frontResponses,
+      inService,
+      history: this.history,
+      processes,
+      processManager: c.maxProcs > c.procs ? 'dynamic' : 'static',
     };
     this.watchdog = ProcessGroupWatchdog.get(logger);
     // If upfront is killed, the watchdog removes the socket dir (sockets, admin token).
@@ -149,27 +206,56 @@ export class Front {
     try {
       // Listen first: a port in use should fail before any child is spawned.
       this.address = await this.server.listen();
+      if (c.redirectHttp) {
+        const tlsPort = Number(/:(\d+)$/.exec(this.address)?.[1] ?? 443);
+        this.redirect = new RedirectListener(c.redirectHttp, () => tlsPort, { headersTimeoutMs: c.clientHeaderTimeout, keepAliveTimeoutMs: c.keepaliveTimeout }, this.logger);
+        const at = await this.redirect.listen();
+        this.logger.info({ redirectHttp: at }, `redirecting http://${at} to https on port ${tlsPort}`);
+      }
       if (c.admin) {
-        this.admin = new AdminServer({ listen: c.admin, tokenDir: c.socketDir, tokenFile: c.adminTokenFile }, this.stats,
+        this.admin = new AdminServer({ listen: c.admin, tokenDir: c.socketDir, tokenFile: c.adminTokenFile, health: this.health }, this.stats,
           { scale: (n) => this.scale(n, 'admin POST /scale'), reload: () => this.reload('admin POST /reload') }, this.logger);
         this.adminAddress = await this.admin.listen();
-        this.logger.info({ admin: this.adminAddress }, `admin on http://${this.adminAddress}/stats`);
+        this.logger.info({ admin: this.adminAddress }, `admin on ${this.adminAddress}: the dashboard at /, and /stats, /metrics, /status`);
       }
-      for (const source of this.sources) await source.start();
+      for (const source of this.sources) {
+        await source.start();
+        if (source === this.upstreams) this.startHealthChecks(this.upstreams.backends);
+      }
       if (this.supervisor && c.maxProcs > c.procs) {
         this.autoscaler = new Autoscaler(this.supervisor, this.pool, { min: c.procs, max: c.maxProcs, scaleUpAfterMs: c.scaleUpAfter, scaleDownAfterMs: c.scaleDownAfter, drainTimeoutMs: c.shutdownGrace }, this.logger);
         this.autoscaler.start();
       }
     } catch (err) {
+      this.healthChecker?.stop();
       for (const source of this.sources) await source.stop().catch(() => {});
       this.admin?.close();
+      this.redirect?.close();
       this.server.destroyAll();
+      this.accessLog?.close();
       this.releaseSocketDir();
       throw err;
     }
     this.sampler.start();
+    this.history.start();
     this.logger.info({ listen: this.address, procs: c.procs, socket: c.socket, upstreams: c.upstream }, `upfront listening on ${this.address}`);
     return this;
+  }
+
+  /** Active health checks of the upstreams (--health-check-interval); spawned processes have the supervisor. */
+  private startHealthChecks(backends: readonly Backend[]): void {
+    const c = this.config;
+    if (c.healthCheckInterval <= 0 || backends.length === 0) return;
+    this.healthChecker = new HealthChecker(this.pool, [...backends], {
+      intervalMs: c.healthCheckInterval, timeoutMs: c.healthCheckTimeout, rise: c.healthCheckRise, fall: c.healthCheckFall,
+      protocol: c.protocol, path: c.healthCheckPath ?? null,
+    }, this.logger);
+    this.healthChecker.start();
+  }
+
+  /** SIGUSR1: the access log file is reopened (logrotate). */
+  reopenLogs(): void {
+    this.accessLog?.reopen();
   }
 
   /** Runs `procs` backend processes (scale up, or drain and stop some); resolves once done. */
@@ -179,9 +265,19 @@ export class Front {
     return this.supervisor.scale(procs, reason);
   }
 
-  /** Rolling reload of the spawned processes, with the command line of a re-read config. */
+  /** The TLS certificate re-read, then a rolling reload of the spawned processes, with the command line of a re-read config. */
   async reload(reason: string): Promise<ReloadOutcome> {
     const supervisor = this.supervisor;
+    if (this.server.tls !== null) {
+      // The certificate first: a file that does not load refuses the reload, and the one in use stays.
+      try {
+        this.server.reloadCertificate();
+      } catch (err) {
+        this.logger.error({ reason }, `reload refused: ${(err as Error).message}; the certificate in use stays`);
+        throw err;
+      }
+      if (!supervisor) return { replaced: 0, failed: 0, errors: [] };
+    }
     if (!supervisor) throw new Error('no spawned backends to reload (this upfront only has --upstream backends)');
     if (this.hooks.reloadConfig) {
       try {
@@ -206,8 +302,18 @@ export class Front {
   private async stopInOrder(): Promise<void> {
     const { server, pool, logger: log } = this;
     const grace = this.config.shutdownGrace;
+    // /readyz says 503 from now on; with --shutdown-delay the listener stays open meanwhile,
+    // so balancers that poll it take this host out before connections are refused.
+    this.health.beginStop();
+    const delay = this.config.shutdownDelay;
+    if (delay > 0) {
+      log.info({ delayMs: delay, inflight: server.active }, `stopping: /readyz answers 503; still accepting for ${delay} ms (shutdown-delay)`);
+      await new Promise((r) => setTimeout(r, delay).unref());
+    }
     log.info({ inflight: server.active, queued: pool.queue.length }, 'stopping: no new connections; finishing in-flight requests');
     server.stopAccepting();
+    this.redirect?.close();
+    this.healthChecker?.stop();
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<'grace'>((r) => { timer = setTimeout(() => r('grace'), grace); });
     const result = await Promise.race([server.whenIdle().then(() => 'idle' as const), graceOver]);
@@ -222,8 +328,10 @@ export class Front {
     for (const b of pool.backends) b.transport.close(true);
     server.destroyAll();
     this.admin?.close();
+    this.accessLog?.close();
     this.releaseSocketDir();
     this.sampler.stop();
+    this.history.stop();
     log.info('stopped');
   }
 
@@ -270,7 +378,24 @@ function backendFactory(c: RunConfig, log: Logger): BackendFactory {
         retryEagain: c.overflow === 'retry', perRequestConnections, encoder,
       }, caps, events)
       : new HttpTransport({ address, readTimeoutMs: c.readTimeout, connectTimeoutMs: c.connectTimeout, forwarded: c.forwarded }, caps, events));
+    backend.log = log;
     backend.caps.onChange = (what, why) => log.warn({ backend: id, pid: backend.pid, change: what, evidence: why }, `backend ${id}: ${what} (${why})`);
     return backend;
   };
+}
+
+/** Static files, internal locations and the access log, checked at start: a missing directory or an unwritable log is a config error. */
+function edgeParts(c: RunConfig, log: Logger): { files: StaticFiles | null; internal: InternalLocations | null; accessLog: AccessLog | null } {
+  let files: StaticFiles | null = null;
+  let internal: InternalLocations | null = null;
+  try {
+    if (c.static.length > 0 || c.tryFiles || c.internalLocation.length > 0) {
+      files = new StaticFiles({ mounts: c.static, tryFilesRoot: c.tryFiles ? c.documentRoot : null, scriptExtensions: c.scriptExt }, log);
+    }
+    if (files !== null && c.internalLocation.length > 0) internal = new InternalLocations(c.internalLocation, files, log);
+    const accessLog = c.accessLog === 'off' ? null : new AccessLog(c.accessLog, c.accessLogFormat, log);
+    return { files, internal, accessLog };
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }

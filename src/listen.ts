@@ -4,7 +4,7 @@
 // `net`) and the backend sockets the supervisor creates all use it.
 import fs from 'node:fs';
 import net from 'node:net';
-import type { ListenAddress } from './config/schema.js';
+import type { ListenAddress, PublicListenAddress } from './config/schema.js';
 
 export class SocketInUseError extends Error {}
 
@@ -36,10 +36,10 @@ export interface ListenOptions {
   umask?: number;
 }
 
-export async function listenOn(server: net.Server, at: ListenAddress, opts: ListenOptions): Promise<string> {
+export async function listenOn(server: net.Server, at: ListenAddress | PublicListenAddress, opts: ListenOptions): Promise<string> {
   if (at.kind === 'unix') await clearSocketPath(at.path);
   await new Promise<void>((resolve, reject) => {
-    const where = at.kind === 'unix' ? `unix:${at.path}` : `${at.host}:${at.port}`;
+    const where = at.kind === 'unix' ? `unix:${at.path}` : at.kind === 'fd' ? `fd:${at.fd}` : `${at.host}:${at.port}`;
     const onError = (err: NodeJS.ErrnoException) => {
       reject(new Error(err.code === 'EADDRINUSE' ? `cannot listen on ${opts.label}${where}: address already in use (EADDRINUSE); ${opts.inUseHint}`
         : err.code === 'EACCES' ? `cannot listen on ${opts.label}${where}: permission denied (EACCES)` : `cannot listen on ${opts.label}${where}: ${err.message}`));
@@ -52,6 +52,8 @@ export async function listenOn(server: net.Server, at: ListenAddress, opts: List
       resolve();
     };
     if (at.kind === 'unix') server.listen({ path: at.path, backlog: opts.backlog }, done);
+    // An inherited listening socket (systemd): its backlog was set by whoever made it.
+    else if (at.kind === 'fd') server.listen({ fd: at.fd }, done);
     else server.listen({ host: at.host, port: at.port, backlog: opts.backlog }, done);
   });
   return addressOf(server);

@@ -132,6 +132,8 @@ export interface TransportEvents {
   onDrain(): void;
   /** Every failed connect() attempt, retried or not (per-errno counters). */
   onConnectError(code: string): void;
+  /** The backend broke the protocol outside any request's life (the transport dropped the connection). */
+  onProtocolError(what: string): void;
 }
 
 export type TransportErrorKind =

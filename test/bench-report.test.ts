@@ -200,12 +200,34 @@ describe('renderTerminalTable', () => {
     expect(text.split('\n').slice(2, 6).map((l) => l.split(/\s+/)[0])).toEqual(['nginx', 'h2o', 'caddy', 'upfront']);
   });
 
+  it('names the protocol of HTTP cells in every series, ratio, skip line and the recommendation', () => {
+    const r = manyFronts({ nginx: [4900, 7200], haproxy: [5100, 7000], upfront: [3000, 6000] });
+    for (const c of r.cells) c.protocol = 'http';
+    r.settings.protocol = 'http';
+    r.skipped = [{ front: 'h2o', reason: 'not at 2 processes: one URL only' }];
+    r.recommendation = recommend(r);
+    const text = renderTerminalTable(r);
+    expect(text).toMatch(/^nginx \(http\)\s+4900\.0\s+0\s+7200\.0\s+0$/m);
+    expect(text).toMatch(/^upfront \(http, queue\)\s+3000\.0\s+0\s+6000\.0\s+0$/m);
+    expect(text).toMatch(/^ratio upfront \(http, queue\)\/nginx \(http\)\s+0\.61\s+0\.83$/m);
+    expect(text).toMatch(/^ratio upfront \(http, queue\)\/best peer\s+0\.59 haproxy \(http\)\s+0\.83 nginx \(http\)$/m);
+    expect(text).toMatch(/^skipped: h2o \(http\): not at 2 processes: one URL only$/m);
+    expect(r.recommendation).toMatchObject({ front: 'nginx', protocol: 'http', procs: 2 });
+    expect(r.recommendation!.why).toMatch(/^nginx \(http\) wins, not upfront: nginx \(http\) with 2 processes/);
+    const html = renderReportHtml(r);
+    expect(html).toMatch(/<dt>protocol<\/dt><dd>http<\/dd>/);
+    expect(html).toMatch(/<tr><td data-label="front" class="l">nginx \(http\)<\/td><td data-label="overflow" class="l">-<\/td><td data-label="procs">1<\/td>/);
+    expect(html).toMatch(/Recommendation: nginx \(http\) with 2 processes/);
+    // FastCGI cells (and results written before the field existed) keep their names
+    expect(renderTerminalTable(manyFronts({ nginx: [4900, 7200], upfront: [5000, 8500] }))).toMatch(/^ratio upfront \(queue\)\/nginx\s+1\.02\s+1\.18$/m);
+  });
+
   it('shows n/a for what siege cannot measure, not 0', () => {
     const r = manyFronts({ nginx: [4900, 7200], upfront: [5000, 8500] });
     r.settings.load = 'siege';
     for (const c of r.cells) for (const m of [...c.repeats, c.median!]) m.latencyMs = { p50: null, p90: null, p99: null, max: 310 };
     const html = renderReportHtml(r);
-    expect(html).toMatch(/<td>n\/a<\/td><td>n\/a<\/td><td>n\/a<\/td><td>310<\/td>/);
+    expect(html).toMatch(/<td data-label="p50 ms">n\/a<\/td><td data-label="p90 ms">n\/a<\/td><td data-label="p99 ms">n\/a<\/td><td data-label="max ms">310<\/td>/);
     expect(recommend(r)!.why).toMatch(/the load tool gave no p50/);
   });
 });
@@ -285,4 +307,103 @@ describe.skipIf(!hasChromium)('renderReportHtml in headless Chromium', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
+});
+
+describe.skipIf(!hasChromium)('renderReportHtml, readable (Chromium)', () => {
+  type Page = import('playwright-core').Page;
+  /** Renders `results` to a file, opens it at `width`, runs `check`; no console error, no request but the page. */
+  async function inChromium(results: BenchResults, width: number, check: (page: Page) => Promise<void>): Promise<void> {
+    const { chromium } = await import('playwright-core');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-report-'));
+    const file = path.join(dir, 'report.html');
+    fs.writeFileSync(file, renderReportHtml(results));
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM, headless: true, timeout: 20_000,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width, height: 900 } });
+      page.setDefaultTimeout(10_000);
+      const requests: string[] = [];
+      const errors: string[] = [];
+      page.on('request', (r) => requests.push(r.url()));
+      page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+      page.on('pageerror', (e) => errors.push(String(e)));
+      await page.goto(pathToFileURL(file).href, { waitUntil: 'load' });
+      await check(page);
+      expect(errors).toEqual([]);
+      expect(requests).toEqual([pathToFileURL(file).href]);
+    } finally {
+      await browser.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Every table fits its column (no sideways scrolling), and so does the page. */
+  async function fits(page: Page, width: number): Promise<void> {
+    const m = await page.evaluate(() => ({
+      doc: document.documentElement.scrollWidth,
+      tables: [...document.querySelectorAll('table.cells')].map((t) => ({ id: t.id, table: t.scrollWidth, room: (t.parentElement as HTMLElement).clientWidth })),
+    }));
+    expect(m.doc, 'page width').toBeLessThanOrEqual(width);
+    for (const t of m.tables) expect(t.table, t.id).toBeLessThanOrEqual(t.room);
+    expect(m.tables.length).toBe(3);
+  }
+
+  function sweep(): BenchResults {
+    const r = manyFronts({ nginx: [4900, 7200], h2o: [4800, 8900], haproxy: [4700, 8600], upfront: [5000, 8500] });
+    r.settings.backlog = 128;
+    Object.assign(r.machine, { h2o: 'h2o version 2.2.6', haproxy: 'HAProxy version 2.6.12', python: 'Python 3.11.2', loadTool: 'wrk 4.1.0 [epoll]' });
+    return r;
+  }
+
+  it('the fixture at 1400 px: the ratio to the best peer, CPU and failures charts, versions, backlog and links, tables that fit', async () => {
+    const results = load();
+    results.settings.backlog = 1024;
+    results.machine.python = 'Python 3.11.2';
+    results.machine.loadTool = 'autocannon 8.0.0';
+    await inChromium(results, 1400, async (page) => {
+      expect(await page.locator('#upfront-ratio').textContent()).toMatch(/^upfront ÷ the best peer: 1\.01× — upfront \(queue\) with 4 processes, 3,448 req\/s, against nginx with 4 processes, 3,403 req\/s\.$/);
+      expect(await page.locator('#chart-cpu .series').count()).toBe(3);
+      expect(await page.locator('#chart-errors').count()).toBe(1); // requests failed in 4 cells
+      expect(await page.locator('#failures-chart-note').textContent()).toContain("Backend sockets' backlog: 1024");
+      const meta = Object.fromEntries(await page.locator('dl.meta dt').evaluateAll((dts) => dts.map((dt) => [dt.textContent, dt.nextElementSibling?.textContent])));
+      expect(meta).toMatchObject({ node: 'v20.19.2', nginx: 'nginx/1.22.1', python: 'Python 3.11.2', 'load tool': 'autocannon 8.0.0', backlog: "1024 (every front's backend sockets)" });
+      expect(await page.locator('#files a').evaluateAll((as) => as.map((a) => a.getAttribute('href')))).toEqual(['results.json', 'nginx.conf']);
+      await fits(page, 1400);
+    });
+  }, 30_000);
+
+  it('a peer that wins is said so, with upfront\'s ratio below 1; no failures: no failures chart; fits a phone', async () => {
+    await inChromium(sweep(), 390, async (page) => {
+      expect(await page.locator('.recommendation.peer-wins').textContent()).toMatch(/^Recommendation: h2o with 2 processes, 8,900 req\/s\. h2o wins, not upfront/);
+      expect(await page.locator('#upfront-ratio').textContent()).toMatch(/0\.96× — upfront \(queue\) with 2 processes, 8,500 req\/s, against h2o with 2 processes, 8,900 req\/s \(h2o is faster\)/);
+      expect(await page.locator('#chart-errors').count()).toBe(0);
+      expect(await page.locator('#no-failures').textContent()).toMatch(/No request failed and no connect\(\) met EAGAIN in any cell \(backlog 128\)/);
+      expect(await page.locator('#files a').allTextContents()).toEqual(['results.json', 'nginx.conf', 'h2o.conf', 'haproxy.cfg']);
+      await fits(page, 390);
+      // On a phone each row is a card: every value next to its column's name.
+      const first = page.locator('#all-cells tbody tr').first().locator('td');
+      expect(await first.first().getAttribute('data-label')).toBe('front');
+      expect(await first.nth(4).evaluate((td) => getComputedStyle(td, '::before').content)).toBe('"req/s median [min–max]"');
+    });
+  }, 30_000);
+
+  it('p99 stays readable when one series is 20× the others: a log scale', async () => {
+    const r = sweep();
+    for (const c of r.cells) {
+      const p99 = c.front === 'nginx' ? [2000, 2400][c.procs - 1] : c.front === 'upfront' ? [60, 100][c.procs - 1] : [70, 110][c.procs - 1];
+      for (const m of [...c.repeats, c.median!, c.min!, c.max!]) m.latencyMs.p99 = p99;
+    }
+    const linear = sweep(); // the same rates, p99 all 30 ms: linear
+    await inChromium(r, 1400, async (page) => {
+      expect(await page.locator('#chart-p99').getAttribute('data-scale')).toBe('log');
+      expect(await page.locator('#chart-p99').textContent()).toContain('ms (log scale)');
+      const ys = await page.locator('#chart-p99 .series[data-series="upfront (queue)"]').evaluate((pl) => (pl.getAttribute('points') ?? '').split(' ').map((p) => Number(p.split(',')[1])));
+      expect(Math.abs(ys[0] - ys[1])).toBeGreaterThan(20); // 60 → 100 ms is visible beside 2,400
+    });
+    await inChromium(linear, 1400, async (page) => {
+      expect(await page.locator('#chart-p99').getAttribute('data-scale')).toBe('linear');
+    });
+  }, 40_000);
 });

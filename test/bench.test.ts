@@ -3,9 +3,11 @@
 // peers over spawn-fcgi; results.json has every field, report.html renders in
 // headless Chromium; every front gives the app the same SCRIPT_NAME / PATH_INFO;
 // siege as the load; a backend that cannot start fails the bench with its cause;
-// (`upfront nginx-conf`: nginx-conf.test.ts). Each run gets its own TMPDIR, so what
-// the bench leaves behind (a process, a temp dir) is found exactly.
-import { execFile } from 'node:child_process';
+// (`upfront nginx-conf`: nginx-conf.test.ts); `--protocol http` puts upfront and nginx
+// (proxy_pass, upstream keepalive) before Tornado processes on their own sockets.
+// Each run gets its own TMPDIR, so what the bench leaves behind (a process, a
+// temp dir, a socket) is found exactly.
+import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +24,11 @@ const WRK = peer('wrk');
 const SIEGE = peer('siege');
 const PEERS = { nginx: peer('nginx'), h2o: peer('h2o'), haproxy: peer('haproxy'), lighttpd: peer('lighttpd'), caddy: peer('caddy') };
 const INSTALLED = Object.entries(PEERS).filter(([, p]) => p && SPAWN_FCGI).map(([name]) => name);
+// Tornado is Debian's python3-tornado, under Debian's python (the pyenv python3 on PATH has none).
+const SYSTEM_PYTHON = '/usr/bin/python3';
+const TORNADO_APP = path.join(ROOT, 'examples/python/tornado_hello.py');
+const HAS_TORNADO = spawnSync(SYSTEM_PYTHON, ['-c', 'import tornado'], { stdio: 'ignore' }).status === 0;
+if (process.env.CI && !HAS_TORNADO) throw new Error('python3-tornado is not installed; .ci/run should have installed it');
 
 const METRIC_FIELDS = ['rps', 'requests', 'latencyMs', 'failures', 'eagain', 'acceptQueueMax', 'frontQueueMax',
   'cpuFrontSecPer1000', 'cpuBackendSecPer1000', 'memFrontMb', 'memBackendMb'];
@@ -112,7 +119,10 @@ describe('upfront bench', () => {
         const requests: string[] = [];
         page.on('request', (r) => requests.push(r.url()));
         await page.goto(pathToFileURL(path.join(out, 'report.html')).href, { waitUntil: 'load' });
-        for (const id of ['chart-rps', 'chart-p99', 'chart-errors']) expect(await page.locator(`svg#${id}`).count()).toBe(1);
+        for (const id of ['chart-rps', 'chart-p99', 'chart-cpu']) expect(await page.locator(`svg#${id}`).count()).toBe(1);
+        // No request failed: the failures chart gives way to a line saying so.
+        expect(await page.locator('svg#chart-errors').count()).toBe(0);
+        expect(await page.locator('#no-failures').count()).toBe(1);
         expect(await page.locator('#chart-rps .series').count()).toBe(1 + INSTALLED.length);
         expect(await page.locator('#cpu tbody tr').count()).toBe(1 + INSTALLED.length);
         expect(requests.every((u) => u.startsWith('file://'))).toBe(true);
@@ -146,6 +156,35 @@ describe('upfront bench', () => {
     tmp.assertClean();
   }, 60_000);
 
+  it.skipIf(!HAS_TORNADO || !PEERS.nginx)('--protocol http: upfront and nginx proxy HTTP to Tornado processes on their own sockets; every request answered, nothing left', async () => {
+    const out = tmpDir('upfront-bench-test-');
+    cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
+    const tmp = privateTmp();
+    const load = WRK ? 'wrk' : 'autocannon';
+    const { stdout } = await run(process.execPath, [CLI, 'bench', '--protocol', 'http', '--front', 'upfront,nginx', '--procs', '1', '--duration', '2s', '--warmup', '0',
+      '--repeat', '1', '--concurrency', '20', '--load', load, '--out', out, '--', SYSTEM_PYTHON, TORNADO_APP], { cwd: ROOT, timeout: 60_000, env: tmp.env });
+    const results = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
+    expect(results.settings).toMatchObject({ protocol: 'http', load });
+    expect(results.settings).not.toHaveProperty('backlog'); // the app binds its socket with its own
+    expect(results.cells.map((c: any) => [c.front, c.protocol, c.overflow])).toEqual([['upfront', 'http', 'queue'], ['nginx', 'http', null]]);
+    for (const cell of results.cells) {
+      expect(cell.error, `${cell.front}: ${cell.error}`).toBeNull();
+      expect(cell.median.rps, cell.front).toBeGreaterThan(0);
+      expect(cell.median.failures, cell.front).toEqual({ connect: 0, read: 0, write: 0, timeout: 0, non2xx: 0, other: 0, total: 0 });
+      expect(cell.median.eagain, cell.front).toBe(0);
+      expect(cell.median.acceptQueueMax, cell.front).not.toBeNull(); // sampled from the kernel
+      expect(cell.median.cpuFrontSecPer1000, cell.front).toBeGreaterThan(0);
+      expect(cell.median.cpuBackendSecPer1000, cell.front).toBeGreaterThan(0); // the Tornado processes were found
+      expect(cell.median.memBackendMb, cell.front).toBeGreaterThan(0);
+    }
+    expect(stdout).toMatch(/^nginx \(http\)\s+\d+\.\d\s+0$/m);
+    expect(stdout).toMatch(/^ratio upfront \(http, queue[^)]*\)\/nginx \(http\)\s+\d\.\d\d$/m);
+    const conf = fs.readFileSync(path.join(out, 'nginx.conf'), 'utf8');
+    expect(conf).toMatch(new RegExp(`^# Backends: UPFRONT_SOCKET=\\S+/b0\\.sock ${SYSTEM_PYTHON} ${TORNADO_APP}$`, 'm'));
+    for (const line of [/^\s+server unix:\S+\/b0\.sock;$/m, /^\s+keepalive 32;$/m, /^\s+proxy_http_version 1\.1;$/m, /^\s+proxy_set_header Connection "";$/m]) expect(conf).toMatch(line);
+    tmp.assertClean();
+  }, 60_000);
+
   it.skipIf(!SIEGE || !PEERS.nginx || !SPAWN_FCGI)('--load siege: its transaction rate and failures, n/a for the percentiles it does not measure', async () => {
     const out = tmpDir('upfront-bench-test-');
     cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
@@ -160,7 +199,7 @@ describe('upfront bench', () => {
     expect(cell.median.latencyMs).toMatchObject({ p50: null, p90: null, p99: null });
     expect(cell.median.failures.total).toBe(0);
     expect(stdout).toMatch(/^nginx\s+\d+\.\d\s+0$/m);
-    expect(fs.readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/<td>n\/a<\/td><td>n\/a<\/td><td>n\/a<\/td>/);
+    expect(fs.readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/<td data-label="p50 ms">n\/a<\/td><td data-label="p90 ms">n\/a<\/td><td data-label="p99 ms">n\/a<\/td>/);
     tmp.assertClean();
   }, 60_000);
 
@@ -206,5 +245,11 @@ describe('upfront bench: bad input', () => {
     const l = await run(process.execPath, [CLI, 'bench', '--load', 'ab', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
     expect(l.code).toBe(2);
     expect(l.stderr).toMatch(/^upfront: load: "ab": use autocannon, wrk, siege/);
+    const p = await run(process.execPath, [CLI, 'bench', '--protocol', 'spdy', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
+    expect(p.code).toBe(2);
+    expect(p.stderr).toMatch(/^upfront: protocol: "spdy" is not one of fastcgi, http/);
+    const o = await run(process.execPath, [CLI, 'bench', '--protocol', 'http', '--overflow', 'queue,nginx', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
+    expect(o.code).toBe(2);
+    expect(o.stderr).toMatch(/^upfront: overflow: nginx reproduces nginx's FastCGI behaviour; with --protocol http use queue or shed/);
   });
 });

@@ -37,7 +37,7 @@ describe('validateRunConfig', () => {
     });
     expect(parseAddress('[::1]:80')).toEqual({ kind: 'tcp', host: '::1', port: 80 });
     expect(parseAddress('70000')).toBe('port 70000 is out of range (0-65535)');
-    expect(refusal({ command: cmd, listen: 'nowhere' })).toBe('listen: expected HOST:PORT, PORT or unix:PATH, got "nowhere"');
+    expect(refusal({ command: cmd, listen: 'nowhere' })).toBe('listen: expected HOST:PORT, PORT or unix:PATH, got "nowhere", systemd or fd:N');
   });
 
   it('--upstream alone needs no --procs 0; a command without --procs is one process', () => {

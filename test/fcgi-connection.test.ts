@@ -100,7 +100,7 @@ async function setup(onRequest: (r: AppRequest) => void, caps: { multiplexed?: b
   const connectErrors: string[] = [];
   let drained: (() => void) | null = null;
   const transport = new FcgiTransport({ address: { path: app.socketPath }, readTimeoutMs: 5000, connectTimeoutMs: 1000, maxHeadBytes: 1 << 20, retryEagain: false, perRequestConnections: false, encoder },
-    capabilities, { onDrain: () => drained?.(), onConnectError: (code) => connectErrors.push(code) });
+    capabilities, { onDrain: () => drained?.(), onConnectError: (code) => connectErrors.push(code), onProtocolError: () => {} });
   cleanups.push(() => transport.close(true));
   /** Resolves when the transport next says it has room (a connection became usable). */
   const nextDrain = () => new Promise<void>((r) => { drained = r; });

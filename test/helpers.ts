@@ -198,7 +198,7 @@ export async function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; 
     await stop();
     throw e;
   }
-  const base = /serving on (http:\/\/[^\s]+)/.exec(err)![1];
+  const base = /serving on (https?:\/\/[^\s]+)/.exec(err)![1];
   const admin = /curl http:\/\/([^\s/]+)\/stats/.exec(err)?.[1] ?? null;
   return { proc, base, admin, stderr: () => err, stdout: () => out, stop };
 }

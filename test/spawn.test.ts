@@ -59,6 +59,6 @@ describe('spawning', () => {
     front = await startTestFront({ procs: 1, backlog: Math.min(65535, max + 1), command: ['python3', PY_HELLO] });
     const line = await front.log.waitFor((l) => /exceeds net\.core\.somaxconn/.test(l.msg), 'about somaxconn');
     expect(line.level).toBe(40);
-    expect(front.pool.backends[0].acceptQueue?.backlog).toBe(max);
+    expect((await getStats(front)).pools[0].backends[0].acceptQueue?.backlog).toBe(max);
   });
 });

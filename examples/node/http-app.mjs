@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 
 let connections = 0;
+const PATTERN = Buffer.from(Array.from({ length: 65536 }, (_, i) => (i * 31 + 7) & 255));
 const server = http.createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://app');
   const hello = /^\/Hello(?:\/(\d+))?$/.exec(url.pathname);
@@ -15,6 +16,23 @@ const server = http.createServer((req, res) => {
     body += '</body></html>\n';
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
+    return;
+  }
+  const bytes = /^\/bytes\/(\d+)$/.exec(url.pathname);
+  if (bytes) {
+    // N bytes of ((i*31+7) & 255), as the Python example's /bytes/N, streamed with backpressure.
+    let left = Number(bytes[1]);
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': left });
+    const more = () => {
+      while (left > 0) {
+        const chunk = left >= PATTERN.length ? PATTERN : PATTERN.subarray(0, left);
+        left -= chunk.length;
+        if (!res.write(chunk)) { res.once('drain', more); return; }
+      }
+      res.end();
+    };
+    res.on('close', () => { left = 0; });
+    more();
     return;
   }
   switch (url.pathname) {

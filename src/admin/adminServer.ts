@@ -1,5 +1,6 @@
-// The admin listener (never the public one): GET /stats (JSON), /metrics
-// (Prometheus), /status (php-fpm's fields; ?json) are open; POST /scale and
+// The admin listener (never the public one): GET / (the dashboard), /stats (JSON),
+// /metrics (Prometheus), /status (php-fpm's page: ?json, ?xml, ?html, ?openmetrics,
+// ?full) are open; POST /scale and
 // /reload act. On TCP, every request must name a loopback Host (DNS rebinding),
 // a browser's foreign Origin is refused, and a POST needs the bearer token and a
 // JSON body. A unix socket is mode 0600: whoever can connect could read the token
@@ -10,10 +11,12 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
+import type { HealthAnswer } from '../server/health.js';
 import { listenOn } from '../listen.js';
-import { phpFpmStatus } from '../stats/phpFpmStatus.js';
-import { PrometheusExporter } from '../stats/prometheus.js';
+import { phpFpmStatus, STATUS_CONTENT_TYPES, type StatusFormat } from '../stats/phpFpmStatus.js';
+import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../stats/prometheus.js';
 import { statsSnapshot, type StatsSources } from '../stats/snapshot.js';
+import { dashboardPage } from './dashboard.js';
 import { bearerMatches, hostAllowed, isJsonContentType, isLoopbackName, originAllowed, queryHas, splitTarget } from './adminAccess.js';
 import { generateAdminToken, loadAdminTokenFile, removeAdminToken, type AdminToken } from './adminToken.js';
 
@@ -28,6 +31,8 @@ export interface AdminOptions {
   tokenDir: string;
   /** --admin-token-file: the operator's token instead of a generated one. */
   tokenFile?: string;
+  /** GET /healthz and /readyz (for balancers and orchestrators). */
+  health?: { answer(path: string): HealthAnswer | null };
 }
 
 const MAX_ADMIN_BODY = 4096;
@@ -37,7 +42,6 @@ type Reply = (status: number, type: string, body: string, headers?: Record<strin
 
 export class AdminServer {
   readonly http: http.Server;
-  private readonly prometheus = new PrometheusExporter();
   private token: AdminToken | null = null;
   private readonly tcp: boolean;
   /** Bound to a loopback address (the default); anything else was warned about at start. */
@@ -109,20 +113,34 @@ export class AdminServer {
     if (method !== 'GET' && method !== 'HEAD') return refuse(405, 'only GET here (POST goes to /scale or /reload)', { Allow: 'GET, HEAD' });
     const json = (value: unknown) => reply(200, 'application/json', JSON.stringify(value, null, 2) + '\n');
     switch (target.path) {
-      case '/stats':
-        json(this.token ? { ...statsSnapshot(this.sources), adminTokenFile: this.token.file } : statsSnapshot(this.sources));
+      case '/': {
+        const page = dashboardPage();
+        reply(200, 'text/html; charset=utf-8', page.html, { 'Content-Security-Policy': page.csp, 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer' });
         return;
+      }
+      case '/stats': {
+        const stats = statsSnapshot(this.sources, { history: queryHas(target.query, 'history') });
+        json(this.token ? { ...stats, adminTokenFile: this.token.file } : stats);
+        return;
+      }
       case '/metrics':
-        this.prometheus.render(statsSnapshot(this.sources)).then((text) => reply(200, this.prometheus.contentType, text),
-          (err: Error) => this.failed(req, res, err));
+        reply(200, PROMETHEUS_CONTENT_TYPE, renderPrometheus(statsSnapshot(this.sources)));
         return;
+      case '/healthz':
+      case '/readyz': {
+        const a = this.options.health?.answer(target.path);
+        if (a) reply(a.status, 'application/json', a.body);
+        else refuse(404, 'no health source here');
+        return;
+      }
       case '/status': {
-        const asJson = queryHas(target.query, 'json');
-        reply(200, asJson ? 'application/json' : 'text/plain', phpFpmStatus(statsSnapshot(this.sources), asJson ? 'json' : 'text'));
+        // php-fpm's order of precedence when several are given.
+        const format: StatusFormat = (['html', 'xml', 'json', 'openmetrics'] as const).find((f) => queryHas(target.query, f)) ?? 'text';
+        reply(200, STATUS_CONTENT_TYPES[format], phpFpmStatus(statsSnapshot(this.sources), format, queryHas(target.query, 'full')));
         return;
       }
       default:
-        refuse(404, 'not found: GET /stats, /metrics or /status; POST /scale or /reload');
+        refuse(404, 'not found: GET / (the dashboard), /stats, /metrics, /status, /healthz or /readyz; POST /scale or /reload');
     }
   }
 

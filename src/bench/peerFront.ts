@@ -1,32 +1,42 @@
 // Runs one peer front (nginx, h2o, HAProxy, lighttpd, Caddy) for one run of a
-// cell: spawn-fcgi -F N on one unix socket, the front's generated config in a
-// private temp dir, the front in the foreground on a free loopback port, the
-// socket's accept queue sampled from the kernel. Stops everything it started.
+// cell: its backends (spawn-fcgi -F N on one unix socket for FastCGI, N
+// processes on N sockets for HTTP), the front's generated config in a private
+// temp dir, the front in the foreground on a free loopback port, the backend
+// sockets' accept queues sampled from the kernel. Stops everything it started.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { acceptQueueOf } from '../native/sock.js';
-import { PEERS, type PeerFront, type PeerSetup } from './fronts/index.js';
-import { alive, countLines, exited, fileSize, freePort, killGroup, lastLine, lastLineOf, processTree, stopPids, stopProcess, waitReady, which } from './processes.js';
-import type { PeerFrontName } from './results.js';
+import { acceptQueues } from '../native/sock.js';
+import { PEERS, type PeerFront } from './fronts/index.js';
+import { startHttpBackends, startSpawnFcgi, type PeerBackends } from './peerBackends.js';
+import { countLines, exited, fileSize, freePort, killGroup, lastLineOf, processTree, processTrees, stopProcess, waitReady, which } from './processes.js';
+import type { PeerFrontName, Protocol } from './results.js';
 import { register, type RunningFront } from './running.js';
 
 export interface PeerRunOptions {
   command: string[];
   path: string;
   backlog: number;
+  /** fastcgi (default) or http. */
+  protocol?: Protocol;
   /** Where to keep a copy of the generated config (the first run of each front writes it). */
   configDir?: string;
   onConfig?(file: string): void;
 }
 
-/** Why a front cannot run here (binary missing), or null. */
-export function missingPeer(name: PeerFrontName): string | null {
+/** Why a front cannot run here with this protocol (binary or spawn-fcgi missing, no HTTP config), or null. */
+export function missingPeer(name: PeerFrontName, protocol: Protocol = 'fastcgi'): string | null {
   const front = PEERS[name];
+  if (protocol === 'http' && !front.http) return `${name} has no HTTP reverse-proxy config in upfront bench`;
   if (!which(front.binary)) return `${front.binary} is not installed: apt-get install ${front.debianPackage}`;
-  if (!which('spawn-fcgi')) return 'spawn-fcgi is not installed: apt-get install spawn-fcgi';
+  if (protocol === 'fastcgi' && !which('spawn-fcgi')) return 'spawn-fcgi is not installed: apt-get install spawn-fcgi';
   return null;
+}
+
+/** The most backend processes a front can proxy to with this protocol, and why (null: no limit). */
+export function peerProcsLimit(name: PeerFrontName, protocol: Protocol): { count: number; why: string } | null {
+  return protocol === 'http' ? PEERS[name].http?.maxBackends ?? null : null;
 }
 
 export function peerVersion(name: PeerFrontName): string | null {
@@ -38,61 +48,43 @@ export function peerVersion(name: PeerFrontName): string | null {
   return out ? front.version(out) : null;
 }
 
-function shellQuote(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/**
- * spawn-fcgi sends its children's stderr to /dev/null; a shell that execs the
- * app with stderr appended to a file keeps the app's last words (the process is
- * the app itself once exec'd: same pid, nothing in between).
- */
-function withStderrTo(file: string, command: string[]): string[] {
-  return ['/bin/sh', '-c', `exec "$@" 2>>${shellQuote(file)}`, 'sh', ...command];
-}
-
 export async function startPeer(name: PeerFrontName, opts: PeerRunOptions, procs: number): Promise<RunningFront> {
   const front: PeerFront = PEERS[name];
-  const missing = missingPeer(name);
+  const protocol = opts.protocol ?? 'fastcgi';
+  const missing = missingPeer(name, protocol);
   if (missing) throw new Error(missing);
+  const limit = peerProcsLimit(name, protocol);
+  if (limit && procs > limit.count) throw new Error(`${name} cannot proxy to ${procs} backends: ${limit.why}`);
   const bin = which(front.binary)!;
-  const spawnFcgi = which('spawn-fcgi')!;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `upfront-bench-${name}-`));
-  const socket = path.join(dir, 'backend.sock');
-  const pidFile = path.join(dir, 'spawn-fcgi.pid');
-  const backendLog = path.join(dir, 'backend.stderr');
   const stderrLog = path.join(dir, 'stderr.log');
   const errorLog = path.join(dir, front.errorLog);
-  const setup: PeerSetup = { dir, port: await freePort(), socket, threads: os.cpus().length, documentRoot: process.cwd(), asRoot: process.getuid?.() === 0 };
-
-  // spawn-fcgi forks the children and exits; their pids land in the pid file.
-  // It execs without a PATH search: give it the full path of the command.
-  const app = opts.command[0].includes('/') ? path.resolve(opts.command[0]) : which(opts.command[0]) ?? opts.command[0];
-  const sfArgs = ['-s', socket, '-M', '0666', '-b', String(opts.backlog), '-F', String(procs), '-P', pidFile, '--', ...withStderrTo(backendLog, [app, ...opts.command.slice(1)])];
-  const backendPids = () => (fs.existsSync(pidFile) ? fs.readFileSync(pidFile, 'utf8').split(/\s+/).filter(Boolean).map(Number) : []);
-  const backendWords = () => lastLineOf(backendLog);
   const removeDir = () => fs.rmSync(dir, { recursive: true, force: true });
-  const sf = spawnSync(spawnFcgi, sfArgs, { encoding: 'utf8', timeout: 20_000 });
-  if (sf.status !== 0) {
-    await stopPids(backendPids());
-    const why = `spawn-fcgi failed: ${lastLine(sf.stderr || sf.stdout).replace(/^spawn-fcgi: /, '') || `exit code ${sf.status}`}${backendWords() ? ` (backend stderr: ${backendWords()})` : ''}`;
+  let backends: PeerBackends;
+  try {
+    backends = protocol === 'http' ? await startHttpBackends(dir, opts.command, procs) : await startSpawnFcgi(dir, opts.command, procs, opts.backlog);
+  } catch (err) {
     removeDir();
-    throw new Error(why);
+    throw err;
   }
+  const base = { dir, port: await freePort(), threads: os.cpus().length, documentRoot: process.cwd(), asRoot: process.getuid?.() === 0 };
+  const eagainLine = protocol === 'http' ? front.http!.eagainLine ?? front.eagainLine : front.eagainLine;
+  const configText = protocol === 'http' ? front.http!.config({ ...base, sockets: backends.sockets }) : front.config({ ...base, socket: backends.sockets[0] });
+  const backendWords = () => backends.lastWords();
 
   const configPath = path.join(dir, front.configFile);
-  fs.writeFileSync(configPath, front.config(setup));
+  fs.writeFileSync(configPath, configText);
   if (opts.configDir) {
     const copy = path.join(opts.configDir, front.configFile);
     const header = `# As run by the first ${name} cell (${procs} process${procs === 1 ? '' : 'es'}); its temp dir is gone after the bench.\n`
-      + `# Backends: ${[path.basename(spawnFcgi), ...sfArgs].map(shellQuote).join(' ')}\n`;
+      + `# Backends: ${backends.commandLine}\n`;
     fs.writeFileSync(copy, header + fs.readFileSync(configPath, 'utf8'));
     opts.onConfig?.(copy);
   }
   const out = fs.openSync(stderrLog, 'a');
-  const proc = spawn(bin, front.args(setup, configPath), {
+  const proc = spawn(bin, front.args(base, configPath), {
     cwd: dir, stdio: ['ignore', out, out], detached: true,
-    env: { ...process.env, ...(front.env?.(setup) ?? {}) },
+    env: { ...process.env, ...(front.env?.(base) ?? {}) },
   });
   fs.closeSync(out);
   let sampler: NodeJS.Timeout | null = null;
@@ -109,7 +101,7 @@ export async function startPeer(name: PeerFrontName, opts: PeerRunOptions, procs
   const stopNow = () => {
     if (sampler) clearInterval(sampler);
     killGroup(proc, 'SIGKILL');
-    for (const p of backendPids()) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    backends.killNow();
     removeDir();
   };
   const unregister = register(stopNow);
@@ -117,14 +109,13 @@ export async function startPeer(name: PeerFrontName, opts: PeerRunOptions, procs
     unregister();
     if (sampler) clearInterval(sampler);
     await stopProcess(proc);
-    await stopPids(backendPids());
+    await backends.stop();
     removeDir();
   };
   try {
-    await waitReady(setup.port, opts.path, name, () => {
+    await waitReady(base.port, opts.path, name, () => {
       if (exited(proc)) return `${name} exited (${proc.exitCode !== null ? `code ${proc.exitCode}` : proc.signalCode}): ${frontWords() || 'no output'}`;
-      const pids = backendPids();
-      if (pids.length > 0 && !pids.some(alive)) return `every backend process exited: ${backendWords() || 'no stderr'}`;
+      if (backends.pids().length === 0) return `every backend process exited: ${backendWords() || 'no stderr'}`;
       return null;
     });
   } catch (err) {
@@ -132,17 +123,19 @@ export async function startPeer(name: PeerFrontName, opts: PeerRunOptions, procs
     await stop();
     throw new Error(why);
   }
+  // One read of the kernel's table per sample; the longest queue of any backend socket.
+  const watched = new Set(backends.sockets);
   sampler = setInterval(() => {
-    const q = acceptQueueOf(socket);
-    if (q) queueMax = Math.max(queueMax ?? 0, q.queued);
+    for (const q of acceptQueues()) if (watched.has(q.path)) queueMax = Math.max(queueMax ?? 0, q.queued);
   }, 100);
   const errorLogStart = fileSize(errorLog);
   return {
     front: name,
-    port: setup.port,
+    port: base.port,
     frontPids: () => (proc.pid !== undefined && !exited(proc) ? processTree(proc.pid) : []),
-    backendPids: async () => backendPids().filter(alive),
-    eagain: async () => countLines(errorLog, front.eagainLine, errorLogStart),
+    // With whatever they forked (gunicorn's workers): their CPU and memory are the backends' too.
+    backendPids: async () => processTrees(backends.pids()),
+    eagain: async () => countLines(errorLog, eagainLine, errorLogStart),
     acceptQueueMax: async () => queueMax,
     frontQueueMax: async () => null,
     switches: async () => ({ multithreaded: false, multiplexed: false }),

@@ -113,9 +113,15 @@ function parentsByPid(): Map<number, number[]> {
 
 /** A process and all its descendants (nginx's master and workers, h2o and its helper). Threads are in their process's figures. */
 export function processTree(pid: number): number[] {
+  return processTrees([pid]);
+}
+
+/** Processes and all their descendants, from one read of /proc (a gunicorn master and its workers, for each backend). */
+export function processTrees(pids: number[]): number[] {
+  if (pids.length === 0) return [];
   const children = parentsByPid();
   const out: number[] = [];
-  const todo = [pid];
+  const todo = [...pids];
   while (todo.length) {
     const p = todo.pop()!;
     out.push(p);

@@ -2,7 +2,8 @@
 // scripts, no network), the 2011-shaped terminal tables, and the recommendation.
 // Every rate is shown next to the requests that failed in its cell, and a cell
 // with any failed request is marked (`*`): its rate counts requests that failed.
-import { failuresOfCell, PEER_FRONTS, type BenchResults, type Cell, type CellMetrics, type Failures } from './results.js';
+import { PEERS } from './fronts/index.js';
+import { failuresOfCell, PEER_FRONTS, type BenchResults, type Cell, type CellMetrics, type Failures, type PeerFrontName } from './results.js';
 
 // ---------------------------------------------------------------- series
 
@@ -23,12 +24,23 @@ function switchesKey(c: Cell): string {
   return parts.join(', ');
 }
 
-/** "nginx", "h2o", "upfront (queue)", "upfront (nginx, multiplexed)", ... */
+/** HTTP cells say so; FastCGI, the default (and all there was before), goes unsaid. */
+function protocolWords(c: Pick<Cell, 'protocol'>): string[] {
+  return c.protocol === 'http' ? ['http'] : [];
+}
+
+/** A front with its protocol: "nginx", "nginx (http)". */
+export function frontName(c: Pick<Cell, 'front' | 'protocol'>): string {
+  const p = protocolWords(c);
+  return p.length ? `${c.front} (${p.join(', ')})` : c.front;
+}
+
+/** "nginx", "h2o", "nginx (http)", "upfront (queue)", "upfront (http, queue)", "upfront (nginx, multiplexed)", ... */
 export function seriesLabel(c: Cell): string {
   const sw = switchesKey(c);
-  if (c.front !== 'upfront') return sw ? `${c.front} (${sw})` : c.front;
-  const inner = [c.overflow ?? 'default', ...(sw ? [sw] : [])].join(', ');
-  return `upfront (${inner})`;
+  const words = c.front === 'upfront' ? [...protocolWords(c), c.overflow ?? 'default'] : protocolWords(c);
+  if (sw) words.push(sw);
+  return words.length ? `${c.front} (${words.join(', ')})` : c.front;
 }
 
 const PEER_ORDER: readonly string[] = PEER_FRONTS;
@@ -192,7 +204,7 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
   // A peer that wins is said first, plainly.
   const upfrontBest = pool.filter((c) => c.front === 'upfront').reduce<Measured | undefined>((x, y) => (x ? byRate(x, y) : y), undefined);
   const peerWins = best.front !== 'upfront';
-  const lead = peerWins ? `${best.front} wins, not upfront: ` : '';
+  const lead = peerWins ? `${frontName(best)} wins, not upfront: ` : '';
   if (chosen === best) {
     const smaller = same.filter((c) => c.procs < chosen.procs).sort((a, b) => b.procs - a.procs || b.median.rps - a.median.rps)[0];
     parts.push(
@@ -212,7 +224,7 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
   if (peerWins) {
     parts.push(
       upfrontBest
-        ? `upfront's best, ${seriesLabel(upfrontBest)} with ${procsWord(upfrontBest.procs)}, serves ${fmtInt(upfrontBest.median.rps)} req/s (${ratio(upfrontBest.median.rps, best.median.rps)}× ${best.front}).`
+        ? `upfront's best, ${seriesLabel(upfrontBest)} with ${procsWord(upfrontBest.procs)}, serves ${fmtInt(upfrontBest.median.rps)} req/s (${ratio(upfrontBest.median.rps, best.median.rps)}× ${frontName(best)}).`
         : measured.some((c) => c.front === 'upfront')
           ? 'No upfront cell ran without failed requests.'
           : 'No upfront cell was measured.',
@@ -243,7 +255,7 @@ export function recommend(results: BenchResults): BenchResults['recommendation']
           : '.';
     parts.push(little);
   }
-  return { front: chosen.front, overflow: chosen.overflow, procs: chosen.procs, rps, why: parts.join(' ') };
+  return { front: chosen.front, ...(chosen.protocol ? { protocol: chosen.protocol } : {}), overflow: chosen.overflow, procs: chosen.procs, rps, why: parts.join(' ') };
 }
 
 // ---------------------------------------------------------------- terminal tables
@@ -332,7 +344,7 @@ export function renderTerminalTable(results: BenchResults): string {
 
   if (anyMarked) out.push('', FAILURE_NOTE);
   out.push('best peer: the fastest front other than upfront at that process count, among its cells without a failed request.');
-  for (const sk of results.skipped ?? []) out.push(`skipped: ${sk.front}: ${sk.reason}`);
+  for (const sk of results.skipped ?? []) out.push(`skipped: ${frontName({ front: sk.front, protocol: results.settings.protocol })}: ${sk.reason}`);
   for (const c of results.cells) if (!ok(c)) out.push(`failed: ${seriesLabel(c)} × ${c.procs}: ${c.error ?? 'no measurements'}`);
   for (const c of results.cells) for (const n of c.notes ?? []) out.push(`note: ${seriesLabel(c)} × ${c.procs}: ${n}`);
   return out.join('\n') + '\n';
@@ -368,6 +380,9 @@ function fmtTick(v: number): string {
   return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(3)));
 }
 
+/** A chart turns logarithmic when its largest value is this many times its smallest (one series 20× the others). */
+const LOG_FROM = 10;
+
 const W = 820;
 const H = 340;
 const M = { left: 72, right: 230, top: 36, bottom: 52 };
@@ -381,11 +396,35 @@ interface Frame {
   axes: string;
 }
 
-function frame(id: string, title: string, yLabel: string, xLabels: string[], xTitle: string, ticks: number[]): Frame {
+/** A y axis: linear from 0 to its last tick, or logarithmic between its first and last tick. */
+interface YScale {
+  ticks: number[];
+  log: boolean;
+}
+
+/** Ticks 1, 2, 5 × 10^k from the last one ≤ lo to the first one ≥ hi (both > 0). */
+function logTicks(lo: number, hi: number): number[] {
+  const ticks: number[] = [];
+  for (let k = Math.floor(Math.log10(lo)); ; k++) {
+    for (const m of [1, 2, 5]) {
+      const v = Number((m * 10 ** k).toPrecision(6));
+      ticks.push(v);
+      if (v >= hi) {
+        while (ticks.length > 1 && ticks[1] <= lo) ticks.shift();
+        return ticks;
+      }
+    }
+  }
+}
+
+function frame(id: string, title: string, yLabel: string, xLabels: string[], xTitle: string, ticks: number[], log = false): Frame {
   const n = Math.max(1, xLabels.length);
   const top = ticks[ticks.length - 1] || 1;
+  const bottom = ticks[0] || 1;
   const x = (i: number): number => M.left + ((i + 0.5) * PW) / n;
-  const y = (v: number): number => M.top + PH - (Math.max(0, v) / top) * PH;
+  const y = log
+    ? (v: number): number => M.top + PH - ((Math.log10(Math.max(bottom, v)) - Math.log10(bottom)) / (Math.log10(top) - Math.log10(bottom) || 1)) * PH
+    : (v: number): number => M.top + PH - (Math.max(0, v) / top) * PH;
   const parts: string[] = [];
   parts.push(`<text class="title" x="${M.left}" y="20">${esc(title)}</text>`);
   for (const t of ticks) {
@@ -402,7 +441,7 @@ function frame(id: string, title: string, yLabel: string, xLabels: string[], xTi
   parts.push(
     `<text class="axis-title" transform="translate(16 ${M.top + PH / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
   );
-  const svgOpen = `<svg id="${esc(id)}" class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">`;
+  const svgOpen = `<svg id="${esc(id)}" class="chart" data-scale="${log ? 'log' : 'linear'}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">`;
   return { x, y, svgOpen, axes: parts.join('\n') };
 }
 
@@ -445,13 +484,26 @@ function lineChart(
   pick: (m: CellMetrics) => number | null,
   unit: string,
   fmt: (n: number) => string,
+  /** A log scale when the largest value is at least this many times the smallest (one series 20× the others stays readable). */
+  logFrom = Infinity,
 ): string {
   const procs = procsList(results);
   const plotted = series.filter((s) => [...s.cells.values()].some(ok));
   let maxV = 0;
-  for (const s of plotted) for (const c of s.cells.values()) if (ok(c)) maxV = Math.max(maxV, pick(c.median) ?? 0, (c.max ? pick(c.max) : 0) ?? 0);
-  const ticks = niceTicks(maxV * 1.05, false);
-  const f = frame(id, title, yLabel, procs.map(String), 'backend processes', ticks);
+  let minV = Infinity;
+  for (const s of plotted) {
+    for (const c of s.cells.values()) {
+      if (!ok(c)) continue;
+      for (const v of [pick(c.median), c.min ? pick(c.min) : null, c.max ? pick(c.max) : null]) {
+        if (v === null) continue;
+        maxV = Math.max(maxV, v);
+        if (v > 0) minV = Math.min(minV, v);
+      }
+    }
+  }
+  const log = Number.isFinite(minV) && maxV / minV >= logFrom;
+  const ticks = log ? logTicks(minV, maxV) : niceTicks(maxV * 1.05, false);
+  const f = frame(id, title, log ? `${yLabel} (log scale)` : yLabel, procs.map(String), 'backend processes', ticks, log);
   const body: string[] = [];
   const dodgeStep = Math.min(8, PW / Math.max(1, procs.length) / (plotted.length + 2));
   plotted.forEach((s, si) => {
@@ -592,7 +644,25 @@ table.cells td.err { text-align: left; white-space: normal; }
 .range { color: #888; }
 ul.failed li { color: #a33; }
 ul.notes li { color: #7a5a00; }
+p.ratio { font-size: 15px; margin: 10px 0; } p.ratio strong { font-size: 17px; }
+p.files a { margin-right: 10px; }
+@media (max-width: 700px) {
+  body { margin: 12px auto; padding: 0 10px; }
+  dl.meta { grid-template-columns: max-content 1fr; }
+  table.cells, table.cells tbody, table.cells tr, table.cells td { display: block; width: 100%; box-sizing: border-box; }
+  table.cells thead { display: none; }
+  table.cells tr { border: 1px solid #e3e3e3; border-radius: 6px; margin: 0 0 8px; padding: 4px 8px; }
+  table.cells td { border-bottom: 1px dotted #eee; padding: 3px 0; white-space: normal; text-align: right; overflow-wrap: anywhere; }
+  table.cells td::before { content: attr(data-label); float: left; margin-right: 12px; color: #666; text-align: left; font-weight: 600; }
+  table.cells td.l, table.cells td.err { text-align: right; }
+}
 `;
+
+/** Each <td> of a row gets the label of its column (the phone layout shows them beside the values). */
+function labelled(row: string, labels: string[]): string {
+  let i = 0;
+  return row.replace(/<td(?=[ >])/g, () => `<td data-label="${esc(labels[Math.min(i++, labels.length - 1)])}"`);
+}
 
 function metaList(pairs: [string, string][]): string {
   return `<dl class="meta">${pairs.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>`;
@@ -610,9 +680,16 @@ function failuresCell(c: Cell): string {
   return `<td class="failures${f === '0' ? '' : ' some'}">${esc(f)}</td>`;
 }
 
+const CELL_COLUMNS = ['front', 'overflow', 'procs', 'switches', 'req/s median [min–max]', 'failed requests (all runs)', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms',
+  'EAGAIN', 'accept-queue max', 'front-queue max', 'front CPU µs/req', 'backend CPU µs/req', 'front MB', 'backends MB'];
+
 function cellRow(c: Cell): string {
+  return labelled(cellRowHtml(c), ok(c) ? CELL_COLUMNS : [...CELL_COLUMNS.slice(0, 4), 'failed']);
+}
+
+function cellRowHtml(c: Cell): string {
   const sw = switchesKey(c) || '-';
-  const head = `<td class="l">${esc(c.front)}</td><td class="l">${esc(c.overflow ?? '-')}</td><td>${esc(c.procs)}</td><td class="l">${esc(sw)}</td>`;
+  const head = `<td class="l">${esc(frontName(c))}</td><td class="l">${esc(c.overflow ?? '-')}</td><td>${esc(c.procs)}</td><td class="l">${esc(sw)}</td>`;
   if (!ok(c)) {
     return `<tr class="failed">${head}<td class="err" colspan="15">failed: ${esc(c.error ?? 'no measurements')}</td></tr>`;
   }
@@ -642,9 +719,10 @@ function peersTable(results: BenchResults, series: Series[]): string {
   const upfront = series.filter((s) => s.front === 'upfront');
   const nginx = series.find((s) => s.front === 'nginx');
   const head =
-    `<tr><th>procs</th><th>nginx req/s</th><th class="l">best peer</th><th>best peer req/s</th>` +
+    `<tr><th>procs</th><th>${esc(nginx?.label ?? 'nginx')} req/s</th><th class="l">best peer</th><th>best peer req/s</th>` +
     upfront.map((s) => `<th>${esc(s.label)} req/s</th><th>÷ nginx</th><th>÷ best peer</th>`).join('') +
     `</tr>`;
+  const labels = ['procs', 'nginx req/s', 'best peer', 'best peer req/s', ...upfront.flatMap((s) => [`${s.label} req/s`, `${s.label} ÷ nginx`, `${s.label} ÷ best peer`])];
   const rows = procs.map((p) => {
     const n = nginx?.cells.get(p);
     const best = bestPeer(results, p);
@@ -661,7 +739,7 @@ function peersTable(results: BenchResults, series: Series[]): string {
       cells.push(`<td>${ok(u) && ok(ng) && ng.median.rps > 0 ? esc(ratio(u.median.rps, ng.median.rps)) : '-'}</td>`);
       cells.push(`<td>${ok(u) && best && best.median.rps > 0 ? esc(`${ratio(u.median.rps, best.median.rps)} (${peerName(best)})`) : '-'}</td>`);
     }
-    return `<tr>${cells.join('')}</tr>`;
+    return labelled(`<tr>${cells.join('')}</tr>`, labels);
   });
   return `<div class="table-wrap"><table class="cells" id="peers"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table></div>`;
 }
@@ -675,9 +753,33 @@ function cpuTable(results: BenchResults, series: Series[]): string {
       const c = s.cells.get(p);
       return `<td>${ok(c) ? esc(fmtInt(usPerRequest(c.median.cpuFrontSecPer1000))) + (hasFailures(c) ? '<span class="failed-requests-mark">*</span>' : '') : '-'}</td>`;
     });
-    return `<tr><td class="l">${esc(s.label)}</td>${tds.join('')}</tr>`;
+    return labelled(`<tr><td class="l">${esc(s.label)}</td>${tds.join('')}</tr>`, ['front', ...procs.map(procsWord)]);
   });
   return `<div class="table-wrap"><table class="cells" id="cpu"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table></div>`;
+}
+
+/**
+ * upfront's best rate over the best peer's, each the best of its cells without a
+ * failed request (of all its cells when none is clean); null without both.
+ */
+export function upfrontVsBestPeer(results: BenchResults): { ratio: number; upfront: Measured; peer: Measured } | null {
+  const best = (front: (c: Cell) => boolean): Measured | undefined => {
+    const cells = results.cells.filter((c): c is Measured => ok(c) && front(c));
+    const clean = cells.filter((c) => !hasFailures(c));
+    return (clean.length ? clean : cells).reduce<Measured | undefined>((a, b) => (!a || b.median.rps > a.median.rps ? b : a), undefined);
+  };
+  const upfront = best((c) => c.front === 'upfront');
+  const peer = best((c) => c.front !== 'upfront');
+  if (!upfront || !peer || peer.median.rps <= 0) return null;
+  return { ratio: upfront.median.rps / peer.median.rps, upfront, peer };
+}
+
+/** The files next to report.html: results.json and the config of each peer front that ran. */
+function filesHtml(results: BenchResults): string {
+  const ran = new Set(results.cells.map((c) => c.front).filter((f): f is PeerFrontName => f !== 'upfront'));
+  const configs = PEER_FRONTS.filter((f) => ran.has(f)).map((f) => PEERS[f].configFile);
+  const links = ['results.json', ...configs].map((f) => `<a href="${esc(encodeURI(f))}">${esc(f)}</a>`);
+  return `<p class="files" id="files">Next to this page: ${links.join(' ')}</p>`;
 }
 
 export function renderReportHtml(results: BenchResults): string {
@@ -690,14 +792,10 @@ export function renderReportHtml(results: BenchResults): string {
   const repeatsNote = `Medians over ${s.repeat} repeat${s.repeat === 1 ? '' : 's'}; whiskers span min–max. A red ring and * mark a cell where a request failed.`;
 
   const recHtml = rec
-    ? `<p class="recommendation${rec.front === 'upfront' ? '' : ' peer-wins'}"><strong>Recommendation: ${esc(rec.front)}${rec.overflow ? ` (overflow ${esc(rec.overflow)})` : ''} with ${esc(procsWord(rec.procs))}, ${esc(fmtInt(rec.rps))} req/s.</strong> ${esc(rec.why)}</p>`
+    ? `<p class="recommendation${rec.front === 'upfront' ? '' : ' peer-wins'}"><strong>Recommendation: ${esc(frontName({ front: rec.front as Cell['front'], protocol: rec.protocol }))}${rec.overflow ? ` (overflow ${esc(rec.overflow)})` : ''} with ${esc(procsWord(rec.procs))}, ${esc(fmtInt(rec.rps))} req/s.</strong> ${esc(rec.why)}</p>`
     : `<p class="recommendation none"><strong>No recommendation:</strong> no cell was measured.</p>`;
 
-  const header =
-    `<tr><th class="l">front</th><th class="l">overflow</th><th>procs</th><th class="l">switches</th><th>req/s median [min–max]</th>` +
-    `<th>failed requests (all runs)</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>max ms</th><th>EAGAIN</th>` +
-    `<th>accept-queue max</th><th>front-queue max</th><th>front CPU µs/req</th><th>backend CPU µs/req</th>` +
-    `<th>front MB</th><th>backends MB</th></tr>`;
+  const header = `<tr>${CELL_COLUMNS.map((c, i) => `<th${i === 0 || i === 1 || i === 3 ? ' class="l"' : ''}>${esc(c)}</th>`).join('')}</tr>`;
 
   const failedHtml =
     failed.length > 0
@@ -706,11 +804,16 @@ export function renderReportHtml(results: BenchResults): string {
           .join('')}</ul>`
       : '';
   const notes = results.cells.flatMap((c) => (c.notes ?? []).map((n) => `<li><strong>${esc(seriesLabel(c))} × ${esc(c.procs)}</strong>: ${esc(n)}</li>`));
-  const skipped = (results.skipped ?? []).map((k) => `<li><strong>${esc(k.front)}</strong>: ${esc(k.reason)}</li>`);
+  const skipped = (results.skipped ?? []).map((k) => `<li><strong>${esc(frontName({ front: k.front, protocol: s.protocol }))}</strong>: ${esc(k.reason)}</li>`);
   const notesHtml = notes.length + skipped.length > 0 ? `<h2>Notes</h2><ul class="notes">${[...skipped, ...notes].join('')}</ul>` : '';
-  const versions: [string, string][] = (['nginx', 'h2o', 'haproxy', 'lighttpd', 'caddy', 'spawnFcgi', 'loadTool'] as const)
+  const versions: [string, string][] = (['nginx', 'h2o', 'haproxy', 'lighttpd', 'caddy', 'spawnFcgi', 'python', 'loadTool'] as const)
     .filter((k) => k in mach)
     .map((k) => [k === 'spawnFcgi' ? 'spawn-fcgi' : k === 'loadTool' ? 'load tool' : k, (mach[k] as string | null | undefined) ?? 'not installed']);
+  const vs = upfrontVsBestPeer(results);
+  const ratioHtml = vs
+    ? `<p class="ratio" id="upfront-ratio">upfront ÷ the best peer: <strong>${esc(vs.ratio.toFixed(2))}×</strong> — ${esc(seriesLabel(vs.upfront))} with ${esc(procsWord(vs.upfront.procs))}, ${rateHtml(vs.upfront, false)} req/s, against ${esc(seriesLabel(vs.peer))} with ${esc(procsWord(vs.peer.procs))}, ${rateHtml(vs.peer, false)} req/s${vs.ratio < 1 ? ` (${esc(vs.peer.front)} is faster)` : ''}.</p>`
+    : '';
+  const anyErrors = results.cells.some((c) => ok(c) && (hasFailures(c) || (c.median.eagain ?? 0) > 0));
 
   const title = `upfront bench — ${s.path} — ${results.startedAt}`;
   return `<!doctype html>
@@ -731,15 +834,19 @@ ${metaList([
   ['kernel', mach.kernel],
   ['node', mach.node],
   ...versions,
+  ['protocol', s.protocol ?? 'fastcgi'],
   ['backend', s.backend],
   ['path', s.path],
   ['load', s.load],
   ['concurrency', String(s.concurrency)],
+  ['backlog', s.backlog !== undefined ? `${s.backlog} (every front's backend sockets)` : 'not recorded'],
   ['duration', `${s.durationSec} s (+ ${s.warmupSec} s warm-up)`],
   ['repeats', String(s.repeat)],
   ['cells', `${results.cells.length} (${failed.length} failed, ${marked.length} with failed requests)`],
 ])}
 ${recHtml}
+${ratioHtml}
+${filesHtml(results)}
 <h2>Against the peers</h2>
 <p class="note">Per process count: upfront's rate ÷ nginx's, and ÷ the best other front's (the fastest front other than upfront at that count, among its cells without a failed request).</p>
 ${peersTable(results, series)}
@@ -748,13 +855,15 @@ ${peersTable(results, series)}
 ${lineChart('chart-rps', 'Requests per second (median)', 'req/s', results, series, (m) => m.rps, 'req/s', fmtInt)}
 <h2>Tail latency</h2>
 <p class="note">${esc(repeatsNote)}</p>
-${lineChart('chart-p99', 'p99 latency (median)', 'ms', results, series, (m) => m.latencyMs.p99, 'ms', fmtMs)}
+${lineChart('chart-p99', 'p99 latency (median)', 'ms', results, series, (m) => m.latencyMs.p99, 'ms', fmtMs, LOG_FROM)}
 <h2>Front CPU per request</h2>
 <p class="note">CPU time of every process and thread of the front during the measured run ÷ the requests the load tool counted, in µs.</p>
+${lineChart('chart-cpu', 'Front CPU per request (median)', 'µs per request', results, series, (m) => usPerRequest(m.cpuFrontSecPer1000), 'µs', fmtInt, LOG_FROM)}
 ${cpuTable(results, series)}
 <h2>Failures</h2>
-<p class="note">Solid bars: requests that failed (timeouts, socket errors, failing statuses, summed over runs); light bars: EAGAIN on connect to the backend socket (n/a where it cannot be measured).</p>
-${errorChart(results, series)}
+${anyErrors
+    ? `<p class="note" id="failures-chart-note">Solid bars: requests that failed (timeouts, socket errors, failing statuses, summed over runs); light bars: EAGAIN on connect to the backend socket (n/a where it cannot be measured). Backend sockets' backlog: ${esc(s.backlog ?? 'not recorded')}.</p>\n${errorChart(results, series)}`
+    : `<p class="note" id="no-failures">No request failed and no connect() met EAGAIN in any cell (backlog ${esc(s.backlog ?? 'not recorded')}): nothing to chart.</p>`}
 <h2>All cells</h2>
 <div class="table-wrap"><table class="cells" id="all-cells">
 <thead>${header}</thead>

@@ -1,11 +1,18 @@
 // The results of `upfront bench`: one JSON document per sweep, written by the
 // sweep and read by the report. Plain data only, so it round-trips through JSON.
 
-/** The fronts a sweep can compare: upfront and the FastCGI fronts people run today. */
+/** The fronts a sweep can compare: upfront and the fronts people run today (over FastCGI or as HTTP reverse proxies). */
 export const PEER_FRONTS = ['nginx', 'h2o', 'haproxy', 'lighttpd', 'caddy'] as const;
 export type PeerFrontName = (typeof PEER_FRONTS)[number];
 export type FrontName = 'upfront' | PeerFrontName;
 export const ALL_FRONTS: readonly FrontName[] = ['upfront', ...PEER_FRONTS];
+
+/**
+ * How the fronts talk to the backends: FastCGI (the peers over spawn-fcgi) or
+ * HTTP/1.1 over one unix socket per process (the app binds UPFRONT_SOCKET).
+ */
+export const PROTOCOLS = ['fastcgi', 'http'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
 
 /**
  * Requests the load tool counted as failed, by kind. A figure counts only if
@@ -48,6 +55,8 @@ export interface CellMetrics {
 
 export interface Cell {
   front: FrontName;
+  /** Absent in results written before HTTP cells existed: fastcgi. */
+  protocol?: Protocol;
   overflow: string | null;      // upfront's overflow mode (queue|nginx|...), null for the other fronts
   procs: number;
   switches: { multithreaded: boolean; multiplexed: boolean };
@@ -68,12 +77,15 @@ export interface BenchResults {
     cores: number; kernel: string; node: string; nginx: string | null;
     h2o?: string | null; haproxy?: string | null; lighttpd?: string | null; caddy?: string | null;
     spawnFcgi?: string | null; loadTool?: string | null;
+    /** The backend's Python (`python3 --version`), when the backend runs on one. */
+    python?: string | null;
   };
-  settings: { path: string; concurrency: number; durationSec: number; warmupSec: number; repeat: number; load: string; backend: string; backlog?: number; fronts?: FrontName[] };
-  /** Fronts asked for but not run (not installed), with the reason. */
+  /** backlog: what the bench gave the backend sockets (FastCGI only: an HTTP app binds its own socket and sets its own). */
+  settings: { path: string; concurrency: number; durationSec: number; warmupSec: number; repeat: number; load: string; backend: string; backlog?: number; fronts?: FrontName[]; protocol?: Protocol };
+  /** Fronts asked for but not run (not installed, or not at some process counts), with the reason. */
   skipped?: Array<{ front: FrontName; reason: string }>;
   cells: Cell[];
-  recommendation: { front: string; overflow: string | null; procs: number; rps: number; why: string } | null;
+  recommendation: { front: string; protocol?: Protocol; overflow: string | null; procs: number; rps: number; why: string } | null;
 }
 
 export interface Summary {

@@ -8,10 +8,10 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { LoadError, LoadHung, runLoad, type LoadTool } from './load.js';
-import { missingPeer, peerVersion, startPeer } from './peerFront.js';
+import { missingPeer, peerProcsLimit, peerVersion, startPeer } from './peerFront.js';
 import { cpuByPid, cpuSince, which } from './processes.js';
 import { recommend } from './report.js';
-import { failuresOfCell, summarize, successfulRequests, type BenchResults, type Cell, type CellMetrics, type FrontName, type PeerFrontName } from './results.js';
+import { failuresOfCell, summarize, successfulRequests, type BenchResults, type Cell, type CellMetrics, type FrontName, type PeerFrontName, type Protocol } from './results.js';
 import type { RunningFront, SwitchChoice } from './running.js';
 import { startUpfront } from './upfrontFront.js';
 import { rssMb } from '../stats/proc.js';
@@ -22,6 +22,8 @@ export type { SwitchChoice } from './running.js';
 
 export interface BenchOptions {
   command: string[];
+  /** How every front talks to the backends: FastCGI, or HTTP over one unix socket per process. */
+  protocol: Protocol;
   procs: number[];
   /** null: upfront asks the backend (GET_VALUES). */
   switches: Array<SwitchChoice | null>;
@@ -87,15 +89,30 @@ async function measure(opts: BenchOptions, front: RunningFront, label: string): 
 
 interface PlannedCell { front: FrontName; overflow: string | null; sw: SwitchChoice | null; procs: number }
 
-/** The fronts that can run here, and one reason per front that cannot. */
-export function availableFronts(fronts: FrontName[]): { run: FrontName[]; skipped: Array<{ front: FrontName; reason: string }> } {
+/**
+ * The fronts that can run here with this protocol, and one reason per front
+ * that cannot — at all (not installed) or at some of the process counts (h2o
+ * 2.2 proxies HTTP to one backend): `runsAt` says which cells to plan.
+ */
+export function availableFronts(fronts: FrontName[], protocol: Protocol = 'fastcgi', procs: number[] = []): {
+  run: FrontName[]; skipped: Array<{ front: FrontName; reason: string }>; runsAt(front: FrontName, procs: number): boolean;
+} {
   const run: FrontName[] = [];
   const skipped: Array<{ front: FrontName; reason: string }> = [];
+  const limits = new Map<FrontName, number>();
   for (const f of fronts) {
-    const why = f === 'upfront' ? null : missingPeer(f);
-    if (why) skipped.push({ front: f, reason: why }); else run.push(f);
+    const why = f === 'upfront' ? null : missingPeer(f, protocol);
+    if (why) { skipped.push({ front: f, reason: why }); continue; }
+    const limit = f === 'upfront' ? null : peerProcsLimit(f, protocol);
+    const over = limit ? procs.filter((p) => p > limit.count) : [];
+    if (limit && over.length > 0) {
+      limits.set(f, limit.count);
+      skipped.push({ front: f, reason: `not at ${over.join(', ')} processes: ${limit.why}` });
+      if (over.length === procs.length) continue;
+    }
+    run.push(f);
   }
-  return { run, skipped };
+  return { run, skipped, runsAt: (f, p) => run.includes(f) && p <= (limits.get(f) ?? Infinity) };
 }
 
 function startFront(opts: BenchOptions, p: PlannedCell, keepConfig: boolean): Promise<RunningFront> {
@@ -121,11 +138,23 @@ function toolVersion(tool: LoadTool): string | null {
   }
 }
 
+/** The backend's Python (`--version`) when it runs on one — the interpreter named, or a script's shebang — else null. */
+function pythonVersion(command: string[]): string | null {
+  let bin: string | undefined = command[0];
+  if (bin && !/^python/.test(path.basename(bin))) {
+    try { bin = /^#!\s*(?:\S*\/env\s+)?(\S*python\S*)/.exec(fs.readFileSync(bin, 'utf8').slice(0, 200))?.[1]; } catch { bin = undefined; }
+  }
+  if (!bin) return null;
+  const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 5000 });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] || null;
+}
+
 export async function runBench(opts: BenchOptions): Promise<BenchResults> {
-  const { run: fronts, skipped } = availableFronts(opts.fronts);
+  const { run: fronts, skipped, runsAt } = availableFronts(opts.fronts, opts.protocol, opts.procs);
   const plan: PlannedCell[] = [];
   for (const procs of opts.procs) {
     for (const front of fronts) {
+      if (!runsAt(front, procs)) continue;
       if (front !== 'upfront') plan.push({ front, overflow: null, sw: null, procs });
       else for (const overflow of opts.overflow) for (const sw of opts.switches) plan.push({ front, overflow, sw, procs });
     }
@@ -134,8 +163,9 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   const cells: Cell[] = [];
   const configKept = new Set<FrontName>();
   for (const [i, p] of plan.entries()) {
-    const label = `[${i + 1}/${plan.length}] ${p.front}${p.overflow ? ` (${p.overflow})` : ''}${p.sw ? ` mt=${p.sw.multithreaded} mpx=${p.sw.multiplexed}` : ''} procs=${p.procs}`;
-    const cell: Cell = { front: p.front, overflow: p.overflow, procs: p.procs, switches: p.sw ?? { multithreaded: false, multiplexed: false }, repeats: [], median: null, min: null, max: null, error: null, notes: [] };
+    const inner = [...(opts.protocol === 'http' ? ['http'] : []), ...(p.overflow ? [p.overflow] : [])];
+    const label = `[${i + 1}/${plan.length}] ${p.front}${inner.length ? ` (${inner.join(', ')})` : ''}${p.sw ? ` mt=${p.sw.multithreaded} mpx=${p.sw.multiplexed}` : ''} procs=${p.procs}`;
+    const cell: Cell = { front: p.front, protocol: opts.protocol, overflow: p.overflow, procs: p.procs, switches: p.sw ?? { multithreaded: false, multiplexed: false }, repeats: [], median: null, min: null, max: null, error: null, notes: [] };
     let lastWords = '';
     let loadError = '';
     try {
@@ -191,16 +221,21 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   }
   const machine: BenchResults['machine'] = { cores: os.cpus().length, kernel: `${os.type()} ${os.release()}`, node: process.version, nginx: peerVersion('nginx') };
   for (const f of opts.fronts) if (f !== 'upfront' && f !== 'nginx') machine[f as Exclude<PeerFrontName, 'nginx'>] = peerVersion(f);
-  if (opts.fronts.some((f) => f !== 'upfront')) {
+  if (opts.protocol === 'fastcgi' && opts.fronts.some((f) => f !== 'upfront')) {
     const sf = which('spawn-fcgi');
     machine.spawnFcgi = sf ? (spawnSync(sf, ['-v'], { encoding: 'utf8', timeout: 5000 }).stdout ?? '').trim().split('\n')[0].replace(/ - .*$/, '') || null : null;
   }
   machine.loadTool = toolVersion(opts.load);
+  machine.python = pythonVersion(opts.command);
   const results: BenchResults = {
     command: opts.commandLine,
     startedAt,
     machine,
-    settings: { path: opts.path, concurrency: opts.concurrency, durationSec: opts.durationSec, warmupSec: opts.warmupSec, repeat: opts.repeat, load: opts.load, backend: opts.command.join(' '), backlog: opts.backlog, fronts: opts.fronts },
+    settings: {
+      path: opts.path, concurrency: opts.concurrency, durationSec: opts.durationSec, warmupSec: opts.warmupSec, repeat: opts.repeat, load: opts.load, backend: opts.command.join(' '),
+      // An HTTP app binds its own socket: the backlog is its own (Tornado: 128), not the bench's.
+      ...(opts.protocol === 'fastcgi' ? { backlog: opts.backlog } : {}), fronts: opts.fronts, protocol: opts.protocol,
+    },
     ...(skipped.length ? { skipped } : {}),
     cells,
     recommendation: null,

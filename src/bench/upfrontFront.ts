@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exited, freePort, get, killGroup, stopProcess, waitReady } from './processes.js';
+import { exited, freePort, get, killGroup, processTrees, stopProcess, waitReady } from './processes.js';
+import type { Protocol } from './results.js';
 import { register, type RunningFront, type SwitchChoice } from './running.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli.js');
@@ -15,6 +16,8 @@ export interface UpfrontRunOptions {
   command: string[];
   path: string;
   backlog: number;
+  /** fastcgi (default) or http: the app binds the socket upfront names in UPFRONT_SOCKET (with its own backlog). */
+  protocol?: Protocol;
 }
 
 interface BackendStats {
@@ -53,7 +56,10 @@ export async function startUpfront(opts: UpfrontRunOptions, procs: number, overf
   const admin = path.join(dir, 'admin.sock');
   const port = await freePort();
   const args = [CLI, 'run', '--listen', `127.0.0.1:${port}`, '--admin', `unix:${admin}`, '-n', String(procs), '--overflow', overflow,
-    '--backlog', String(opts.backlog), '--sample-interval', '100', '--log-level', 'error', '--log-format', 'json', '--socket-dir', path.join(dir, 'sockets')];
+    '--sample-interval', '100', '--log-level', 'error', '--log-format', 'json', '--socket-dir', path.join(dir, 'sockets')];
+  // An HTTP app binds its socket itself: its backlog is the app's, not ours to set.
+  if (opts.protocol === 'http') args.push('--protocol', 'http');
+  else args.push('--backlog', String(opts.backlog));
   if (sw) args.push('--multithreaded', String(sw.multithreaded), '--multiplexed', String(sw.multiplexed));
   args.push('--', ...opts.command);
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
@@ -87,7 +93,8 @@ export async function startUpfront(opts: UpfrontRunOptions, procs: number, overf
     front: 'upfront',
     port,
     frontPids: () => (proc.pid !== undefined && !exited(proc) ? [proc.pid] : []),
-    backendPids: async () => (await stats()).children.map((c: { pid: number | null }) => c.pid).filter(Boolean),
+    // With whatever they forked (gunicorn's workers): their CPU and memory are the backends' too.
+    backendPids: async () => processTrees((await stats()).children.map((c: { pid: number | null }) => c.pid).filter(Boolean)),
     eagain: async () => (await backends()).reduce((a, b) => a + (b.connectErrors.EAGAIN ?? 0), 0),
     acceptQueueMax: async () => Math.max(0, ...(await backends()).map((b) => b.acceptQueue?.max ?? 0)),
     frontQueueMax: async () => (await stats()).pools[0].queue.max,

@@ -77,6 +77,43 @@ const address = z.union([z.string(), z.number()]).transform((v, ctx) => {
   return a;
 });
 
+/** The public listener's address: HOST:PORT, unix:PATH, or a socket inherited as a file descriptor. */
+export type PublicListenAddress = ListenAddress | { kind: 'fd'; fd: number; systemd: boolean };
+
+/** `systemd` (the first LISTEN_FDS socket, checked against LISTEN_PID at start), `fd:N`, or HOST:PORT / unix:PATH. */
+export function parsePublicAddress(v: string | number): PublicListenAddress | string {
+  const s = String(v).trim();
+  if (s === 'systemd') return { kind: 'fd', fd: 3, systemd: true };
+  const m = /^fd:(\d{1,4})$/.exec(s);
+  if (m) {
+    const fd = Number(m[1]);
+    if (fd < 3) return `fd:${fd} is a standard stream; an inherited listening socket is fd 3 or above`;
+    return { kind: 'fd', fd, systemd: false };
+  }
+  const a = parseAddress(s);
+  return typeof a === 'string' ? `${a}, systemd or fd:N` : a;
+}
+
+const publicAddress = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const a = parsePublicAddress(v);
+  if (typeof a === 'string') { ctx.addIssue({ code: 'custom', message: a }); return z.NEVER; }
+  return a;
+});
+
+/** PREFIX=DIR pairs (--static, --internal-location): a URL path prefix and a directory. */
+const prefixDirList = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+  const out: Array<{ prefix: string; dir: string }> = [];
+  for (const item of Array.isArray(v) ? v : [v]) {
+    const eq = item.indexOf('=');
+    const prefix = eq > 0 ? item.slice(0, eq).trim() : '';
+    const dir = eq > 0 ? item.slice(eq + 1).trim() : '';
+    if (!prefix.startsWith('/') || !dir) { ctx.addIssue({ code: 'custom', message: `expected URL_PREFIX=DIR such as /assets=/srv/app/public, got ${JSON.stringify(item)}` }); return z.NEVER; }
+    if (/[?#%\\]/.test(prefix) || prefix.split('/').some((seg) => seg === '..' || seg === '.')) { ctx.addIssue({ code: 'custom', message: `URL prefix ${JSON.stringify(prefix)} must be a plain path (no ?, #, %, \\, . or .. segments)` }); return z.NEVER; }
+    out.push({ prefix: prefix.endsWith('/') ? prefix : prefix + '/', dir: path.resolve(dir) });
+  }
+  return out;
+});
+
 const adminAddress = z.union([z.string(), z.number(), z.literal(false)]).transform((v, ctx) => {
   if (v === false || String(v).trim() === 'off') return null;
   const a = parseAddress(v);
@@ -99,7 +136,32 @@ const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
 const stringList = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v]));
 
 export const runSchema = z.object({
-  listen: address.prefault('127.0.0.1:8080'),
+  listen: publicAddress.prefault('127.0.0.1:8080'),
+  // TLS on the public listener (HTTP/2 and HTTP/1.1 by ALPN); both files or neither. Re-read on reload.
+  'tls-cert': z.string().min(1).optional(),
+  'tls-key': z.string().min(1).optional(),
+  // A plain listener answering every request with a redirect to https on the public listener.
+  'redirect-http': address.optional(),
+  // Files before the app: URL_PREFIX=DIR mounts, and nginx's `try_files $uri @app` over the document root.
+  static: prefixDirList.prefault([]),
+  'try-files': bool.prefault(false),
+  // X-Accel-Redirect: /PREFIX/... is served from DIR (and X-Sendfile: a path under one of the DIRs).
+  'internal-location': prefixDirList.prefault([]),
+  compress: bool.prefault(false),
+  'compress-min-size': size.prefault(1024),
+  // off, stdout, or a file path (reopened on SIGUSR1).
+  'access-log': z.string().min(1).prefault('off'),
+  'access-log-format': z.enum(['combined', 'json'], { message: 'expected combined or json' }).prefault('combined'),
+  // /healthz and /readyz on the public listener too (they are always on the admin one).
+  'health-on-public': bool.prefault(false),
+  // On SIGTERM: /readyz answers 503 at once, and the listener keeps accepting this long before the drain.
+  'shutdown-delay': duration.prefault(0),
+  // Active health checks of --upstream backends (0: off).
+  'health-check-interval': duration.prefault(0),
+  'health-check-path': z.string().regex(/^\/[^\s]*$/, 'expected a path such as /healthz').optional(),
+  'health-check-timeout': duration.prefault(2000),
+  'health-check-rise': int(1, 100).prefault(2),
+  'health-check-fall': int(1, 100).prefault(3),
   admin: adminAddress.prefault('127.0.0.1:8081'),
   // The admin token's file (mode 0600) instead of one generated into the socket dir.
   'admin-token-file': z.string().min(1).optional(),
@@ -160,6 +222,12 @@ export const runSchema = z.object({
   'max-head-bytes': int(1024, 64 * 1024 * 1024).prefault(1024 * 1024),
   // nginx's client_max_body_size is 1m; apps behind upfront often take uploads, so 100m, and 0 for none.
   'max-body-size': size.prefault('100m'),
+  // As nginx's fastcgi_request_buffering / fastcgi_buffering (on by default there too): a
+  // slow client holds a front connection, never a backend slot.
+  'request-buffering': bool.prefault(true),
+  'response-buffering': bool.prefault(true),
+  'response-buffer-memory': size.prefault('1m'),
+  'response-buffer-max': size.prefault('1g'),
   // Which files are scripts ("php" or ".php", comma-separated or repeated): nginx users' `location ~ \.php$`.
   'script-ext': stringList.transform((list, ctx) => {
     const out: string[] = [];
@@ -294,6 +362,10 @@ export function validateRunConfig(input: Record<string, unknown>): RunConfig {
   if (c.pipelineDepth > 1 && c.keepConn === false) c.pipelineDepth = 1;
   if (c.protocol === 'http' && c.socket === 'shared') throw new ConfigError('socket: shared hands a socket to children as fd 0, which HTTP apps do not take; use per-process with --protocol http');
   if (c.protocol === 'http' && (c.overflow === 'nginx' || c.overflow === 'retry')) throw new ConfigError(`overflow: ${c.overflow} reproduces nginx's FastCGI behaviour; with --protocol http use queue or shed`);
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) throw new ConfigError(`${c.tlsCert === undefined ? 'tls-cert' : 'tls-key'}: TLS needs both --tls-cert and --tls-key`);
+  if (c.redirectHttp && c.tlsCert === undefined) throw new ConfigError('redirect-http: redirects to https need TLS on the public listener (--tls-cert and --tls-key)');
+  if (c.healthCheckPath !== undefined && c.protocol !== 'http') throw new ConfigError('health-check-path: FastCGI upstreams are checked with FCGI_GET_VALUES; a path needs --protocol http');
+  if (c.healthCheckInterval > 0 && c.healthCheckInterval < 100) throw new ConfigError(`health-check-interval: at least 100 ms (or 0 for off), got ${c.healthCheckInterval}`);
   if (c.socket === 'shared' && c.maxRequests > 0) throw new ConfigError('max-requests: counts requests per process, which a shared socket cannot tell apart (the kernel picks the child); use --socket per-process, or --max-rss');
   if (c.cwd !== undefined) c.cwd = checkDirectory('cwd', c.cwd);
   if (c.procs > 0) {

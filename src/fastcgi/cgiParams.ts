@@ -8,6 +8,7 @@
 import type { ClientConnection, RequestHead } from '../transport.js';
 import { FCGI_KEEP_CONN, HEADER_LEN, MAX_CONTENT, RecordType, Role } from './protocol.js';
 import { writeHeader } from './records.js';
+import { coarseNow } from '../clock.js';
 import { ScriptResolver, normalizePath } from './scriptResolver.js';
 
 export interface CgiParamsOptions {
@@ -74,6 +75,9 @@ function encodePairList(pairs: readonly string[]): Buffer {
 }
 
 const MAX_CACHED_NAMES = 2000;
+const MAX_CACHED_PATHS = 1000;
+/** As long as the script resolver trusts a stat(): a new script file is seen within this. */
+const PATH_CACHE_MS = 1000;
 const NO_HEADER = '';
 
 export class CgiParamsEncoder {
@@ -82,6 +86,8 @@ export class CgiParamsEncoder {
   /** GATEWAY_INTERFACE, SERVER_SOFTWARE, DOCUMENT_ROOT, REDIRECT_STATUS and the extra pairs. */
   private readonly fixed: Buffer;
   private readonly perConnection = new WeakMap<ClientConnection, Buffer>();
+  private readonly pathBlocks = new Map<string, { block: Buffer; at: number }>();
+  private readonly hostBlocks = new Map<string, Buffer>();
   /** Header name as sent → HTTP_* name, or '' when it is not forwarded. Per encoder: it depends on the options. */
   private readonly envNames = new Map<string, string>();
   // Scratch for one encode (it is synchronous): the forwarded headers, joined where repeated.
@@ -124,6 +130,47 @@ export class CgiParamsEncoder {
   }
 
   /**
+   * SCRIPT_NAME, SCRIPT_FILENAME, PATH_INFO (PATH_TRANSLATED) and DOCUMENT_URI of a raw
+   * path, encoded; cached briefly (the script resolution behind it stats files) and
+   * bounded. Throws CgiRequestError for a path that cannot be mapped.
+   */
+  private pathPairs(rawPath: string): Buffer {
+    const now = coarseNow;
+    const hit = this.pathBlocks.get(rawPath);
+    if (hit !== undefined && now - hit.at < PATH_CACHE_MS) return hit.block;
+    const path = normalizePath(rawPath);
+    if (path === null) throw new CgiRequestError(400, `request path ${JSON.stringify(rawPath.slice(0, 200))} is not a valid absolute path`);
+    const scriptLen = this.resolver.scriptLength(path);
+    if (scriptLen === 0 && this.resolver.restricted) throw new CgiRequestError(404, `no script at ${JSON.stringify(path.slice(0, 200))}`);
+    const scriptName = scriptLen > 0 ? path.slice(0, scriptLen) : '';
+    const pathInfo = scriptLen > 0 ? path.slice(scriptLen) : path;
+    const pairs = ['SCRIPT_NAME', scriptName, 'SCRIPT_FILENAME', this.docRoot + (scriptName || path), 'PATH_INFO', pathInfo];
+    if (pathInfo && scriptName) pairs.push('PATH_TRANSLATED', this.docRoot + pathInfo);
+    pairs.push('DOCUMENT_URI', path);
+    const block = encodePairList(pairs);
+    if (this.pathBlocks.size >= MAX_CACHED_PATHS) this.pathBlocks.clear();
+    this.pathBlocks.set(rawPath, { block, at: now });
+    return block;
+  }
+
+  /** SERVER_NAME from the Host header (port dropped), encoded, per host value. */
+  private serverNamePair(host: string | undefined, localAddress: string): Buffer {
+    const key = host ?? '';
+    let block = this.hostBlocks.get(key);
+    if (block === undefined) {
+      let serverName = host || localAddress;
+      if (host) {
+        const colon = host.lastIndexOf(':');
+        if (colon > 0 && host.indexOf(']') < colon) serverName = host.slice(0, colon);
+      }
+      block = encodePairList(['SERVER_NAME', serverName]);
+      if (this.hostBlocks.size >= MAX_CACHED_NAMES) this.hostBlocks.clear();
+      if (host) this.hostBlocks.set(key, block); // no Host: the local address, not cached under ''
+    }
+    return block;
+  }
+
+  /**
    * BEGIN_REQUEST + PARAMS records + the empty PARAMS (+ the empty STDIN when the
    * request has no body), for request id `requestId`. Throws CgiRequestError for a
    * path that cannot be mapped.
@@ -131,22 +178,9 @@ export class CgiParamsEncoder {
   encode(head: RequestHead, bodyLength: number, requestId: number, keepConn: boolean): Buffer {
     const target = head.target;
     const q = target.indexOf('?');
-    const rawPath = q < 0 ? target : target.slice(0, q);
+    const pathBlock = this.pathPairs(q < 0 ? target : target.slice(0, q));
     const query = q < 0 ? '' : target.slice(q + 1);
-    const path = normalizePath(rawPath);
-    if (path === null) throw new CgiRequestError(400, `request path ${JSON.stringify(rawPath.slice(0, 200))} is not a valid absolute path`);
-    const scriptLen = this.resolver.scriptLength(path);
-    if (scriptLen === 0 && this.resolver.restricted) throw new CgiRequestError(404, `no script at ${JSON.stringify(path.slice(0, 200))}`);
-    const scriptName = scriptLen > 0 ? path.slice(0, scriptLen) : '';
-    const pathInfo = scriptLen > 0 ? path.slice(scriptLen) : path;
-    const scriptFilename = this.docRoot + (scriptName || path);
-    const pathTranslated = pathInfo && scriptName ? this.docRoot + pathInfo : null;
-    const host = head.host;
-    let serverName = host || head.connection.localAddress;
-    if (host) {
-      const colon = host.lastIndexOf(':');
-      if (colon > 0 && host.indexOf(']') < colon) serverName = host.slice(0, colon);
-    }
+    const hostBlock = this.serverNamePair(head.host, head.connection.localAddress);
     const method = head.method;
     const contentType = head.contentType ?? '';
     const contentLength = bodyLength < 0 ? '' : String(bodyLength);
@@ -174,13 +208,10 @@ export class CgiParamsEncoder {
     for (let k = 0; k < names.length; k++) size += pairSize(names[k], values[k]);
 
     const conn = this.connectionPairs(head.connection);
-    size += this.fixed.length + conn.length
+    size += this.fixed.length + conn.length + pathBlock.length + hostBlock.length
       + pairSize('QUERY_STRING', query) + pairSize('REQUEST_METHOD', method)
       + pairSize('CONTENT_TYPE', contentType) + pairSize('CONTENT_LENGTH', contentLength)
-      + pairSize('SCRIPT_NAME', scriptName) + pairSize('SCRIPT_FILENAME', scriptFilename)
-      + pairSize('PATH_INFO', pathInfo) + pairSize('REQUEST_URI', target) + pairSize('DOCUMENT_URI', path)
-      + pairSize('SERVER_PROTOCOL', protocol) + pairSize('SERVER_NAME', serverName)
-      + (pathTranslated === null ? 0 : pairSize('PATH_TRANSLATED', pathTranslated));
+      + pairSize('REQUEST_URI', target) + pairSize('SERVER_PROTOCOL', protocol);
 
     const endStdin = bodyLength === 0;
     const paramRecords = Math.max(1, Math.ceil(size / MAX_CONTENT));
@@ -200,14 +231,10 @@ export class CgiParamsEncoder {
     p = putPair(buf, p, 'REQUEST_METHOD', method);
     p = putPair(buf, p, 'CONTENT_TYPE', contentType);
     p = putPair(buf, p, 'CONTENT_LENGTH', contentLength);
-    p = putPair(buf, p, 'SCRIPT_NAME', scriptName);
-    p = putPair(buf, p, 'SCRIPT_FILENAME', scriptFilename);
-    p = putPair(buf, p, 'PATH_INFO', pathInfo);
-    if (pathTranslated !== null) p = putPair(buf, p, 'PATH_TRANSLATED', pathTranslated);
     p = putPair(buf, p, 'REQUEST_URI', target);
-    p = putPair(buf, p, 'DOCUMENT_URI', path);
     p = putPair(buf, p, 'SERVER_PROTOCOL', protocol);
-    p = putPair(buf, p, 'SERVER_NAME', serverName);
+    p += pathBlock.copy(buf, p);
+    p += hostBlock.copy(buf, p);
     p += this.fixed.copy(buf, p);
     p += conn.copy(buf, p);
     for (let k = 0; k < names.length; k++) p = putPair(buf, p, names[k], values[k]);

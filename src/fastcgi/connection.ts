@@ -156,6 +156,19 @@ export class FcgiConnection implements RecordSink {
     return true;
   }
 
+  /**
+   * Every request on it made progress within `ms` (sent, or data from the backend) and
+   * reading is not paused for a slow client: only then is another written behind them.
+   */
+  moving(now: number, ms: number): boolean {
+    if (this.pausedBy !== null) return false;
+    for (let i = 1; i < this.requests.length; i++) {
+      const r = this.requests[i];
+      if (r && now - r.lastTick > ms) return false;
+    }
+    return true;
+  }
+
   get anyAbandoned(): boolean {
     for (let i = 1; i < this.requests.length; i++) {
       const r = this.requests[i];

@@ -11,6 +11,7 @@ import {
 } from '../transport.js';
 import type { CgiParamsEncoder } from './cgiParams.js';
 import { coarseNow } from '../clock.js';
+import { acceptQueueOf } from '../native/sock.js';
 import { FcgiConnection, type ConnectionOwner, type FcgiRequest } from './connection.js';
 
 export interface FcgiSettings {
@@ -29,8 +30,16 @@ export interface FcgiSettings {
 const MIN_SWEEP_MS = 20;
 /** How long a probe connection may wait for the answer to its GET_VALUES before it counts as unserved. */
 export const PROBE_MS = 500;
+/**
+ * A probe the app accepted (it left the kernel's accept queue) but has not answered may
+ * be one a busy concurrent app gets to late: it waits this long before it counts.
+ * Waiting costs nothing: no request is ever put on a probe.
+ */
+export const PROBE_ACCEPTED_MS = 5000;
 /** At most this many probes at once (slow start: as many as there are served connections). */
 const MAX_PROBES = 16;
+/** A request silent longer than this is not pipelined behind (it may be stuck; the queue can send elsewhere). */
+const PIPELINE_STALL_MS = 200;
 const PROBE_REFUSED_PAUSE_MS = 5000;
 
 export class FcgiTransport implements Transport, ConnectionOwner {
@@ -47,6 +56,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
    */
   private keepConnProven = false;
   private probeTimer: NodeJS.Timeout | null = null;
+  private probeStarted = 0;
   /** When the app last closed a probe unanswered (a refusal): no new probe for PROBE_REFUSED_PAUSE_MS. */
   private probeRefusedAt = 0;
   readonly figures: TransportFigures = { connectionsOpened: 0, openConnections: 0 };
@@ -113,6 +123,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     const n = Math.min(this.caps.slotsClaimed - served, Math.max(1, served), MAX_PROBES);
     if (n <= 0) return;
     for (let i = 0; i < n; i++) this.open(true);
+    this.probeStarted = Date.now();
     this.probeTimer = setTimeout(this.onProbeTimeout, PROBE_MS);
   }
 
@@ -147,9 +158,20 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     }
     // Nothing served at all is not capacity evidence (a stuck or starting app).
     if (unserved === 0 || served === 0 || served >= this.caps.slots) return;
-    this.caps.learnSlots(served, `${unserved} new connection(s) got no answer to FCGI_GET_VALUES within ${PROBE_MS} ms `
+    const waited = Date.now() - this.probeStarted;
+    const address = this.settings.address;
+    // The kernel tells whether the probes were accepted: still in the listening socket's
+    // accept queue, nobody took them (a serial app busy with a kept connection).
+    const queued = 'path' in address ? acceptQueueOf(address.path)?.queued ?? 0 : 0;
+    if (queued === 0 && waited < PROBE_ACCEPTED_MS) {
+      this.probeTimer = setTimeout(this.onProbeTimeout, Math.min(PROBE_MS, PROBE_ACCEPTED_MS - waited));
+      return;
+    }
+    const where = queued > 0 ? `${queued} still in the kernel's accept queue` : `accepted, unanswered for ${waited} ms`;
+    this.caps.learnSlots(served, `${unserved} new connection(s) got no answer to FCGI_GET_VALUES (${where}) `
       + `while ${served} were served: accepted and served ${served}, waiting ${unserved}; it claimed ${this.caps.slotsClaimed}`);
   };
+
 
   /** An existing connection that can take the request now, or null. */
   private pick(pipelinable: boolean): FcgiConnection | null {
@@ -170,9 +192,10 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     // Pipeline once no further connection can be had now: all slots open, or a probe out.
     if ((served < caps.slots && !unserved) || !pipelinable || caps.pipelineDepth < 2) return null;
     let best: FcgiConnection | null = null;
+    const now = coarseNow;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i];
-      if (c.usable && c.proven && c.inflight < caps.pipelineDepth && c.stdinComplete && !c.anyAbandoned
+      if (c.usable && c.proven && c.inflight < caps.pipelineDepth && c.stdinComplete && !c.anyAbandoned && c.moving(now, PIPELINE_STALL_MS)
         && (best === null || c.inflight < best.inflight)) best = c;
     }
     return best;

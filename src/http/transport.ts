@@ -44,7 +44,9 @@ class HttpExchange implements Dispatcher.DispatchHandler, RequestControl {
   body: Readable | null = null;
   private bodyWaiting = false;
 
-  constructor(private readonly transport: HttpTransport, private readonly handler: ResponseHandler, hasBody: boolean) {
+  constructor(private readonly transport: HttpTransport, private readonly handler: ResponseHandler, hasBody: boolean,
+    /** "METHOD /target", for log lines. */
+    private readonly target: string) {
     if (hasBody) {
       this.body = new Readable({ read: () => { if (this.bodyWaiting) { this.bodyWaiting = false; this.handler.onBodyDrain(); } } });
     }
@@ -112,12 +114,14 @@ class HttpExchange implements Dispatcher.DispatchHandler, RequestControl {
   }
 
   onComplete(): void {
+    this.transport.lastCompleted = this.target;
     if (!this.aborted) this.handler.onEnd();
     this.release();
   }
 
   onError(err: Error): void {
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    if (this.transport.dispatching === this) this.transport.refusedInDispatch = true;
     if (!this.aborted) {
       const kind = errorKind(code);
       if (kind === 'connect') this.transport.events.onConnectError(code === 'UND_ERR_CONNECT_TIMEOUT' ? 'ETIMEDOUT' : code);
@@ -165,7 +169,15 @@ export class HttpTransport implements Transport {
       connect: { timeout: this.settings.connectTimeoutMs, ...('path' in a ? { socketPath: a.path } : {}) },
     });
     pool.on('connect', () => { this.figures.connectionsOpened++; this.figures.openConnections++; });
-    pool.on('disconnect', () => { this.figures.openConnections = Math.max(0, this.figures.openConnections - 1); });
+    pool.on('disconnect', (_origin: unknown, _targets: unknown, err: Error & { code?: string }) => {
+      this.figures.openConnections = Math.max(0, this.figures.openConnections - 1);
+      // Bytes after a complete response (a body longer than its Content-Length, a smuggled
+      // response): undici framed the response right and dropped the connection; say so.
+      const code = err?.code ?? '';
+      if (code.startsWith('HPE_') || code === 'UND_ERR_RESPONSE' || /bad response|does not match/i.test(err?.message ?? '')) {
+        this.events.onProtocolError(`sent bytes that are not HTTP after the response to "${this.lastCompleted}" (${err.message}${code ? `, ${code}` : ''}); that connection was dropped`);
+      }
+    });
     this.pool = pool;
     this.poolConns = slots;
     return pool;
@@ -180,9 +192,10 @@ export class HttpTransport implements Transport {
 
   dispatch(request: TransportRequest, handler: ResponseHandler): boolean {
     const head = request.head;
-    const exchange = new HttpExchange(this, handler, request.bodyLength !== 0);
+    const exchange = new HttpExchange(this, handler, request.bodyLength !== 0, `${head.method} ${head.target}`);
     this.inflight++;
     handler.onStart(exchange);
+    this.dispatching = exchange;
     this.undici.dispatch({
       path: head.target,
       method: head.method as Dispatcher.HttpMethod,
@@ -190,12 +203,27 @@ export class HttpTransport implements Transport {
       body: exchange.body,
       headersTimeout: firstByteDeadline(request.receivedAt, coarseNow, this.settings.readTimeoutMs) - coarseNow,
     }, exchange);
+    this.dispatching = null;
+    if (this.refusedInDispatch) {
+      // undici refused the request while placing it; a refusal there has been seen to
+      // leave a connection marked busy for good: start a fresh pool rather than leak slots.
+      this.refusedInDispatch = false;
+      this.close();
+      this.closing = false;
+    }
     return this.canTake();
   }
+
+  /** The request being dispatched (a refusal during dispatch() itself shows here). */
+  dispatching: HttpExchange | null = null;
+  refusedInDispatch = false;
 
   released(): void {
     this.inflight--;
   }
+
+  /** The request whose response completed last (named when bytes after a response drop a connection). */
+  lastCompleted = '';
 
   suspend(): void {
     if (this.pool) void this.pool.destroy().catch(() => {});

@@ -2,6 +2,7 @@
 // transport, what it can do (Capabilities: said, then learned), and the counters the
 // stats read.
 import { Capabilities, describeAddress, type BackendAddress, type CapabilityValues, type Transport, type TransportEvents } from '../transport.js';
+import type { Logger } from 'pino';
 import { createHistogram } from '../stats/histogram.js';
 
 export type BackendState = 'starting' | 'ready' | 'down' | 'restarting' | 'draining';
@@ -33,6 +34,20 @@ export interface BackendCounters {
   retried: number;
 }
 
+/** Active health checks' view of an upstream (pool/healthChecks.ts); null when not checked. */
+export interface BackendHealth {
+  status: 'up' | 'down';
+  checks: number;
+  failures: number;
+  consecutiveOk: number;
+  consecutiveFailed: number;
+  lastError: string | null;
+  /** ISO time of the last check. */
+  lastCheck: string | null;
+  /** When the status last changed (Date.now()). */
+  since: number;
+}
+
 export class Backend implements TransportEvents {
   state: BackendState = 'starting';
   pid: number | undefined;
@@ -52,8 +67,6 @@ export class Backend implements TransportEvents {
   readonly index: number;
   /** Time from getting the slot to the end of the response (µs). */
   readonly latency = createHistogram();
-  /** The kernel's accept queue of its unix socket, as last sampled (null: not a unix socket we can see). */
-  acceptQueue: { current: number; max: number; backlog: number } | null = null;
   /** Requests slower than the slow-request threshold. */
   slowRequests = 0;
   private idleWaiters: Array<() => void> = [];
@@ -65,8 +78,12 @@ export class Backend implements TransportEvents {
    * after running well. A pool with no ready backend and only such ones fails fast.
    */
   unavailable: string | null = null;
+  /** Active health checks (--health-check-interval, upstreams only); null: not checked. */
+  health: BackendHealth | null = null;
   /** Set by the pool: room appeared without a release (a connection became usable). */
   onRoom: (() => void) | null = null;
+  /** Set by the wiring: where a backend's own failures are told (with its id and pid). */
+  log: Logger | null = null;
 
   constructor(readonly id: string, readonly address: BackendAddress, switches: BackendSwitches,
     private readonly use: ConnectionUse, index: number,
@@ -91,12 +108,13 @@ export class Backend implements TransportEvents {
   }
 
   onConnectError(code: string): void {
+    // The accept-queue sampler reads the EAGAIN count as its evidence of a full queue.
     this.counters.connectErrors[code] = (this.counters.connectErrors[code] ?? 0) + 1;
-    // Linux answers EAGAIN exactly when the accept queue holds backlog+1: the peak
-    // a periodic sample would mostly miss.
-    if (code === 'EAGAIN' && this.acceptQueue && this.acceptQueue.max < this.acceptQueue.backlog + 1) {
-      this.acceptQueue.max = this.acceptQueue.backlog + 1;
-    }
+  }
+
+  onProtocolError(what: string): void {
+    this.counters.failures.protocol = (this.counters.failures.protocol ?? 0) + 1;
+    this.log?.error({ backend: this.id, pid: this.pid }, `backend ${this.id} ${what}`);
   }
 
   /** Resolves once no request is in flight here (for draining). */

@@ -54,7 +54,7 @@ export class BodySpool implements BodySink, BodySource {
       this.file.once('drain', () => this.source.resumeBody());
       return false;
     }
-    this.chunks.push(Buffer.from(chunk));
+    this.chunks.push(chunk); // the HTTP layer never reuses a read buffer: chunks may be kept
     if (this.length > this.memoryLimit) this.spill();
     return true;
   }

@@ -4,7 +4,7 @@
 import type { RequestHead } from '../transport.js';
 
 export interface BodySink {
-  /** A chunk of the request body (a view, valid during the call); false: pause until resumeBody(). */
+  /** A chunk of the request body (a view of a read buffer that is never reused: it may be kept); false: pause until resumeBody(). */
   onBodyData(chunk: Buffer): boolean;
   onBodyEnd(): void;
   /** The client left, stalled past the body timeout, or framed the body badly. */

@@ -5,6 +5,9 @@
 // so the hot path allocates no closures.
 import type { Logger } from 'pino';
 import { coarseNow } from '../clock.js';
+import type { FrontResponses } from '../stats/frontResponses.js';
+import type { InService } from '../stats/inService.js';
+import { logSlowRequest } from '../stats/slowRequests.js';
 import type { Backend } from '../pool/backend.js';
 import type { Acquirer, AcquireRefusal, Pool } from '../pool/pool.js';
 import type { Waiter } from '../pool/queue.js';
@@ -13,6 +16,8 @@ import type {
 } from '../transport.js';
 import { sendError } from './errorResponse.js';
 import type { BodySink, BodySource, ClientEvents, ClientExchange } from './exchange.js';
+import type { FileHandoff, InternalLocations } from './static/internalLocations.js';
+import { ResponseBuffer, type BufferCounters } from './responseBuffer.js';
 
 export interface ProxyContext {
   pool: Pool;
@@ -24,6 +29,14 @@ export interface ProxyContext {
   slowRequestMs: number;
   /** --kill-stuck: called when a request to this backend exceeded the read timeout. */
   onStuck?(backendId: string): void;
+  /** Take a response from the backend when the client reads slowly (memory, then a temp file); null: pause the backend. */
+  responseBuffering: { memoryBytes: number; fileBytes: number; counters: BufferCounters } | null;
+  /** Stats: the responses the front writes itself, per cause. */
+  frontResponses?: FrontResponses;
+  /** Stats: the request each backend serves now. */
+  inService?: InService;
+  /** --internal-location: X-Accel-Redirect / X-Sendfile responses are answered with the file they name. */
+  internal?: InternalLocations | null;
 }
 
 const REFUSAL_EXTRA_TRIES = 4;
@@ -51,8 +64,18 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   /** Body of unknown length held to send it whole (see hold()). */
   private held: Buffer[] | null = null;
   private heldBytes = 0;
-  // performance.now() marks: slot granted, and (Server-Timing only) arrival and on the wire.
-  private tGranted = 0;
+  /** What the client has not taken yet while the backend goes on (a slow reader). */
+  private buffer: ResponseBuffer | null = null;
+  /** The backend ended; the client still has buffered bytes to take. */
+  private endWhenDrained = false;
+  /** The buffer is full: reading from the backend waits for the client. */
+  private backendPaused = false;
+  /** The file a backend named with X-Accel-Redirect / X-Sendfile, sent once its response ends. */
+  private handoff: FileHandoff | null = null;
+  /** The backend of the last attempt (kept after the release, for the access log). */
+  servedBy: Backend | null = null;
+  // performance.now() marks: slot granted (read by the access log), and (Server-Timing only) arrival and on the wire.
+  tGranted = 0;
   private readonly tArrive: number;
   private tStarted = 0;
 
@@ -77,12 +100,14 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   onBackend(backend: Backend): void {
     this.waiter = null;
     this.backend = backend;
+    this.servedBy = backend;
     this.tGranted = performance.now();
     if (this.clientGone) {
       this.backend = null;
       this.ctx.pool.release(backend);
       return;
     }
+    this.ctx.inService?.begin(backend, this, this.tGranted);
     backend.transport.dispatch(this, this);
   }
 
@@ -90,6 +115,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     this.waiter = null;
     if (this.clientGone) return;
     this.finished = true;
+    this.ctx.frontResponses?.refused(reason);
     if (reason === 'no-backend') logRefusal(this.ctx.log, detail);
     sendError(this.exchange, 503, detail, reason === 'shutdown' ? undefined : this.ctx.queueRetryAfterSec);
   }
@@ -121,6 +147,15 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     else if (status < 400) counters['3xx']++;
     else if (status < 500) counters['4xx']++;
     else counters['5xx']++;
+    if (this.ctx.internal != null) {
+      const handoff = this.ctx.internal.handoffOf(head);
+      if (handoff !== null) {
+        // The app authorised a file: its body is dropped (finished), the file goes out at onEnd.
+        this.handoff = handoff;
+        this.finished = true;
+        return;
+      }
+    }
     if (this.ctx.serverTiming) {
       const now = performance.now();
       head.headers.push('Server-Timing', `queue;dur=${(this.tGranted - this.tArrive).toFixed(2)}, connect;dur=${(this.tStarted - this.tGranted).toFixed(2)}, backend;dur=${(now - this.tStarted).toFixed(2)}`);
@@ -142,7 +177,22 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
       this.response = null;
       this.exchange.writeHead(head.status, head.reason, head.headers, declared);
     }
-    return this.exchange.write(chunk);
+    return this.toClient(chunk);
+  }
+
+  /** Writes to the client; when it pushes back, keeps taking from the backend into the buffer (if enabled). */
+  private toClient(chunk: Buffer): boolean {
+    const buffer = this.buffer;
+    if (buffer !== null) {
+      if (buffer.push(chunk)) return true;
+      this.backendPaused = true;
+      return false;
+    }
+    if (this.exchange.write(chunk)) return true;
+    const rb = this.ctx.responseBuffering;
+    if (rb === null) return false;
+    this.buffer = new ResponseBuffer(rb.memoryBytes, rb.fileBytes, rb.counters);
+    return true;
   }
 
   /**
@@ -154,7 +204,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     if (this.held === null) {
       this.held = [chunk];
       this.heldBytes = chunk.length;
-      queueMicrotask(this.flushHeld);
+      queueMicrotask(() => this.flushHeld());
     } else {
       this.held.push(chunk);
       this.heldBytes += chunk.length;
@@ -163,15 +213,15 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     return true;
   }
 
-  private readonly flushHeld = (): void => {
+  private flushHeld(): void {
     const head = this.response;
     const held = this.held;
     if (head === null || held === null || this.finished) return;
     this.response = null;
     this.held = null;
     this.exchange.writeHead(head.status, head.reason, head.headers, -1);
-    for (const c of held) this.exchange.write(c);
-  };
+    for (const c of held) this.toClient(c);
+  }
 
   /** The backend sends more than its Content-Length: the client gets exactly the declared bytes (or a 502 when nothing went out yet). */
   private overLength(chunk: Buffer): boolean {
@@ -194,13 +244,34 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
       this.response = null;
       this.exchange.writeHead(head.status, head.reason, head.headers, declared);
     }
-    if (room > 0) this.exchange.write(chunk.subarray(0, room));
-    this.exchange.end(); // exactly the declared length: a well-framed response, the rest never sent
+    if (room > 0) this.toClient(chunk.subarray(0, room));
+    this.endClient(); // exactly the declared length: a well-framed response, the rest never sent
     return true;
   }
 
+  /** Ends the client's response, once it has taken what is buffered. */
+  private endClient(): void {
+    if (this.buffer !== null && !this.buffer.empty) {
+      this.endWhenDrained = true;
+      return;
+    }
+    this.dropBuffer();
+    this.exchange.end();
+  }
+
+  private dropBuffer(): void {
+    if (this.buffer !== null) {
+      this.buffer.release();
+      this.buffer = null;
+    }
+  }
+
   onEnd(): void {
-    if (this.finished) return;
+    if (this.finished) {
+      if (this.handoff !== null && !this.clientGone) this.ctx.internal!.serve(this.exchange, this.handoff, this.backend!.id);
+      this.handoff = null;
+      return;
+    }
     this.finished = true;
     const backend = this.backend!;
     const declared = this.declared;
@@ -214,6 +285,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
         this.response = null;
         sendError(this.exchange, 502, 'the backend sent a body shorter than its Content-Length');
       } else {
+        this.dropBuffer();
         this.exchange.destroy(); // the client must see the cut, never a short body on a kept connection
       }
     } else if (head !== null) {
@@ -228,11 +300,11 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
         this.exchange.respond(head.status, head.reason, head.headers, held.length === 1 ? held[0] : Buffer.concat(held, this.heldBytes));
       }
     } else {
-      this.exchange.end();
+      this.endClient();
     }
     const us = (performance.now() - this.tGranted) * 1000;
     backend.latency.recordValue(us < 1 ? 1 : us);
-    if (us > this.ctx.slowRequestMs * 1000) backend.slowRequests++;
+    if (us > this.ctx.slowRequestMs * 1000) { backend.slowRequests++; logSlowRequest(this.ctx.log, this.head, backend, this.tArrive || this.receivedAt - performance.timeOrigin, this.tGranted, this.tStarted, us); }
   }
 
   onError(err: TransportError): void {
@@ -241,6 +313,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     if (err.kind === 'request') {
       // Not the backend's fault: the request cannot be expressed to it (a path CGI cannot map).
       this.finished = true;
+      if (!this.clientGone) this.ctx.frontResponses?.rejected(err.status ?? 400);
       if (!this.clientGone) sendError(this.exchange, err.status ?? 400, err.message);
       return;
     }
@@ -265,11 +338,13 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     log.error({ backend: backend.id, pid: backend.pid, kind: err.kind, code: err.code },
       `${err.message} ${phase}, client: ${h.connection.remoteAddress}, request: "${h.method} ${h.target} HTTP/1.${h.versionMinor}", upstream: "${scheme}://${backend.addressText}"`);
     if (this.exchange.headersSent) {
+      this.dropBuffer();
       this.exchange.destroy(); // the response is cut: the client must not take it for complete
       return;
     }
     if (err.kind === 'timeout') this.ctx.onStuck?.(backend.id);
     const status = err.kind === 'timeout' ? 504 : err.kind === 'overloaded' ? 503 : 502;
+    this.ctx.frontResponses?.backendFailed();
     sendError(this.exchange, status, clientReason(err), err.kind === 'overloaded' ? this.ctx.queueRetryAfterSec : undefined);
   }
 
@@ -280,6 +355,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
 
   onRelease(): void {
     const backend = this.backend!;
+    this.ctx.inService?.end(backend, this);
     this.backend = null;
     this.control = null;
     this.ctx.pool.release(backend);
@@ -322,10 +398,24 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   // --- ClientEvents ---
 
   onClientDrain(): void {
-    this.control?.resume();
+    const buffer = this.buffer;
+    if (buffer === null) {
+      this.control?.resume();
+      return;
+    }
+    if (!buffer.drainTo(this.exchange)) return; // more on the next drain
+    this.dropBuffer();
+    if (this.endWhenDrained) {
+      this.endWhenDrained = false;
+      this.exchange.end();
+    } else if (this.backendPaused) {
+      this.backendPaused = false;
+      this.control?.resume();
+    }
   }
 
   onClientClose(): void {
+    this.dropBuffer();
     if (this.clientGone) return;
     this.clientGone = true;
     if (this.waiter) {

@@ -67,7 +67,7 @@ export class Child {
       if (!stream) continue;
       const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
       lines.on('line', (line) => {
-        this.log.info({ backend: backendId, pid, stream: name }, line);
+        this.log[name === 'stderr' ? 'warn' : 'info']({ backend: backendId, pid, stream: name }, line); // stderr: the app's error stream, as FCGI_STDERR
         if (name === 'stderr' && onStderrLine) onStderrLine(line);
       });
     }

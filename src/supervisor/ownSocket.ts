@@ -64,7 +64,7 @@ export class OwnSocket implements ChildSeat {
     this.log.info({
       backend: child.id, pid: child.pid, address: backend.addressText,
       multithreaded: s.multithreaded, multiplexed: s.multiplexed, slots: s.slots, source: s.source, getValues: values ? Object.fromEntries(values) : null,
-    }, `backend ${child.id} ready (multithreaded=${s.multithreaded}, multiplexed=${s.multiplexed}, slots=${s.slots}, from ${s.source})`);
+    }, `backend ${child.id} ready: pid ${child.pid}, ${s.slots} slot${s.slots === 1 ? '' : 's'}${s.multiplexed ? ', multiplexed' : ''}`);
     this.pool.serveQueue();
   }
 

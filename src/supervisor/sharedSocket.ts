@@ -86,7 +86,7 @@ export class SharedSocket implements ChildSeat {
     const changed = p === null || p.slots !== s.slots || p.multithreaded !== s.multithreaded || p.multiplexed !== s.multiplexed
       || p.answersGetValues !== s.answersGetValues;
     if (changed) this.perChild = s; // the same switches keep what the backend learned since
-    const message = `backend ${child.id} ready on the shared socket (multithreaded=${s.multithreaded}, multiplexed=${s.multiplexed}, ${s.slots} slot(s) per child, from ${s.source})`;
+    const message = `backend ${child.id} ready on the shared socket: pid ${child.pid}, ${s.slots} slot${s.slots === 1 ? '' : 's'} per child${s.multiplexed ? ', multiplexed' : ''}`;
     const fields = { backend: child.id, pid: child.pid, multithreaded: s.multithreaded, multiplexed: s.multiplexed, slotsPerChild: s.slots, source: s.source, getValues: values ? Object.fromEntries(values) : null };
     if (changed) this.log.info(fields, message);
     else this.log.debug(fields, message);

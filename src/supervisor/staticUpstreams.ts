@@ -57,7 +57,7 @@ export class StaticUpstreams implements BackendSource {
         backend.state = 'ready';
         backend.unavailable = null;
         this.log.info({ backend: backend.id, address: backend.addressText, multithreaded: s.multithreaded, multiplexed: s.multiplexed, slots: s.slots, source: s.source },
-          `upstream ${backend.id} ${backend.addressText} ready (multithreaded=${s.multithreaded}, multiplexed=${s.multiplexed}, slots=${s.slots}, from ${s.source})`);
+          `upstream ${backend.id} ${backend.addressText} ready: ${s.slots} slot${s.slots === 1 ? '' : 's'}${s.multiplexed ? ', multiplexed' : ''}`);
         this.pool.serveQueue();
         return;
       } catch (err) {

@@ -7,6 +7,6 @@ import { lighttpd } from './lighttpd.js';
 import { nginx } from './nginx.js';
 import type { PeerFront } from './peer.js';
 
-export type { PeerFront, PeerSetup } from './peer.js';
+export type { PeerFront, PeerHttpSetup, PeerSetup } from './peer.js';
 
 export const PEERS: Record<PeerFrontName, PeerFront> = { nginx, h2o, haproxy, lighttpd, caddy };

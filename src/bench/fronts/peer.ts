@@ -1,20 +1,39 @@
-// A FastCGI front people run today, as the bench runs it: the same N backends
-// under spawn-fcgi on one unix socket, a config generated into the cell's temp
-// dir, started in the foreground on a loopback port. One file per front says
-// how it is configured and why; the harness (../peerFront.ts) does the rest.
+// A front people run today, as the bench runs it: the same N backends the way
+// its users start them (FastCGI: spawn-fcgi -F N on one unix socket; HTTP: N
+// processes, each binding its own unix socket), a config generated into the
+// cell's temp dir, started in the foreground on a loopback port. One file per
+// front says how it is configured and why, for each protocol; the harness
+// (../peerFront.ts) does the rest.
 import type { PeerFrontName } from '../results.js';
 
-export interface PeerSetup {
-  /** The cell's temp dir: config, logs, pid files. */
+interface SetupBase {
+  /** The cell's temp dir: config, logs, pid files, sockets. */
   dir: string;
   port: number;
-  /** spawn-fcgi's socket (every backend process accepts on it). */
-  socket: string;
   /** Worker threads / processes where the front has such a setting: the machine's cores. */
   threads: number;
   documentRoot: string;
   /** The bench runs as root: fronts that would switch to an unprivileged user are told to stay (the socket and logs are in a private dir). */
   asRoot: boolean;
+}
+
+export interface PeerSetup extends SetupBase {
+  /** spawn-fcgi's socket (every backend process accepts on it). */
+  socket: string;
+}
+
+export interface PeerHttpSetup extends SetupBase {
+  /** One unix socket per backend process, each bound by its process (HTTP/1.1 on it). */
+  sockets: string[];
+}
+
+/** The front as an HTTP reverse proxy to N unix sockets (`upfront bench --protocol http`). */
+export interface PeerHttp {
+  config(s: PeerHttpSetup): string;
+  /** When its log line for a refused connect() differs from the FastCGI one. */
+  eagainLine?: RegExp;
+  /** The most backends its config can name, when it has such a limit, and why. */
+  maxBackends?: { count: number; why: string };
 }
 
 export interface PeerFront {
@@ -24,10 +43,13 @@ export interface PeerFront {
   debianPackage: string;
   /** Its config's file name, in the cell's dir and next to results.json. */
   configFile: string;
+  /** Its FastCGI config, to spawn-fcgi's socket. */
   config(s: PeerSetup): string;
+  /** Its HTTP reverse-proxy config, or none: it cannot run HTTP cells. */
+  http?: PeerHttp;
   /** Arguments that start it in the foreground with that config. */
-  args(s: PeerSetup, configPath: string): string[];
-  env?(s: PeerSetup): Record<string, string>;
+  args(s: SetupBase, configPath: string): string[];
+  env?(s: SetupBase): Record<string, string>;
   /** Where it logs errors, relative to the dir ('stderr.log' is its stdout + stderr). */
   errorLog: string;
   /** A line of its error log per connect() the backend socket refused (EAGAIN: the accept queue was full). */

@@ -4,7 +4,7 @@
 // itself. Every per-connection listener is made once here; nothing per request.
 import type net from 'node:net';
 import { ChunkedDecoder } from './chunked.js';
-import { Http1Exchange, Phase } from './exchange.js';
+import { BodyError, Http1Exchange, Phase } from './exchange.js';
 import { HeadParser, NEED_MORE, REFUSED } from './head.js';
 import type { Http1Handler, Http1Limits } from './server.js';
 import { CONTINUE_100, refusalResponse } from './wire.js';
@@ -28,6 +28,8 @@ const READ_AHEAD_BYTES = 64 * 1024;
 const DISCARD_MAX_BYTES = 1024 * 1024;
 /** After a refusal (or a last response) the connection is read and dropped this long so the client sees the answer, not a reset. */
 const LINGER_MS = 2000;
+/** At a stop, a connection accepted but without a request yet gets this long to send one. */
+const FRESH_GRACE_MS = 1000;
 /** Up to this body size a head and body are copied into one buffer; above, written together with writev (cork). */
 const COPY_MAX_BYTES = 16 * 1024;
 const LF = 10;
@@ -40,7 +42,8 @@ export class Http1Connection {
   readonly remotePort: number;
   readonly localAddress: string;
   readonly localPort: number;
-  readonly encrypted = false;
+  /** A TLS socket (the TLS listener hands its HTTP/1.1 connections to this layer). */
+  readonly encrypted: boolean;
   /** Requests handed out on this connection. */
   requests = 0;
 
@@ -69,6 +72,8 @@ export class Http1Connection {
   private discarded = 0;
   /** No further request is read: a refusal or a last response went out. */
   private closing = false;
+  /** A request body failed (too large, malformed chunks, timeout): the connection closes after its answer. */
+  private bodyBroken = false;
   private inProcess = false;
   private timer = Timer.None;
   /** Up to this many bytes an incomplete head without a new line end is not parsed again. */
@@ -81,6 +86,7 @@ export class Http1Connection {
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = socket.localAddress ?? '';
     this.localPort = socket.localPort ?? 0;
+    this.encrypted = (socket as { encrypted?: boolean }).encrypted === true;
     const limits = state.limits;
     this.parser = new HeadParser(limits);
     this.decoder = new ChunkedDecoder(limits.maxHeaderBytes, limits.maxHeaderCount);
@@ -273,10 +279,13 @@ export class Http1Connection {
   /** The body cannot complete: tell the sink, answer `status` if no response began, else cut. */
   private bodyFailed(ex: Http1Exchange, status: number, reason: string): void {
     this.body = Body.None;
+    // Where the body ends is unknown now: no further request is read from this connection,
+    // whoever answers this one (the sink, or the layer below with `status`).
+    this.bodyBroken = true;
     const sink = ex.sink;
     if (sink !== null) {
       try {
-        sink.onBodyError(new Error(reason));
+        sink.onBodyError(new BodyError(status, reason));
       } catch (err) {
         this.reportHandlerError(err, ex);
       }
@@ -385,7 +394,7 @@ export class Http1Connection {
    * @internal
    */
   mustCloseAfter(ex: Http1Exchange): boolean {
-    if (this.state.stopping || this.closing) return true;
+    if (this.state.stopping || this.closing || this.bodyBroken) return true;
     if (this.exchange !== ex || this.body === Body.None) return false;
     if (ex.expectContinue && !ex.continueSent) return true;
     // A chunked rest is dropped up to DISCARD_MAX_BYTES after the response, then the connection closes.
@@ -398,7 +407,7 @@ export class Http1Connection {
     this.exchange = null;
     this.state.exchangeEnded();
     if (this.destroyed) return;
-    if (ex.closeAfter || this.state.stopping) return this.closeNow();
+    if (ex.closeAfter || this.state.stopping || this.bodyBroken) return this.closeNow();
     if (this.body !== Body.None) {
       // Answered before its body was read: drop the rest (bounded) to keep the connection.
       if (this.body === Body.Length && this.bodyLeft > DISCARD_MAX_BYTES) return this.closeNow();
@@ -513,9 +522,18 @@ export class Http1Connection {
     }
   }
 
-  /** Close an idle connection silently (stopAccepting, timeouts). @internal */
+  /**
+   * Close an idle connection silently (stopAccepting). One that never sent a request
+   * may have it on the way: it gets FRESH_GRACE_MS for it, then the head timer closes it.
+   * @internal
+   */
   closeIfIdle(): boolean {
     if (this.exchange !== null || this.rbuf !== null || this.body !== Body.None || this.closing) return false;
+    if (this.requests === 0) {
+      const deadline = Date.now() + FRESH_GRACE_MS;
+      if (this.deadline === 0 || deadline < this.deadline) this.deadline = deadline;
+      return false;
+    }
     this.destroyed = true;
     this.socket.destroy();
     return true;

@@ -7,6 +7,13 @@ import { CONN_CLOSE, connectionOptions, type HeadParser } from './head.js';
 import { dateHeaderLine, statusLine } from './wire.js';
 
 /** Receives the request body, with backpressure. */
+/** Why a request body will not complete, with the status the layer answers if the handler does not. */
+export class BodyError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
 export interface BodySink {
   /**
    * A piece of the body: a view of the connection's read buffer (no copy). The layer

@@ -57,6 +57,8 @@ export class Http1Server {
   private sweep: NodeJS.Timeout | null = null;
   private readonly sweepMs: number;
   private idleWaiters: Array<() => void> = [];
+  /** destroyAll() was called: connections still arriving are cut. */
+  private cut = false;
 
   constructor(limits: Partial<Http1Limits>, handler: Http1Handler) {
     const full: Http1Limits = { ...DEFAULT_HTTP1_LIMITS, ...limits };
@@ -71,10 +73,11 @@ export class Http1Server {
       connections: new Set(),
       exchangeEnded: () => {
         state.activeExchanges--;
-        if (state.activeExchanges === 0 && this.idleWaiters.length > 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+        if (state.activeExchanges === 0 && this.idleWaiters.length > 0 && this.idle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
       },
       connectionClosed: (conn) => {
         state.connections.delete(conn);
+        if (this.idleWaiters.length > 0 && this.idle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
         if (state.connections.size === 0 && this.sweep !== null) {
           clearInterval(this.sweep);
           this.sweep = null;
@@ -96,12 +99,14 @@ export class Http1Server {
 
   private readonly onConnection = (socket: net.Socket): void => {
     this.acceptedConn++;
-    if (this.state.stopping) {
+    if (this.cut) {
       socket.destroy();
       return;
     }
     const conn = new Http1Connection(this.state, socket);
     this.state.connections.add(conn);
+    // Accepted as the listener closed: its request is served (with Connection: close) if it comes soon.
+    if (this.state.stopping) conn.closeIfIdle();
     if (this.sweep === null) {
       this.sweep = setInterval(this.onSweep, this.sweepMs);
       this.sweep.unref();
@@ -115,7 +120,9 @@ export class Http1Server {
 
   /**
    * Closes the listener; idle kept connections close now; busy ones get
-   * `Connection: close` on their current response and close after it.
+   * `Connection: close` on their current response and close after it. A connection
+   * that has not sent its first request yet gets a short grace for it: it was
+   * accepted, so a client is waiting (with an inherited socket, nothing else is lost).
    */
   stopAccepting(): void {
     this.state.stopping = true;
@@ -123,14 +130,21 @@ export class Http1Server {
     for (const conn of this.state.connections) conn.closeIfIdle();
   }
 
-  /** Resolves when no response is in progress. */
+  /** Resolves when no response is in progress (and, once stopping, no new connection is waiting for its first request). */
   whenIdle(): Promise<void> {
-    if (this.state.activeExchanges === 0) return Promise.resolve();
+    if (this.idle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private idle(): boolean {
+    if (this.state.activeExchanges > 0) return false;
+    if (this.state.stopping) for (const conn of this.state.connections) if (conn.requests === 0 && !conn.destroyed) return false;
+    return true;
   }
 
   /** Cuts every connection and closes the listener. */
   destroyAll(): void {
+    this.cut = true;
     this.state.stopping = true;
     if (this.net.listening) this.net.close();
     for (const conn of this.state.connections) conn.destroy();
@@ -138,4 +152,4 @@ export class Http1Server {
 }
 
 export type { Http1Connection } from './connection.js';
-export { Http1Exchange, type BodySink, type ClientEvents } from './exchange.js';
+export { BodyError, Http1Exchange, type BodySink, type ClientEvents } from './exchange.js';

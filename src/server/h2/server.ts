@@ -1,0 +1,146 @@
+// HTTP/2 sessions of the public TLS listener (ALPN "h2"), on node:http2's core API.
+// The TLS listener hands over each negotiated socket; every stream becomes an
+// H2Exchange for the same request handler the HTTP/1.1 layer calls. Limits follow
+// the HTTP/1.1 layer's (head size and field count, body size, body and send
+// timeouts); an idle session is closed after the keep-alive timeout; a stop sends
+// GOAWAY and lets the streams in progress finish.
+import http2 from 'node:http2';
+import type tls from 'node:tls';
+import type { ClientConnection } from '../../transport.js';
+import type { Http1Limits } from '../http1/server.js';
+import { H2Exchange, type H2ExchangeOwner } from './exchange.js';
+
+export interface H2Handler {
+  onRequest(ex: H2Exchange): void;
+  onHandlerError(err: unknown, ex: H2Exchange | null): void;
+}
+
+/** nginx's http2_max_concurrent_streams. */
+const MAX_CONCURRENT_STREAMS = 128;
+
+const PLAIN = 'text/plain; charset=utf-8';
+
+/** One session's client connection (the CGI params' cache key) and its open streams. */
+class SessionConnection implements ClientConnection {
+  readonly encrypted = true;
+  openStreams = 0;
+  constructor(readonly remoteAddress: string, readonly remotePort: number, readonly localAddress: string, readonly localPort: number) {}
+}
+
+export class H2Server implements H2ExchangeOwner {
+  readonly server: http2.Http2Server;
+  /** Sessions (connections) since start. */
+  acceptedSessions = 0;
+  activeExchanges = 0;
+  readonly bodyTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+  readonly maxBodyBytes: number;
+  private readonly sessions = new Map<http2.ServerHttp2Session, SessionConnection>();
+  private stopping = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly limits: Http1Limits, private readonly handler: H2Handler) {
+    this.bodyTimeoutMs = limits.bodyTimeoutMs;
+    this.sendTimeoutMs = limits.sendTimeoutMs;
+    this.maxBodyBytes = limits.maxBodyBytes;
+    this.server = http2.createServer({
+      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: limits.maxHeaderBytes, enablePush: false },
+      // Pseudo-headers count here too.
+      maxHeaderListPairs: limits.maxHeaderCount + 5,
+      // Backends may send large heads (the FastCGI side allows max-head-bytes).
+      maxSendHeaderBlockLength: 1024 * 1024,
+    });
+    this.server.on('session', this.onSession);
+    this.server.on('stream', this.onStream);
+  }
+
+  /** A TLS socket that negotiated h2. */
+  accept(socket: tls.TLSSocket): void {
+    if (this.stopping) {
+      socket.destroy();
+      return;
+    }
+    this.server.emit('connection', socket);
+  }
+
+  get sessionCount(): number { return this.sessions.size; }
+
+  private readonly onSession = (session: http2.ServerHttp2Session): void => {
+    this.acceptedSessions++;
+    const socket = session.socket;
+    const conn = new SessionConnection(socket.remoteAddress ?? '', socket.remotePort ?? 0, socket.localAddress ?? '', socket.localPort ?? 0);
+    this.sessions.set(session, conn);
+    session.on('error', () => { /* a broken connection; 'close' follows */ });
+    session.on('close', () => this.sessions.delete(session));
+    // Idle sessions close after the keep-alive timeout; one with streams open is left to their timers.
+    session.setTimeout(this.limits.keepAliveTimeoutMs, () => {
+      if (conn.openStreams === 0) session.close();
+    });
+  };
+
+  private readonly onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]): void => {
+    const conn = this.sessions.get(stream.session as http2.ServerHttp2Session);
+    if (conn === undefined) {
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    conn.openStreams++;
+    stream.once('close', () => { conn.openStreams--; });
+    const method = String(headers[':method'] ?? '');
+    const target = String(headers[':path'] ?? '');
+    if (method === 'CONNECT' || target === '') return answer(stream, 501, 'CONNECT is not served here');
+    if (target.length > this.limits.maxUriBytes) return answer(stream, 414, `request target longer than ${this.limits.maxUriBytes} bytes`);
+    let contentLength = stream.endAfterHeaders ? 0 : -1;
+    const cl = headers['content-length'];
+    if (cl !== undefined) {
+      if (!/^\d{1,15}$/.test(String(cl))) return answer(stream, 400, 'Content-Length is not a number');
+      contentLength = Number(cl);
+    }
+    if (this.maxBodyBytes > 0 && contentLength > this.maxBodyBytes) return answer(stream, 413, `request body larger than ${this.maxBodyBytes} bytes`);
+    const authority = headers[':authority'];
+    const ex = new H2Exchange(stream, conn, method, target, rawHeaders, typeof authority === 'string' ? authority : undefined, contentLength, this);
+    this.activeExchanges++;
+    try {
+      this.handler.onRequest(ex);
+    } catch (err) {
+      this.handlerFailed(err, ex);
+      ex.destroy();
+    }
+  };
+
+  exchangeEnded(_ex: H2Exchange): void {
+    this.activeExchanges--;
+    if (this.activeExchanges === 0 && this.idleWaiters.length > 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  handlerFailed(err: unknown, ex: H2Exchange): void {
+    try {
+      this.handler.onHandlerError(err, ex);
+    } catch { /* a failing reporter must not take the server down */ }
+  }
+
+  /** GOAWAY to every session: no new streams; the streams in progress finish, then the sessions close. */
+  stopAccepting(): void {
+    this.stopping = true;
+    for (const session of this.sessions.keys()) if (!session.closed) session.close();
+  }
+
+  whenIdle(): Promise<void> {
+    if (this.activeExchanges === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  destroyAll(): void {
+    this.stopping = true;
+    for (const session of this.sessions.keys()) session.destroy();
+  }
+}
+
+function answer(stream: http2.ServerHttp2Stream, status: number, reason: string): void {
+  try {
+    stream.respond({ ':status': status, 'content-type': PLAIN, 'cache-control': 'no-store' });
+    stream.end(`${status} ${reason}\n`);
+  } catch {
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
+}
