@@ -64,7 +64,10 @@ export interface RequestControl {
   abort(): void;
 }
 
-/** A validated response head: headers without framing or hop-by-hop ones. */
+/**
+ * A validated response head: headers without framing or hop-by-hop ones. Read-only for
+ * handlers: a transport may hand the same object to responses whose heads were the same bytes.
+ */
 export interface ResponseHead {
   status: number;
   reason: string | null;

@@ -285,35 +285,60 @@ export class Http1Exchange {
    * `Connection: close` or (HTTP/1.0) `Connection: keep-alive`.
    */
   private buildHead(status: number, reason: string | null, headers: string[], framingLine: string, closeDelimited: boolean): string {
-    let close = closeDelimited || !this.keepAlive || this.connection.mustCloseAfter(this);
-    let hasDate = false;
-    let fields = '';
-    for (let i = 0; i + 1 < headers.length; i += 2) {
-      const name = headers[i];
-      switch (name.length) {
-        case 4:
-          if (sameName(name, 'date')) hasDate = true;
-          break;
-        case 10:
-          if (sameName(name, 'connection')) {
-            if (connectionOptions(headers[i + 1]) & CONN_CLOSE) close = true;
-            continue;
-          }
-          break;
-        case 14:
-          if (sameName(name, 'content-length')) continue;
-          break;
-        case 17:
-          if (sameName(name, 'transfer-encoding')) continue;
-          break;
+    const m = HEAD_MEMO;
+    if (headers !== m.headers) {
+      // The fields of this header list; a proxy hands the same list to responses whose heads repeat.
+      let hasDate = false;
+      let callerClose = false;
+      let fields = '';
+      for (let i = 0; i + 1 < headers.length; i += 2) {
+        const name = headers[i];
+        switch (name.length) {
+          case 4:
+            if (sameName(name, 'date')) hasDate = true;
+            break;
+          case 10:
+            if (sameName(name, 'connection')) {
+              if (connectionOptions(headers[i + 1]) & CONN_CLOSE) callerClose = true;
+              continue;
+            }
+            break;
+          case 14:
+            if (sameName(name, 'content-length')) continue;
+            break;
+          case 17:
+            if (sameName(name, 'transfer-encoding')) continue;
+            break;
+        }
+        fields += `${name}: ${headers[i + 1]}\r\n`;
       }
-      fields += `${name}: ${headers[i + 1]}\r\n`;
+      m.headers = headers;
+      m.fields = fields;
+      m.hasDate = hasDate;
+      m.callerClose = callerClose;
+      m.head = null;
     }
+    const close = closeDelimited || !this.keepAlive || m.callerClose || this.connection.mustCloseAfter(this);
     this.closeAfter = close;
     const connectionLine = close ? 'Connection: close\r\n' : this.versionMinor === 0 ? 'Connection: keep-alive\r\n' : '';
-    return `${statusLine(status, reason)}${hasDate ? '' : dateHeaderLine()}${fields}${framingLine}${connectionLine}\r\n`;
+    const date = m.hasDate ? '' : dateHeaderLine();
+    if (m.head !== null && m.status === status && m.reason === reason && m.framingLine === framingLine && m.connectionLine === connectionLine && m.date === date) return m.head;
+    const head = `${statusLine(status, reason)}${date}${m.fields}${framingLine}${connectionLine}\r\n`;
+    m.status = status;
+    m.reason = reason;
+    m.framingLine = framingLine;
+    m.connectionLine = connectionLine;
+    m.date = date;
+    m.head = head;
+    return head;
   }
 }
+
+/** The last response head built, by header list: consecutive responses alike reuse it whole. */
+const HEAD_MEMO: {
+  headers: string[] | null; fields: string; hasDate: boolean; callerClose: boolean;
+  status: number; reason: string | null; framingLine: string; connectionLine: string; date: string; head: string | null;
+} = { headers: null, fields: '', hasDate: false, callerClose: false, status: 0, reason: null, framingLine: '', connectionLine: '', date: '', head: null };
 
 /** ASCII case-insensitive equality with a lowercase name of the same length. */
 function sameName(name: string, lower: string): boolean {
