@@ -31,6 +31,9 @@ export interface ChildExit {
   uptimeMs: number;
 }
 
+/** How long an exited child's output pipes may take to drain before its exit is reported anyway. */
+const STDIO_DRAIN_MS = 200;
+
 export class Child {
   readonly process: ChildProcess;
   readonly startedAt = Date.now();
@@ -82,7 +85,11 @@ export class Child {
         try { process.kill(-pid, 'SIGKILL'); } catch { /* no such group: all gone */ }
         watchdog!.forget(pid);
       }
-      this.finish({ code, signal, uptimeMs: Date.now() - this.startedAt });
+      const exit = { code, signal, uptimeMs: Date.now() - this.startedAt };
+      // Report once its output is read to the end ('close': the pipes are drained), so the
+      // last stderr line — often the reason — is known; bounded, should a pipe stay open.
+      const timer = setTimeout(() => this.finish(exit), STDIO_DRAIN_MS);
+      this.process.once('close', () => { clearTimeout(timer); this.finish(exit); });
     });
   }
 
