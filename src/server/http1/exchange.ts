@@ -285,8 +285,13 @@ export class Http1Exchange {
    * `Connection: close` or (HTTP/1.0) `Connection: keep-alive`.
    */
   private buildHead(status: number, reason: string | null, headers: string[], framingLine: string, closeDelimited: boolean): string {
-    const m = HEAD_MEMO;
-    if (headers !== m.headers) {
+    let m: HeadMemo | null = null;
+    for (let k = 0; k < HEAD_MEMOS.length; k++) if (HEAD_MEMOS[k].headers === headers) { m = HEAD_MEMOS[k]; break; }
+    if (m === null) {
+      m = HEAD_MEMOS[headMemoNext];
+      headMemoNext = (headMemoNext + 1) % HEAD_MEMOS.length;
+      m.headers = headers;
+      m.head = null;
       // The fields of this header list; a proxy hands the same list to responses whose heads repeat.
       let hasDate = false;
       let callerClose = false;
@@ -312,7 +317,6 @@ export class Http1Exchange {
         }
         fields += `${name}: ${headers[i + 1]}\r\n`;
       }
-      m.headers = headers;
       m.fields = fields;
       m.hasDate = hasDate;
       m.callerClose = callerClose;
@@ -334,11 +338,20 @@ export class Http1Exchange {
   }
 }
 
-/** The last response head built, by header list: consecutive responses alike reuse it whole. */
-const HEAD_MEMO: {
+/**
+ * Per header list (a proxy hands the same list to responses whose heads repeat, one per
+ * backend connection): its fields, and the last head built from it, reused whole while
+ * status, framing, connection line and Date second are the same.
+ */
+interface HeadMemo {
   headers: string[] | null; fields: string; hasDate: boolean; callerClose: boolean;
   status: number; reason: string | null; framingLine: string; connectionLine: string; date: string; head: string | null;
-} = { headers: null, fields: '', hasDate: false, callerClose: false, status: 0, reason: null, framingLine: '', connectionLine: '', date: '', head: null };
+}
+/** A few slots, replaced in turn: enough for the backends' repeating heads, nothing kept for one-off lists. */
+const HEAD_MEMOS: HeadMemo[] = Array.from({ length: 8 }, () => ({
+  headers: null, fields: '', hasDate: false, callerClose: false, status: 0, reason: null, framingLine: '', connectionLine: '', date: '', head: null,
+}));
+let headMemoNext = 0;
 
 /** ASCII case-insensitive equality with a lowercase name of the same length. */
 function sameName(name: string, lower: string): boolean {
