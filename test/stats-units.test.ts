@@ -252,3 +252,17 @@ describe('upfront top', () => {
     expect(Math.max(...small.map((l) => l.length))).toBeLessThanOrEqual(30);
   });
 });
+
+describe('the histograms\' fast index', () => {
+  it('finds the same counts index as hdr-histogram-js for every value it is given', async () => {
+    const hdr = await import('hdr-histogram-js');
+    const { createHistogram } = await import('../src/stats/histogram.js');
+    const reference = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2, bitBucketSize: 32, autoResize: true }) as any;
+    const fast = createHistogram() as any;
+    const values = [0, 0.3, 1, 1.5, 2, 127, 128, 255, 256, 1000, 12345.6, 2 ** 20, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 3.5e9];
+    let seed = 7;
+    for (let i = 0; i < 50_000; i++) { seed = (seed * 1103515245 + 12345) & 0x7fffffff; values.push((seed / 0x7fffffff) * 10 ** ((seed % 1000) / 100)); }
+    const differ = values.filter((v) => reference.countsArrayIndex(v) !== fast.countsArrayIndex(v));
+    expect(differ).toEqual([]);
+  });
+});
