@@ -1,4 +1,4 @@
-// Two things Node cannot do by itself, kept as small as possible:
+// Things Node cannot do by itself, kept as small as possible:
 //  1. create a listening unix socket whose fd the parent never accepts on, so it
 //     can be handed to children as fd 0 (FCGI_LISTENSOCK_FILENO), as spawn-fcgi does;
 //     libuv starts accepting as soon as Node listens, which would steal connections.
@@ -6,6 +6,10 @@
 //     UNIX_DIAG_RQLEN: what `ss -xl` shows as Recv-Q / Send-Q).
 //  3. tell whether the app accepted one of our connections: the other end of a
 //     connection still in the accept queue has no inode yet (UNIX_DIAG_PEER is 0).
+//  4. tell which process serves a connection on a shared socket: the inode of the
+//     accepted end (sock_diag UNIX_DIAG_PEER), found in that process's /proc/PID/fd.
+//     (SO_PEERCRED cannot: on a connect()ed unix socket it names the process that
+//     called listen(), which is upfront for every child.)
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>

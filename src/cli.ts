@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // upfront's command line: parses flags, loads the config, hands over. Thin on purpose.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { loadConfigFile } from './config/load.js';
-import { ConfigError, parseAddress, validateRunConfig } from './config/schema.js';
+import { ConfigError, validateRunConfig } from './config/schema.js';
 import { startFront } from './front.js';
 import { createLogger } from './log.js';
 import { formatStats } from './admin/statsTable.js';
@@ -22,19 +23,66 @@ const program = new Command();
 program
   .name('upfront')
   .description('A front server and process manager for FastCGI apps: spawns N backends, balances them, shows backpressure.')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(`upfront: ${str.replace(/^error: /, '').trim()}\n`) });
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 program.command('run')
-  .description('spawn N backend processes from COMMAND and serve them over FastCGI')
+  .description('spawn N backend processes from COMMAND and serve them over FastCGI (or HTTP)')
   .usage('[options] [-- COMMAND [ARGS...]]')
+  // Every option is also a config file key (its name without the dashes); flags override the file.
   .option('-c, --config <file>', 'YAML or JSON config file; flags override it')
-  .option('--listen <addr>', 'public listener, HOST:PORT, unix:PATH, systemd (socket activation) or fd:N (default 127.0.0.1:8080)')
+  .option('--listen <addr>', 'public listener, HOST:PORT, PORT (on 127.0.0.1), unix:PATH, systemd (socket activation) or fd:N (default 127.0.0.1:8080)')
   .option('--tls-cert <file>', 'PEM certificate chain: TLS on the public listener, HTTP/2 and HTTP/1.1 by ALPN (re-read on reload)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
-  .option('--redirect-http <addr>', 'a plain HTTP listener that redirects every request to https (HOST:PORT or unix:PATH)')
+  .option('--redirect-http <addr>', 'a plain HTTP listener that redirects every request to https (HOST:PORT, PORT or unix:PATH)')
+  .option('--admin <addr>', 'admin listener, HOST:PORT, PORT or unix:PATH, or "off" (default 127.0.0.1:8081)')
+  .option('--admin-token-file <file>', 'the token admin POSTs need (mode 0600) (default: a fresh one in the socket dir)')
+  // The processes
+  .option('-n, --procs <n>', 'backend processes to spawn from COMMAND, or MIN:MAX to autoscale (default 1; 0 with --upstream alone)')
+  .option('--protocol <p>', 'fastcgi (default) or http: HTTP/1.1 to apps that bind UPFRONT_SOCKET or {socket} themselves (gunicorn, uvicorn, Node)')
+  .addOption(new Option('--socket <mode>', 'per-process: a unix socket per child; shared: one socket for all as fd 0 (spawn-fcgi -F N) (default per-process)'))
+  .option('--socket-fd <how>', '0 (FCGI_LISTENSOCK_FILENO, default) or systemd (fd 3, LISTEN_FDS=1, LISTEN_PID)')
+  .option('--socket-dir <dir>', 'where backend sockets are created (default a fresh upfront-PID dir under the temp dir)')
+  .option('--backlog <n>', 'listen backlog of the sockets upfront creates (default 1024, as spawn-fcgi)')
+  .option('--cwd <dir>', 'working directory of the backend processes')
+  .option('--env <KEY=VALUE>', 'environment variable for the backend processes (repeatable)', collect)
+  .option('--user <user>', 'run the backend processes as this user (when upfront runs as root)')
+  .option('--group <group>', 'and this group (default: the user\'s)')
+  .option('--start-timeout <ms>', 'a new process must accept connections within this (default 30000)')
+  .option('--get-values-timeout <ms>', 'how long a backend that accepted may take to answer FCGI_GET_VALUES (default 1000)')
+  .option('--kill-timeout <ms>', 'SIGKILL a process this long after its SIGTERM (default 5000)')
+  .option('--restart-backoff <ms>', 'first restart delay after a process exits, doubling per failure in a row (default 100)')
+  .option('--restart-backoff-max <ms>', 'longest restart delay (default 30000)')
+  .option('--down-after-failures <n>', 'a process failing this many times in a row shows as down in /stats, with its last exit and stderr (default 5)')
+  .option('--max-requests <n>', 'recycle a process after N requests (drained first), as gunicorn / php-fpm (default 0: never)')
+  .option('--max-requests-jitter <n>', 'add 0..J to --max-requests per process, so they do not recycle together (default 0)')
+  .option('--max-rss <mb>', 'recycle a process whose resident memory exceeds this (default 0: never)')
+  .option('--kill-stuck <bool>', 'kill a process whose request exceeded --read-timeout; it is restarted (default false)')
+  .option('--scale-up-after <ms>', 'autoscale: add a process when the queue was non-empty this long (default 1000)')
+  .option('--scale-down-after <ms>', 'autoscale: remove a process idle this long (default 30000)')
+  // The backends and how requests reach them
+  .option('--upstream <addr>', 'a backend upfront does not spawn: unix:PATH or HOST:PORT (repeatable)', collect)
+  .option('--multithreaded <v>', 'true|false|auto: may a backend take more than one request at once (default auto)')
+  .option('--multiplexed <v>', 'true|false|auto: may requests share one FastCGI connection (default auto)')
+  .option('--max-requests-per-backend <n>', 'slots of a multithreaded backend (default: its FCGI_MAX_REQS, else 8)')
+  .option('--keep-conn <bool>', 'FCGI_KEEP_CONN and connection reuse (default true)')
+  .option('--pipeline-depth <n>', 'requests written on one connection to a single-threaded backend (default 2)')
+  .option('--policy <name>', 'least-conn | round-robin | random-two (default least-conn)')
+  .option('--overflow <mode>', 'no free slot: queue (wait in the front), shed (503 at once), nginx (connect anyway, EAGAIN → 502), retry (connect anyway, retry EAGAIN) (default queue)')
+  .option('--queue-size <n>', 'requests that may wait in the front queue (default 1024)')
+  .option('--queue-timeout <ms>', 'longest wait in the queue before 503 (default 10000)')
+  .option('--retries <n>', 'times a request that never started is tried on another backend (default 1)')
+  .option('--connect-timeout <ms>', 'connect() to a backend gives up after this long (default 1000)')
+  .option('--read-timeout <ms>', 'no response byte from the backend for this long → 504 (default 60000)')
+  .option('--health-check-interval <ms>', 'actively check --upstream backends this often (default 0: off)')
+  .option('--health-check-path <path>', '--protocol http: the path checked with GET (2xx/3xx pass) (default /); FastCGI uses FCGI_GET_VALUES')
+  .option('--health-check-timeout <ms>', 'a check with no answer within this fails (default 2000)')
+  .option('--health-check-rise <n>', 'passing checks in a row that bring a backend back (default 2)')
+  .option('--health-check-fall <n>', 'failed checks in a row that take a backend out (default 3)')
+  // Before the app: files, compression, the access log, health
   .option('--static <prefix=dir>', 'serve files under URL_PREFIX from DIR before the app (repeatable), e.g. /assets=/srv/app/public', collect)
   .option('--try-files <bool>', 'serve a file of --document-root when one exists, else pass the request to the app (nginx try_files $uri @app) (default false)')
   .option('--internal-location <prefix=dir>', 'X-Accel-Redirect: /PREFIX/... is sent from DIR; X-Sendfile paths must lie under DIR (repeatable)', collect)
@@ -43,76 +91,35 @@ program.command('run')
   .option('--access-log <where>', 'stdout, a file path (reopened on SIGUSR1), or off (default off)')
   .option('--access-log-format <f>', 'combined (nginx\'s, plus rt= ut= qt= backend= pid=) or json (default combined)')
   .option('--health-on-public <bool>', 'also answer /healthz and /readyz on the public listener (default false; always on the admin one)')
-  .option('--shutdown-delay <ms>', 'on SIGTERM, /readyz answers 503 and the listener keeps accepting this long before draining (default 0)')
-  .option('--health-check-interval <ms>', 'actively check --upstream backends this often (default 0: off)')
-  .option('--health-check-path <path>', '--protocol http: the path checked with GET (2xx/3xx pass) (default /); FastCGI uses FCGI_GET_VALUES')
-  .option('--health-check-timeout <ms>', 'a check with no answer within this fails (default 2000)')
-  .option('--health-check-rise <n>', 'passing checks in a row that bring a backend back (default 2)')
-  .option('--health-check-fall <n>', 'failed checks in a row that take a backend out (default 3)')
-  .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH, or "off" (default 127.0.0.1:8081)')
-  .option('--admin-token-file <file>', 'the token admin POSTs need (mode 0600) (default: a fresh one in the socket dir)')
-  .option('-n, --procs <n>', 'backend processes to spawn from COMMAND, or MIN:MAX to autoscale (default 1)')
-  .option('--scale-up-after <ms>', 'autoscale: add a process when the queue was non-empty this long (default 1000)')
-  .option('--scale-down-after <ms>', 'autoscale: remove a process idle this long (default 30000)')
-  .option('--kill-stuck <bool>', 'kill a process whose request exceeded --read-timeout; it is restarted (default false)')
-  .option('--forwarded <bool>', '--protocol http: also send an RFC 7239 Forwarded header (default false)')
-  .option('--max-rss <mb>', 'recycle a process whose resident memory exceeds this (default 0: never)')
-  .option('--socket-fd <how>', '0 (FCGI_LISTENSOCK_FILENO, default) or systemd (fd 3, LISTEN_FDS=1, LISTEN_PID)')
-  .option('--protocol <p>', 'fastcgi (default) or http: HTTP/1.1 to apps that bind UPFRONT_SOCKET or {socket} themselves (gunicorn, uvicorn, Node)')
-  .addOption(new Option('--socket <mode>', 'per-process: a unix socket per child; shared: one socket for all as fd 0 (spawn-fcgi -F N) (default per-process)'))
-  .option('--backlog <n>', 'listen backlog of the sockets upfront creates (default 1024, as spawn-fcgi)')
-  .option('--multithreaded <v>', 'true|false|auto: may a backend take more than one request at once (default auto)')
-  .option('--multiplexed <v>', 'true|false|auto: may requests share one FastCGI connection (default auto)')
-  .option('--max-requests-per-backend <n>', 'slots of a multithreaded backend (default: its FCGI_MAX_REQS, else 8)')
-  .option('--upstream <addr>', 'a backend upfront does not spawn: unix:PATH or HOST:PORT (repeatable)', collect)
+  // The requests
+  .option('--document-root <dir>', 'for SCRIPT_FILENAME / DOCUMENT_ROOT (default: the current directory)')
   .option('--script-ext <ext>', 'only files with this extension are scripts, e.g. php (repeatable); a path naming none gets 404', collect)
   .option('--max-body-size <size>', 'largest request body, e.g. 100m, 1g; larger → 413 (default 100m; nginx: 1m; 0: no limit)')
   .option('--request-buffering <bool>', 'read a request body whole (memory, then a temp file) before it takes a backend slot (default true, as nginx)')
   .option('--response-buffering <bool>', 'take a response from the backend even when the client reads slowly (default true, as nginx)')
   .option('--response-buffer-memory <size>', 'per response, held in memory before a temp file (default 1m)')
   .option('--response-buffer-max <size>', 'per response, largest temp file; beyond, the backend waits (default 1g, as nginx)')
-  .option('--document-root <dir>', 'for SCRIPT_FILENAME / DOCUMENT_ROOT (default: the current directory)')
-  .option('--read-timeout <ms>', 'no response byte from the backend for this long → 504 (default 60000)')
+  .option('--max-head-bytes <n>', 'largest response head a backend may send (default 1048576)')
   .option('--client-header-timeout <ms>', 'a client must send a request head within this (408 after) (default 60000, as nginx)')
   .option('--client-body-timeout <ms>', 'longest pause between two reads of a request body (408 after) (default 60000)')
   .option('--keepalive-timeout <ms>', 'an idle kept-alive client connection is closed after this (default 75000, as nginx)')
   .option('--send-timeout <ms>', 'a client that takes no response bytes for this long is cut (default 60000)')
-  .option('--connect-timeout <ms>', 'connect() to a backend gives up after this long (default 1000)')
-  .option('--policy <name>', 'least-conn | round-robin | random-two (default least-conn)')
-  .option('--overflow <mode>', 'no free slot: queue (wait in the front), shed (503 at once), nginx (connect anyway, EAGAIN → 502), retry (connect anyway, retry EAGAIN) (default queue)')
-  .option('--queue-size <n>', 'requests that may wait in the front queue (default 1024)')
-  .option('--queue-timeout <ms>', 'longest wait in the queue before 503 (default 10000)')
-  .option('--retries <n>', 'times a request that never started is tried on another backend (default 1)')
-  .option('--pipeline-depth <n>', 'requests written on one connection to a single-threaded backend (default 2)')
-  .option('--keep-conn <bool>', 'FCGI_KEEP_CONN and connection reuse (default true)')
-  .option('--shutdown-grace <ms>', 'on SIGTERM, how long in-flight requests may take (default 30000)')
-  .option('--max-requests <n>', 'recycle a process after N requests (drained first), as gunicorn / php-fpm (default 0: never)')
-  .option('--max-requests-jitter <n>', 'add 0..J to --max-requests per process, so they do not recycle together')
-  .option('--cwd <dir>', 'working directory of the backend processes')
-  .option('--env <KEY=VALUE>', 'environment variable for the backend processes (repeatable)', collect)
-  .option('--user <user>', 'run the backend processes as this user (when upfront runs as root)')
-  .option('--group <group>', 'and this group (default: the user\'s)')
-  .option('--sample-interval <ms>', 'how often the kernel accept queues are read (default 250)')
+  .option('--forwarded <bool>', '--protocol http: also send an RFC 7239 Forwarded header (default false)')
+  .option('--pass-underscore-headers <bool>', 'pass request headers whose names hold "_" as HTTP_* params (default false, as nginx)')
+  .option('--pass-proxy-header <bool>', 'pass a Proxy request header as HTTP_PROXY (default false: httpoxy)')
   .option('--server-timing <bool>', 'add a Server-Timing header (queue, connect, backend) (default false)')
   .option('--slow-request <ms>', 'requests slower than this count as slow in /status (default 5000)')
-  .option('--socket-dir <dir>', 'where backend sockets are created (default a fresh dir under the temp dir)')
+  // Stopping, stats, log
+  .option('--shutdown-delay <ms>', 'on SIGTERM, /readyz answers 503 and the listener keeps accepting this long before draining (default 0)')
+  .option('--shutdown-grace <ms>', 'on SIGTERM (or when a process is drained), how long in-flight requests may take (default 30000)')
+  .option('--sample-interval <ms>', 'how often the kernel accept queues are read (default 250)')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent (default info)')
   .option('--log-format <format>', 'json (pino lines) or pretty (default: pretty on a terminal, else json)')
   .argument('[command...]', 'the backend command and its arguments ({socket} is replaced by a socket path the child binds itself)')
   .action(async (command: string[], flags: Record<string, unknown>, cmd: Command) => {
-    const readConfig = () => {
-      let raw: Record<string, unknown> = {};
-      if (flags.config) raw = loadConfigFile(String(flags.config));
-      for (const [key, value] of Object.entries(flags)) {
-        if (key === 'config' || value === undefined) continue;
-        if (cmd.getOptionValueSource(key) !== 'cli') continue;
-        raw[kebab(key)] = value;
-      }
-      if (command.length) raw.command = command;
-      return validateRunConfig(raw);
-    };
+    const readConfig = () => validateRunConfig(runOptions(cmd, flags, command));
     const config = readConfig();
-    const log = createLogger(config['log-level'], config['log-format']);
+    const log = createLogger(config.logLevel, config.logFormat);
     if (config.admin?.kind === 'tcp' && !isLoopbackName(config.admin.host)) {
       process.stderr.write(`upfront: WARNING: the admin listener ${config.admin.host}:${config.admin.port} is not on loopback: other machines can read /stats, /metrics and /status (POSTs still need the token)\n`);
     }
@@ -150,7 +157,10 @@ program.command('run')
     // curl reaches a unix socket with --unix-socket and any host name in the URL.
     const curl = (address: string, p: string) => (address.startsWith('unix:') ? `curl --unix-socket ${address.slice(5)} http://localhost${p}` : `curl http://${address}${p}`);
     const base = front.address.startsWith('unix:') ? front.address : `${front.server.tls ? 'https' : 'http'}://${front.address}`;
-    if (process.stdout.isTTY || config['log-level'] !== 'silent') {
+    if (process.stdout.isTTY || config.logLevel !== 'silent') {
+      // Nothing serves (a command that exits at once, an upstream down): say why here, not only in the log.
+      const pool = front.pool;
+      if (!pool.backends.some((b) => b.state === 'ready')) process.stderr.write(`upfront: no backend is ready yet: ${pool.describeUnavailable()}\n`);
       const admin = front.adminAddress;
       const adminFlag = admin && admin.startsWith('unix:') ? ` --admin ${admin}` : admin && admin !== '127.0.0.1:8081' ? ` --admin ${admin}` : '';
       process.stderr.write(`upfront: serving on ${base} (${config.procs} process${config.procs === 1 ? '' : 'es'}${config.upstream.length ? ` + ${config.upstream.length} upstream(s)` : ''}); try:\n`
@@ -161,11 +171,36 @@ program.command('run')
     }
   });
 
+/** The config file's keys, overridden by the flags given on the command line (by their long names: the keys). */
+function runOptions(cmd: Command, flags: Record<string, unknown>, command: string[]): Record<string, unknown> {
+  const raw: Record<string, unknown> = flags.config ? loadConfigFile(String(flags.config)) : {};
+  for (const option of cmd.options) {
+    const name = option.attributeName();
+    if (name === 'config' || flags[name] === undefined || cmd.getOptionValueSource(name) !== 'cli') continue;
+    raw[option.long!.slice(2)] = flags[name];
+  }
+  if (command.length) raw.command = command;
+  return raw;
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** nginx-conf's socket dir: one that survives the shell the printed lines run in. */
+const NGINX_CONF_SOCKET_DIR = path.join(os.tmpdir(), 'upfront-spawn-fcgi');
+
 const tokenFileHelp = 'the admin token file (default: the file the running upfront names in GET /stats)';
 const ADMIN_DEFAULT = '127.0.0.1:8081';
+/** reload and scale last as long as new processes take to start and old ones to drain. */
+const ADMIN_ACTION_TIMEOUT_MS = 15 * 60_000;
 
 program.command('stats')
-  .description('print the pools and backends of a running upfront (from its admin listener)')
+  .description('print the pools, backends and processes of a running upfront (from its admin listener)')
   .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', ADMIN_DEFAULT)
   .option('--json', 'print the raw JSON of GET /stats')
   .action(async (flags: { admin: string; json?: boolean }) => {
@@ -183,15 +218,15 @@ program.command('top')
   });
 
 program.command('scale')
-  .description('run N backend processes in a running upfront (new ones start; removed ones drain first)')
+  .description('run N backend processes in a running upfront (new ones start; removed ones drain first); waits for the outcome')
   .argument('<procs>', 'the number of processes (1 to 1024)')
   .option('--admin <addr>', 'admin listener, HOST:PORT or unix:PATH', ADMIN_DEFAULT)
   .option('--admin-token-file <file>', tokenFileHelp)
   .action(async (procs: string, flags: { admin: string; adminTokenFile?: string }) => {
     if (!/^\d+$/.test(procs) || Number(procs) < 1 || Number(procs) > 1024) fail(`procs: expected a whole number from 1 to 1024, got ${JSON.stringify(procs)}`, EXIT_USAGE);
     const token = await findAdminToken(flags.admin, flags.adminTokenFile);
-    const result = await postAdmin(flags.admin, '/scale', { procs: Number(procs) }, token);
-    process.stdout.write(`scaling from ${result.from} to ${result.to} processes\n`);
+    const result = await postAdmin(flags.admin, '/scale', { procs: Number(procs) }, token, ADMIN_ACTION_TIMEOUT_MS);
+    process.stdout.write(result.from === result.to ? `already ${result.to} processes\n` : `scaled from ${result.from} to ${result.to} processes\n`);
   });
 
 program.command('reload')
@@ -200,8 +235,7 @@ program.command('reload')
   .option('--admin-token-file <file>', tokenFileHelp)
   .action(async (flags: { admin: string; adminTokenFile?: string }) => {
     const token = await findAdminToken(flags.admin, flags.adminTokenFile);
-    // A reload lasts as long as the new processes take to start and the old ones to drain.
-    const result = await postAdmin(flags.admin, '/reload', {}, token, 15 * 60_000);
+    const result = await postAdmin(flags.admin, '/reload', {}, token, ADMIN_ACTION_TIMEOUT_MS);
     const n = Number(result.replaced);
     process.stdout.write(`reloaded: ${n} process${n === 1 ? '' : 'es'} replaced\n`);
   });
@@ -209,7 +243,7 @@ program.command('reload')
 const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 
 program.command('bench')
-  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against the fronts people run (nginx, h2o, HAProxy, lighttpd, Caddy): over FastCGI with spawn-fcgi, or (--protocol http) as HTTP reverse proxies to one unix socket per process')
+  .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against the fronts people run (nginx, h2o, HAProxy, lighttpd, Caddy): over FastCGI with spawn-fcgi, or as HTTP reverse proxies to one unix socket per process')
   .usage('[options] -- COMMAND [ARGS...]')
   .option('--procs <list>', 'process counts to sweep', '1,2,4')
   .option('--switches <list>', 'multithreaded/multiplexed pairs to sweep, e.g. false/false,true/true; auto: what the backend answers', 'auto')
@@ -296,38 +330,42 @@ program.command('bench')
   });
 
 program.command('nginx-conf')
-  .description('print the nginx config and spawn-fcgi command lines equivalent to an `upfront run`')
-  .usage('[run options] -- COMMAND [ARGS...]')
-  .option('--listen <addr>', 'HOST:PORT', '127.0.0.1:8080')
-  .option('-n, --procs <n>', 'backend processes', '1')
-  .option('--socket <mode>', 'per-process (a spawn-fcgi per process, one upstream server each) or shared (spawn-fcgi -F N)', 'per-process')
-  .option('--backlog <n>', 'listen backlog of the backend sockets', '1024')
-  .option('--socket-dir <dir>', 'where the backend sockets go', '/run/upfront')
-  .option('--script-ext <ext>', 'only files with this extension are scripts, e.g. php (repeatable); a path naming none gets 404', collect)
-  .option('--max-body-size <size>', 'largest request body, e.g. 100m, 1g; larger → 413 (default 100m; nginx: 1m; 0: no limit)')
-  .option('--request-buffering <bool>', 'read a request body whole (memory, then a temp file) before it takes a backend slot (default true, as nginx)')
-  .option('--response-buffering <bool>', 'take a response from the backend even when the client reads slowly (default true, as nginx)')
-  .option('--response-buffer-memory <size>', 'per response, held in memory before a temp file (default 1m)')
-  .option('--response-buffer-max <size>', 'per response, largest temp file; beyond, the backend waits (default 1g, as nginx)')
-  .option('--document-root <dir>', 'root', process.cwd())
-  .argument('<command...>', 'the backend command')
-  .action((command: string[], f: Record<string, string>) => {
-    const addr = parseAddress(f.listen);
-    if (typeof addr === 'string' || addr.kind !== 'tcp') fail(`listen: ${typeof addr === 'string' ? addr : 'nginx-conf needs HOST:PORT'}`, EXIT_USAGE);
-    const procs = Number(f.procs);
-    if (!Number.isInteger(procs) || procs < 1) fail(`procs: expected a whole number ≥ 1, got ${JSON.stringify(f.procs)}`, EXIT_USAGE);
-    if (f.socket !== 'per-process' && f.socket !== 'shared') fail('socket: expected per-process or shared', EXIT_USAGE);
-    const sockets = f.socket === 'shared' ? [path.join(f.socketDir, 'shared.sock')] : Array.from({ length: procs }, (_, i) => path.join(f.socketDir, `b${i}.sock`));
-    const setup = { listenHost: addr.host, listenPort: addr.port, sockets, procsPerSocket: f.socket === 'shared' ? procs : 1, backlog: Number(f.backlog), command, documentRoot: path.resolve(f.documentRoot), prefixRelative: true };
-    import('./bench/nginxConf.js').then(({ nginxConf, spawnFcgiCommands }) => {
-      process.stdout.write(`# Save as DIR/nginx.conf; run: nginx -p DIR/ -c nginx.conf (pid, logs and temp files stay in DIR).\n`
-        + `# Backends first (spawn-fcgi):\n${spawnFcgiCommands(setup).map((c) => `#   ${c}`).join('\n')}\n${nginxConf(setup)}`);
-    });
+  .description('print the nginx config and spawn-fcgi command lines equivalent to an `upfront run` (FastCGI)')
+  .usage('[-c FILE] [options] -- COMMAND [ARGS...]')
+  .option('-c, --config <file>', 'an upfront run config file (its listen, procs, socket, backlog, socket-dir, document-root, cwd, command)')
+  .option('--listen <addr>', 'HOST:PORT or PORT (default 127.0.0.1:8080)')
+  .option('-n, --procs <n>', 'backend processes (default 1)')
+  .option('--socket <mode>', 'per-process (a spawn-fcgi per process, one upstream server each) or shared (spawn-fcgi -F N) (default per-process)')
+  .option('--backlog <n>', 'listen backlog of the backend sockets (default 1024)')
+  .option('--socket-dir <dir>', `where the backend sockets go; the printed lines create it (default ${NGINX_CONF_SOCKET_DIR})`)
+  .option('--document-root <dir>', 'root (default: the current directory)')
+  .option('--cwd <dir>', 'the directory COMMAND runs in (spawn-fcgi -d)')
+  .argument('[command...]', 'the backend command (a FastCGI app serving on fd 0)')
+  .action(async (command: string[], flags: Record<string, unknown>, cmd: Command) => {
+    const raw = runOptions(cmd, flags, command);
+    for (const key of Object.keys(raw)) if (!['listen', 'procs', 'socket', 'backlog', 'socket-dir', 'document-root', 'cwd', 'command', 'multithreaded', 'multiplexed'].includes(key)) delete raw[key];
+    raw['socket-dir'] ??= NGINX_CONF_SOCKET_DIR;
+    const config = validateRunConfig({ ...raw, admin: 'off' });
+    if (config.listen.kind !== 'tcp') fail('listen: nginx-conf needs HOST:PORT', EXIT_USAGE);
+    if (config.procs < 1) fail('procs: nginx-conf needs a COMMAND and at least 1 process', EXIT_USAGE);
+    const { resolveCommand } = await import('./config/command.js');
+    const { nginxConf } = await import('./bench/nginxConf.js');
+    const cwd = config.cwd ?? process.cwd();
+    // spawn-fcgi execs the app without a PATH search (its full path), in -d DIR (relative arguments work).
+    const app = [resolveCommand(config.command[0], cwd), ...config.command.slice(1)];
+    const dir = config.socketDir;
+    const perSocket = config.socket === 'shared' ? config.procs : 1;
+    const sockets = config.socket === 'shared' ? [path.join(dir, 'shared.sock')] : Array.from({ length: config.procs }, (_, i) => path.join(dir, `b${i}.sock`));
+    const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+    const spawnFcgi = sockets.map((sock) => ['spawn-fcgi', '-s', sock, '-b', String(config.backlog), '-F', String(perSocket), '-d', cwd, '--', ...app].map(quote).join(' '));
+    const setup = { listenHost: config.listen.host, listenPort: config.listen.port, sockets, procsPerSocket: perSocket,
+      backlog: config.backlog, command: app, documentRoot: config.documentRoot, prefixRelative: true };
+    process.stdout.write(`# Save as DIR/nginx.conf; run: nginx -p DIR/ -c nginx.conf (pid, logs and temp files stay in DIR).\n`
+      + `# Backends first (spawn-fcgi):\n#   mkdir -p ${quote(dir)}\n${spawnFcgi.map((c) => `#   ${c}`).join('\n')}\n`
+      + `# The workers must reach the sockets spawn-fcgi made as this user (ignored unless nginx starts as root):\n`
+      + `user ${os.userInfo().username};\n`
+      + nginxConf(setup));
   });
-
-function kebab(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-}
 
 async function main(): Promise<void> {
   try {

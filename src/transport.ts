@@ -77,7 +77,10 @@ export interface RequestControl {
   abort(): void;
 }
 
-/** A validated response head: headers without framing or hop-by-hop ones. */
+/**
+ * A validated response head: headers without framing or hop-by-hop ones. Read-only for
+ * handlers: a transport may hand the same object to responses whose heads were the same bytes.
+ */
 export interface ResponseHead {
   status: number;
   reason: string | null;
@@ -128,6 +131,14 @@ export interface Transport {
   resume(): void;
   /** Closes idle connections; with `force`, every connection. */
   close(force?: boolean): void;
+  /** Shared socket: the fds of the open connections, so the supervisor can find which process serves each. */
+  connectionFds?(): number[];
+  /**
+   * Shared socket, a child being drained: the connections on `fds` take no new request
+   * and are closed once idle (each call closes those idle by then). Returns how many
+   * retired ones are still busy.
+   */
+  retireConnections?(fds: ReadonlySet<number>): number;
   readonly figures: TransportFigures;
 }
 

@@ -13,13 +13,11 @@ it('sends FCGI_ABORT_REQUEST when the client disconnects, and frees the slot', a
   const req = http.get(`${f.url}/sleep/5000`, { agent: false });
   req.on('error', () => {}); // we destroy it
   await waitUntil(() => f.pool.backends[0].inflight === 1, 'the request is in flight at the backend');
-  const started = Date.now();
   req.destroy();
   const line = await f.log.waitFor((l) => /ABORT_REQUEST request_id=\d+/.test(l.msg), 'from the backend about the abort');
   expect(line.backend).toBe('b0');
-  // The app saw the abort and ended early: the slot is free long before the 5 s sleep.
-  await waitUntil(() => f.pool.backends[0].inflight === 0, 'the slot is released');
-  expect(Date.now() - started).toBeLessThan(4000);
+  // The app saw the abort and ended early: the slot is free long before the 5 s sleep would end.
+  await waitUntil(() => f.pool.backends[0].inflight === 0, 'the slot is released before the sleep ends', 4000);
   const r = await request(`${f.url}/Hello/3`);
   expect(r.status).toBe(200);
 });

@@ -104,7 +104,7 @@ describe('a TCP admin listener', () => {
 
   it('`upfront scale 3` finds the token itself; bad input exits 2, a wrong token file 1, each with the reason', async () => {
     const ok = await cli(['scale', '3', '--admin', front.adminAddress!]);
-    expect(ok).toMatchObject({ code: 0, stdout: 'scaling from 2 to 3 processes\n' });
+    expect(ok).toMatchObject({ code: 0, stdout: 'scaled from 2 to 3 processes\n' });
     await waitUntil(() => ready() === 3, 'three ready backends');
     for (const bad of ['0', 'many', '1025']) {
       const r = await cli(['scale', bad, '--admin', front.adminAddress!]);
@@ -171,7 +171,7 @@ describe('--admin-token-file', () => {
     expect(fs.readdirSync(socketDir)).toEqual(['b0.sock']);
     const r = await request(`${admin}/scale`, { method: 'POST', body: Buffer.from('{"procs": 2}'), headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` }, agent: false });
     expect(r.status).toBe(202);
-    expect(await cli(['scale', '1', '--admin', running.admin!])).toMatchObject({ code: 0, stdout: 'scaling from 2 to 1 processes\n' });
+    expect(await cli(['scale', '1', '--admin', running.admin!])).toMatchObject({ code: 0, stdout: 'scaled from 2 to 1 processes\n' });
     await running.stop();
     expect(fs.readFileSync(file, 'utf8')).toBe(token + '\n');
     expect(fs.existsSync(socketDir)).toBe(false);

@@ -299,7 +299,7 @@ describe.skipIf(!hasChromium)('renderReportHtml in headless Chromium', () => {
       const box = await page.locator('#chart-rps .series').first().boundingBox();
       expect(box && box.width > 100).toBe(true);
 
-      await page.screenshot({ path: '/tmp/bench-report.png', fullPage: true });
+      await page.screenshot({ path: path.join(dir, 'bench-report.png'), fullPage: true }); // inside dir: removed below
       expect(errors).toEqual([]);
       expect(requests).toEqual([url]);
     } finally {

@@ -1,9 +1,10 @@
 // The command line as a user runs it: real process, real signals.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RUN_OPTION_NAMES } from '../src/config/schema.js';
 import { PY_HELLO, ROOT, pidAlive, request, tmpDir, waitUntil } from './helpers.js';
 
 const CLI = path.join(ROOT, 'dist/cli.js');
@@ -42,9 +43,16 @@ describe('bad input at the command line', () => {
     [['run', '--procs', 'many', '--', 'true'], /^upfront: procs: expected a whole number/],
     [['run', '--socket', 'both', '--', 'true'], /^upfront: socket: expected per-process or shared/],
     [['run', '--multithreaded', 'maybe', '--', 'true'], /^upfront: multithreaded: expected true, false or auto/],
-    [['run', '--listen', 'nowhere', '--', 'true'], /^upfront: listen: expected HOST:PORT or unix:PATH/],
+    [['run', '--listen', 'nowhere', '--', 'true'], /^upfront: listen: expected HOST:PORT, PORT or unix:PATH/],
     [['run', '--no-such-flag'], /^upfront: unknown option '--no-such-flag'/],
     [['run'], /^upfront: command: --procs needs a backend command/],
+    [['run', '--env', 'FOO', '--', 'true'], /^upfront: env: expected KEY=VALUE, got "FOO"$/m],
+    [['run', '--cwd', '/nonexistent', '--', 'true'], /^upfront: cwd: \/nonexistent: no such directory \(ENOENT\)$/m],
+    [['run', '--group', 'root', '--', 'true'], /^upfront: group: --group needs --user$/m],
+    [['stats', '--admin', 'nowhere'], /^upfront: --admin: expected HOST:PORT, PORT or unix:PATH/],
+    [['scale', 'abc'], /^upfront: procs: expected a whole number from 1 to 1024, got "abc"/],
+    [['scale', '0'], /^upfront: procs: expected a whole number from 1 to 1024, got "0"/],
+    [['nginx-conf', '--listen', 'unix:/x', '--', 'true'], /^upfront: listen: nginx-conf needs HOST:PORT/],
   ] as const) {
     it(`${args.join(' ')} → exit 2 with one line`, async () => {
       const r = runCli([...args]);
@@ -59,7 +67,7 @@ describe('bad input at the command line', () => {
     fs.writeFileSync(path.join(dir, 'bad.yaml'), 'procs: 2\nbaclog: 10\ncommand: python3 x.py\n');
     const r = runCli(['run', '-c', path.join(dir, 'bad.yaml')]);
     expect(await r.exit).toBe(2);
-    expect(r.stderr()).toMatch(/^upfront: \(config\): unknown option "baclog"/);
+    expect(r.stderr()).toBe('upfront: (config): unknown option "baclog" (did you mean "backlog"?)\n');
     fs.writeFileSync(path.join(dir, 'bad2.yaml'), 'read-timeout: soon\ncommand: [python3, x.py]\n');
     const r2 = runCli(['run', '-c', path.join(dir, 'bad2.yaml')]);
     expect(await r2.exit).toBe(2);
@@ -67,9 +75,9 @@ describe('bad input at the command line', () => {
     fs.rmSync(dir, { recursive: true });
   });
 
-  it('a command that does not exist: a clear line, no stack trace, exit 1', async () => {
+  it('a command that does not exist: a clear line, no stack trace, exit 2 (bad input)', async () => {
     const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', 'off', '--', 'no-such-backend-cmd']);
-    expect(await r.exit).toBe(1);
+    expect(await r.exit).toBe(2);
     expect(r.stderr()).toMatch(/backend command no-such-backend-cmd not found in PATH \(ENOENT\)/);
     expect(r.stderr()).not.toMatch(/\n\s+at /);
   });
@@ -142,5 +150,41 @@ describe('upfront killed', () => {
     r.proc.kill('SIGKILL');
     await r.exit;
     await waitUntil(() => pids.every((p) => !pidAlive(p)), 'every child is gone', 2000);
+  });
+});
+
+describe('the README and --help agree', () => {
+  const cli = (args: string[]) => execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  const longFlags = (text: string) => new Set([...text.matchAll(/(?<![\w-])--([a-z][a-z-]*[a-z])/g)].map((m) => m[1]).filter((f) => f !== 'help'));
+
+  it('every flag of run, stats, top, scale, reload and nginx-conf is in the README usage block, and only those', () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const start = readme.indexOf('```\nupfront run [options]');
+    expect(start).toBeGreaterThan(0);
+    const block = readme.slice(start + 4, readme.indexOf('```', start + 4));
+    // A section per subcommand: from a line "upfront SUB" to the next.
+    const sections = new Map<string, string>();
+    let current = '';
+    for (const line of block.split('\n')) {
+      const m = /^upfront (\S+)/.exec(line);
+      if (m) current = m[1];
+      sections.set(current, (sections.get(current) ?? '') + line + '\n');
+    }
+    expect([...sections.keys()]).toEqual(['run', 'stats', 'top', 'scale', 'reload', 'nginx-conf', '--version']);
+    for (const sub of ['run', 'stats', 'top', 'scale', 'reload', 'nginx-conf']) {
+      expect([...longFlags(sections.get(sub)!)].sort(), `upfront ${sub}`).toEqual([...longFlags(cli([sub, '--help']))].sort());
+    }
+    expect(longFlags(cli(['--help']))).toEqual(new Set(['version']));
+  });
+
+  it('every config key is a flag of upfront run, and every flag a config key', () => {
+    const flags = longFlags(cli(['run', '--help']));
+    flags.delete('config');
+    expect([...flags].sort()).toEqual(RUN_OPTION_NAMES.filter((k) => k !== 'command').sort());
+  });
+
+  it('--version prints the version of package.json', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    expect(cli(['--version'])).toBe(`${pkg.version}\n`);
   });
 });

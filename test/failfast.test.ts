@@ -33,16 +33,20 @@ describe('no backend ready: 503 within --connect-timeout, naming the cause', () 
     expect(b.acceptQueue?.max ?? 0).toBeLessThanOrEqual(1);
   });
 
-  it('an upstream nobody listens on: 503 within 1 s', async () => {
+  it('an upstream nobody listens on (--upstream alone, no --procs): 503 within 1 s; stop ends its probing', async () => {
     const dir = tmpDir();
     try {
-      front = await startTestFront({ procs: 0, upstream: [`unix:${path.join(dir, 'nobody.sock')}`], 'start-timeout': 300 });
+      front = await startTestFront({ upstream: [`unix:${path.join(dir, 'nobody.sock')}`], 'start-timeout': 300 });
       const f = front;
+      expect(f.supervisor).toBeNull();
       await f.log.waitFor((l) => /not reachable/.test(l.msg), 'the upstream found unreachable');
       const { value: r, ms } = await timed(request(`${f.url}/x`));
       expect(r.status).toBe(503);
       expect(ms).toBeLessThan(1300);
       expect(r.body.toString()).toMatch(/no backend ready: u0 .*not reachable/);
+      expect(f.upstreams!.probing).toBe(1);
+      await f.stop();
+      expect(f.upstreams!.probing).toBe(0);
     } finally {
       await front?.stop();
       front = null;

@@ -67,7 +67,7 @@ export async function startTestFront(options: Record<string, unknown>): Promise<
   const log = new LogCapture();
   const socketDir = path.join(os.tmpdir(), `upfront-t${process.pid}-${++dirCounter}-${Date.now() % 100000}`);
   const config = validateRunConfig({ listen: '127.0.0.1:0', admin: 'off', 'socket-dir': socketDir, 'log-level': 'debug', ...options });
-  const logger = pino({ level: config['log-level'], base: { name: 'upfront' } }, log.stream);
+  const logger = pino({ level: config.logLevel, base: { name: 'upfront' } }, log.stream);
   const front = await startFront(config, logger);
   return Object.assign(front, { log, url: `http://${front.address}`, socketDir });
 }

@@ -466,8 +466,8 @@ describe('http1 layer vs node:http (differential)', () => {
     let requests = 0;
     await pool(cases, CONCURRENCY, async (c, n) => {
       const [a, b] = await Promise.all([
-        talk(nodePort, c.bytes, { expect: c.methods.length, methods: c.methods, idleMs: 1500 }),
-        talk(layerPort, c.bytes, { expect: c.methods.length, methods: c.methods, idleMs: 1500 }),
+        talk(nodePort, c.bytes, { expect: c.methods.length, methods: c.methods, idleMs: 4000 }),
+        talk(layerPort, c.bytes, { expect: c.methods.length, methods: c.methods, idleMs: 4000 }),
       ]);
       kinds.set(c.kind, (kinds.get(c.kind) ?? 0) + 1);
       for (let i = 0; i < c.methods.length; i++) {
@@ -484,7 +484,7 @@ describe('http1 layer vs node:http (differential)', () => {
           if (next === null) {
             // Bytes after the last request the case meant (e.g. a body whose length field
             // was mutated away): ask the layer for one answer more.
-            const again = await talk(layerPort, c.bytes, { expect: c.methods.length + 1, methods: c.methods, idleMs: 500 });
+            const again = await talk(layerPort, c.bytes, { expect: c.methods.length + 1, methods: c.methods, idleMs: 2000 });
             next = firstRefusal(again, i + 1) ?? verdictOf(undefined, again.closed);
           }
           if (closesConnection(head) && next.kind === 'closed') {

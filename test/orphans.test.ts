@@ -69,14 +69,12 @@ async function killAndCheck(c: RunningCli, tree: number[]): Promise<void> {
   const exited = new Promise((r) => c.proc.once('exit', r));
   c.proc.kill('SIGKILL');
   await exited;
-  const killedAt = Date.now();
   try {
     await waitUntil(() => tree.every((p) => !running(p)) && !fs.existsSync(socketDir), 'the whole tree and the socket dir are gone', 1000);
   } catch (err) {
     const left = tree.filter(running).map((p) => `${p} ${commandOf(p)}`);
     throw new Error(`${(err as Error).message}; still running: ${left.join('; ') || 'none'}; socket dir ${fs.existsSync(socketDir) ? `still there: ${fs.readdirSync(socketDir).join(', ')}` : 'gone'}`);
   }
-  expect(Date.now() - killedAt).toBeLessThan(1000);
 }
 
 describe('upfront killed with SIGKILL', () => {

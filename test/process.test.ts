@@ -61,15 +61,18 @@ describe('process management', () => {
     const copy = path.join(dir, 'fault-backend.mjs');
     fs.copyFileSync(FAULT, copy);
     fs.chmodSync(copy, 0o644);
-    front = await startTestFront({ procs: 1, user: 'nobody', cwd: dir, command: [process.execPath, copy, 'whoami'] });
-    const info = JSON.parse((await request(`${front.url}/x`)).body.toString());
-    expect(info.uid).toBe(65534);
-    expect(info.gid).toBe(65534);
-    fs.rmSync(dir, { recursive: true, force: true });
+    try {
+      front = await startTestFront({ procs: 1, user: 'nobody', cwd: dir, command: [process.execPath, copy, 'whoami'] });
+      const info = JSON.parse((await request(`${front.url}/x`)).body.toString());
+      expect(info.uid).toBe(65534);
+      expect(info.gid).toBe(65534);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
-  it('--user with an unknown user: a clear error before anything starts', async () => {
-    await expect(startTestFront({ procs: 1, user: 'no-such-user-here', command: ['python3', PY_HELLO] })).rejects.toThrow(/--user no-such-user-here: no such user/);
+  it('--user with an unknown user: a clear error (bad input) before anything starts', async () => {
+    await expect(startTestFront({ procs: 1, user: 'no-such-user-here', command: ['python3', PY_HELLO] })).rejects.toThrow(/^user: --user no-such-user-here: no such user/);
   });
 });
 

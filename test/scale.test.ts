@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PY_HELLO, ROOT, pidAlive, request, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
+import { formatStats } from '../src/admin/statsTable.js';
+import { PY_HELLO, ROOT, getStats, pidAlive, request, spawnCli, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
 
 let front: TestFront | null = null;
 
@@ -75,7 +76,7 @@ describe('scale', () => {
     expect(await post('{"procs": "many"}')).toMatchObject({ status: 400, body: expect.stringMatching(/procs: expected a whole number/) });
     expect(await post('{"procs": 1025}')).toMatchObject({ status: 400, body: expect.stringMatching(/from 1 to 1024, got 1025/) });
     const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'scale', '2', '--admin', `unix:${adminSock}`], { timeout: 10_000 });
-    expect(stdout).toBe('scaling from 1 to 2 processes\n');
+    expect(stdout).toBe('scaled from 1 to 2 processes\n');
     await waitUntil(() => f.pool.backends.length === 2 && f.pool.backends.every((b) => b.state === 'ready'), 'the second backend is ready');
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -106,7 +107,7 @@ describe('rolling reload', () => {
     const traffic = load(`${f.url}/Hello/20`, 100);
     await waitUntil(() => f.pool.backends.every((b) => b.counters.requests > 20), 'traffic reaches both backends');
     const result = await f.reload('test');
-    expect(result).toEqual({ replaced: 2, failed: 0 });
+    expect(result).toEqual({ replaced: 2, failed: 0, errors: [] });
     await waitUntil(() => f.pool.backends.every((b) => b.counters.requests > 20), 'the new backends take traffic');
     const statuses = await traffic.stop();
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
@@ -126,7 +127,7 @@ describe('rolling reload', () => {
     const pid = f.pool.backends[0].pid!;
     fs.writeFileSync(flag, '');
     const result = await f.reload('test');
-    expect(result).toEqual({ replaced: 0, failed: 1 });
+    expect(result).toEqual({ replaced: 0, failed: 1, errors: ['new process b1 exited with code 7 before it was ready'] });
     expect(f.pool.backends.map((b) => b.pid)).toEqual([pid]);
     expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -159,4 +160,68 @@ describe('reload re-reads the config', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('--socket shared (spawn-fcgi -F N): reload and scale', () => {
+  for (const multithreaded of [false, true]) {
+    it(`multithreaded=${multithreaded}: reload and 2 → 3 → 1 under load, zero failed requests, one /stats row per child`, async () => {
+      front = await startTestFront({ procs: 2, socket: 'shared', command: ['python3', PY_HELLO, '--multithreaded', String(multithreaded), '--max-threads', '2'] });
+      const f = front;
+      const rows = async () => (await getStats(f)).children as Array<{ id: string; pid: number; backend: string; state: string }>;
+      const first = await rows();
+      expect(first.map((c) => [c.id, c.backend, c.state])).toEqual([['b0', 'shared', 'ready'], ['b1', 'shared', 'ready']]);
+      expect(new Set(first.map((c) => c.pid)).size).toBe(2);
+      // `upfront stats`: the shared backend's row has no pid; a row per process under it.
+      const table = formatStats(await getStats(f));
+      expect(table).toMatch(/^shared\s+-\s+ready/m);
+      for (const c of first) expect(table).toMatch(new RegExp(`^${c.id}\\s+${c.pid}\\s+shared\\s+ready\\s+0$`, 'm'));
+      const traffic = load(`${f.url}/Hello/20`, 40);
+      await waitUntil(() => f.pool.backends[0].counters.requests > 50, 'traffic flows');
+      expect(await f.reload('test')).toEqual({ replaced: 2, failed: 0, errors: [] });
+      const reloaded = await rows();
+      expect(reloaded.map((c) => [c.id, c.state])).toEqual([['b2', 'ready'], ['b3', 'ready']]);
+      for (const c of first) expect(pidAlive(c.pid)).toBe(false);
+      expect(await f.scale(3, 'test')).toEqual({ from: 2, to: 3 });
+      expect((await rows()).filter((c) => c.state === 'ready')).toHaveLength(3);
+      expect(f.pool.backends[0].slots).toBe(3 * (multithreaded ? 2 : 1));
+      const before = f.pool.backends[0].counters.requests;
+      await waitUntil(() => f.pool.backends[0].counters.requests > before + 50, 'traffic flows over three');
+      expect(await f.scale(1, 'test')).toEqual({ from: 3, to: 1 });
+      const last = await rows();
+      expect(last).toHaveLength(1);
+      const after = f.pool.backends[0].counters.requests;
+      await waitUntil(() => f.pool.backends[0].counters.requests > after + 50, 'traffic flows over one');
+      const statuses = await traffic.stop();
+      expect(statuses.filter((s) => s !== 200)).toEqual([]);
+      for (const c of reloaded) if (c.pid !== last[0].pid) expect(pidAlive(c.pid)).toBe(false);
+      expect(f.log.lines.filter((l) => l.level >= 50).map((l) => l.msg)).toEqual([]);
+    }, 60_000);
+  }
+});
+
+describe('`upfront reload` and `upfront scale` say when they fail, and why', () => {
+  it('a replacement or a new process that exits: exit 1 with its exit and stderr; the old process keeps serving', async () => {
+    const dir = tmpDir();
+    const flag = path.join(dir, 'broken');
+    const wrapper = path.join(dir, 'app.sh');
+    fs.writeFileSync(wrapper, `#!/bin/sh\n[ -e ${flag} ] && { echo "app: config is broken" >&2; exit 7; }\nexec python3 ${PY_HELLO}\n`, { mode: 0o755 });
+    const running = await spawnCli(['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--socket', 'shared', '-n', '2', '--start-timeout', '3000', '--', wrapper]);
+    const cli = (args: string[]) => promisify(execFile)(process.execPath, [path.join(ROOT, 'dist/cli.js'), ...args, '--admin', running.admin!], { timeout: 20_000 })
+      .then((r) => ({ code: 0, ...r }), (err) => ({ code: err.code as number, stdout: err.stdout as string, stderr: err.stderr as string }));
+    try {
+      expect(await cli(['reload'])).toMatchObject({ code: 0, stdout: 'reloaded: 2 processes replaced\n' });
+      fs.writeFileSync(flag, '');
+      const reload = await cli(['reload']);
+      expect(reload.code).toBe(1);
+      expect(reload.stderr).toMatch(/^upfront: admin [\d.:]+: 2 new process\(es\) did not get ready \(new process b\d exited with code 7 before it was ready, stderr: app: config is broken; new process b\d exited with code 7 before it was ready, stderr: app: config is broken\); their old processes keep serving \(500\)\n$/);
+      const scale = await cli(['scale', '3']);
+      expect(scale.code).toBe(1);
+      expect(scale.stderr).toMatch(/scaling to 3 failed: new process b\d+ exited with code 7 before it was ready, stderr: app: config is broken; 2 processes run \(409\)/);
+      expect(running.stdout()).not.toMatch(/pid undefined/);
+      expect((await request(`${running.base}/Hello/1`)).status).toBe(200);
+    } finally {
+      await running.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

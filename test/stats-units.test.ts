@@ -130,7 +130,7 @@ function stats(over: { queue?: number; acceptQueue?: number } = {}): Stats {
     listenQueue: { current: (over.queue ?? 0) + (over.acceptQueue ?? 0), max: 9, len: 1032, frontQueue: over.queue ?? 0, acceptQueues: over.acceptQueue ?? 0 },
     frontResponses: { ...Object.fromEntries(FRONT_RESPONSE_CAUSES.map((c) => [c, 0])), 'queue-full': 5 } as Stats['frontResponses'],
     rates: null, processManager: 'static', front: { pid: 1, rssBytes: 80 << 20, cpuSeconds: 3, cpuPercent: 40, startTime: 1_699_999_999, uptimeSec: 61 },
-    children: [{ id: 'b0', pid: 101 }, { id: 'b1', pid: 102 }], processes: { recycles: 0, reloads: 0, scaleChanges: 0 },
+    children: [{ id: 'b0', pid: 101, backend: 'b0', state: 'ready', restarts: 0 }, { id: 'b1', pid: 102, backend: 'b1', state: 'ready', restarts: 0 }], processes: { recycles: 0, reloads: 0, scaleChanges: 0 },
     pools: [{
       name: 'app', policy: 'least-conn', overflow: 'queue',
       queue: { current: over.queue ?? 0, max: 7, size: 8, timeouts: 0, full: 5, waitMs: { p50: 1, p99: 2 }, waitSeconds: hist },
@@ -250,5 +250,19 @@ describe('upfront top', () => {
     const small = renderTop(stats(), null, 1, { ...view, color: false, width: 30, height: 4 }).split('\n');
     expect(small).toHaveLength(4);
     expect(Math.max(...small.map((l) => l.length))).toBeLessThanOrEqual(30);
+  });
+});
+
+describe('the histograms\' fast index', () => {
+  it('finds the same counts index as hdr-histogram-js for every value it is given', async () => {
+    const hdr = await import('hdr-histogram-js');
+    const { createHistogram } = await import('../src/stats/histogram.js');
+    const reference = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2, bitBucketSize: 32, autoResize: true }) as any;
+    const fast = createHistogram() as any;
+    const values = [0, 0.3, 1, 1.5, 2, 127, 128, 255, 256, 1000, 12345.6, 2 ** 20, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 3.5e9];
+    let seed = 7;
+    for (let i = 0; i < 50_000; i++) { seed = (seed * 1103515245 + 12345) & 0x7fffffff; values.push((seed / 0x7fffffff) * 10 ** ((seed % 1000) / 100)); }
+    const differ = values.filter((v) => reference.countsArrayIndex(v) !== fast.countsArrayIndex(v));
+    expect(differ).toEqual([]);
   });
 });

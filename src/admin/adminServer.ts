@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
 import type { HealthAnswer } from '../server/health.js';
-import { listenOn } from '../server/listen.js';
+import { listenOn } from '../listen.js';
 import { phpFpmStatus, STATUS_CONTENT_TYPES, type StatusFormat } from '../stats/phpFpmStatus.js';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../stats/prometheus.js';
 import { statsSnapshot, type StatsSources } from '../stats/snapshot.js';
@@ -22,7 +22,7 @@ import { generateAdminToken, loadAdminTokenFile, removeAdminToken, type AdminTok
 
 export interface AdminActions {
   scale(procs: number): Promise<{ from: number; to: number }>;
-  reload(): Promise<{ replaced: number; failed: number }>;
+  reload(): Promise<{ replaced: number; failed: number; errors?: string[] }>;
 }
 
 export interface AdminOptions {
@@ -194,7 +194,7 @@ export class AdminServer {
     const json = (status: number, value: unknown) => reply(status, 'application/json', JSON.stringify(value) + '\n');
     this.actions.reload().then((r) => {
       if (r.failed === 0) json(200, r);
-      else json(500, { ...r, error: `${r.failed} new process(es) did not get ready; their old processes keep serving (see the log)` });
+      else json(500, { ...r, error: `${r.failed} new process(es) did not get ready${r.errors?.length ? ` (${r.errors.join('; ')})` : ''}; their old processes keep serving` });
     }, (err: Error) => json(409, { error: `reload refused: ${err.message}` }));
   }
 

@@ -25,5 +25,12 @@ export function formatStats(s: Stats): string {
     }
     out.push(table(rows));
   }
+  // A shared socket: one backend, several processes behind it (the kernel picks): a row per process.
+  const behindShared = (s.children ?? []).filter((c) => c.backend !== undefined && c.backend !== c.id);
+  if (behindShared.length > 0) {
+    const rows = [['process', 'pid', 'backend', 'state', 'restarts']];
+    for (const c of behindShared) rows.push([c.id, String(c.pid ?? '-'), c.backend, c.state, String(c.restarts)]);
+    out.push('', table(rows));
+  }
   return out.join('\n') + '\n';
 }

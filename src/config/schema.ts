@@ -1,8 +1,11 @@
 // The settings of `upfront run`, their defaults, and validation that names the
 // option and the problem. File keys are the flag names (kebab-case).
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { resolveCommand } from './command.js';
+import { resolveIdentity } from './identity.js';
 
 const durationRe = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/;
 
@@ -49,21 +52,26 @@ const bool = z.union([z.boolean(), z.string()]).transform((v, ctx) => {
 /** HOST:PORT or unix:PATH. */
 export type ListenAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
-export function parseAddress(v: string): ListenAddress | string {
-  const s = v.trim();
+export function parseAddress(v: string | number): ListenAddress | string {
+  const s = String(v).trim();
+  // A port alone means loopback: `listen: 8290` in a config file, `--listen 8290`.
+  if (/^\d{1,5}$/.test(s)) {
+    const port = Number(s);
+    return port > 65535 ? `port ${port} is out of range (0-65535)` : { kind: 'tcp', host: '127.0.0.1', port };
+  }
   if (s.startsWith('unix:')) {
     const p = s.slice(5);
     if (!p) return 'unix: needs a path, as in unix:/run/upfront.sock';
     return { kind: 'unix', path: path.resolve(p) };
   }
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(s);
-  if (!m) return `expected HOST:PORT or unix:PATH, got ${JSON.stringify(v)}`;
+  if (!m) return `expected HOST:PORT, PORT or unix:PATH, got ${JSON.stringify(v)}`;
   const port = Number(m[3]);
   if (port > 65535) return `port ${port} is out of range (0-65535)`;
   return { kind: 'tcp', host: m[1] ?? m[2], port };
 }
 
-const address = z.string().transform((v, ctx) => {
+const address = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const a = parseAddress(v);
   if (typeof a === 'string') { ctx.addIssue({ code: 'custom', message: a }); return z.NEVER; }
   return a;
@@ -73,8 +81,8 @@ const address = z.string().transform((v, ctx) => {
 export type PublicListenAddress = ListenAddress | { kind: 'fd'; fd: number; systemd: boolean };
 
 /** `systemd` (the first LISTEN_FDS socket, checked against LISTEN_PID at start), `fd:N`, or HOST:PORT / unix:PATH. */
-export function parsePublicAddress(v: string): PublicListenAddress | string {
-  const s = v.trim();
+export function parsePublicAddress(v: string | number): PublicListenAddress | string {
+  const s = String(v).trim();
   if (s === 'systemd') return { kind: 'fd', fd: 3, systemd: true };
   const m = /^fd:(\d{1,4})$/.exec(s);
   if (m) {
@@ -86,7 +94,7 @@ export function parsePublicAddress(v: string): PublicListenAddress | string {
   return typeof a === 'string' ? `${a}, systemd or fd:N` : a;
 }
 
-const publicAddress = z.string().transform((v, ctx) => {
+const publicAddress = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const a = parsePublicAddress(v);
   if (typeof a === 'string') { ctx.addIssue({ code: 'custom', message: a }); return z.NEVER; }
   return a;
@@ -106,8 +114,8 @@ const prefixDirList = z.union([z.string(), z.array(z.string())]).transform((v, c
   return out;
 });
 
-const adminAddress = z.string().transform((v, ctx) => {
-  if (v.trim() === 'off') return null;
+const adminAddress = z.union([z.string(), z.number(), z.literal(false)]).transform((v, ctx) => {
+  if (v === false || String(v).trim() === 'off') return null;
   const a = parseAddress(v);
   if (typeof a === 'string') { ctx.addIssue({ code: 'custom', message: `${a}, or "off"` }); return z.NEVER; }
   return a;
@@ -167,7 +175,7 @@ export const runSchema = z.object({
       return z.NEVER;
     }
     return { min, max };
-  }).prefault(1),
+  }).optional(), // default: 1 with a command, 0 with --upstream alone (see validateRunConfig)
   'scale-up-after': duration.prefault(1000),
   'scale-down-after': duration.prefault(30_000),
   'kill-stuck': bool.prefault(false),
@@ -236,47 +244,114 @@ export const runSchema = z.object({
   'socket-dir': z.string().optional(),
   cwd: z.string().optional(),
   // A mapping in the file; KEY=VALUE strings from --env (repeatable).
-  env: z.union([
-    z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)),
-    z.array(z.string()).transform((list, ctx) => {
-      const out: Record<string, string> = {};
-      for (const kv of list) {
-        const eq = kv.indexOf('=');
-        if (eq <= 0) { ctx.addIssue({ code: 'custom', message: `expected KEY=VALUE, got ${JSON.stringify(kv)}` }); return z.NEVER; }
-        out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  env: z.unknown().transform((v, ctx) => {
+    const out: Record<string, string> = {};
+    const bad = (message: string) => { ctx.addIssue({ code: 'custom', message }); return z.NEVER; };
+    if (v === undefined || v === null) return out;
+    if (typeof v === 'string' || Array.isArray(v)) {
+      for (const kv of (Array.isArray(v) ? v : [v]) as unknown[]) {
+        const eq = typeof kv === 'string' ? kv.indexOf('=') : -1;
+        if (eq <= 0) return bad(`expected KEY=VALUE, got ${JSON.stringify(kv)}`);
+        out[(kv as string).slice(0, eq)] = (kv as string).slice(eq + 1);
       }
       return out;
-    }),
-  ]).prefault({}),
+    }
+    if (typeof v !== 'object') return bad(`expected KEY=VALUE strings or a mapping of KEY: VALUE, got ${JSON.stringify(v)}`);
+    for (const [key, value] of Object.entries(v)) {
+      if (!['string', 'number', 'boolean'].includes(typeof value)) return bad(`${key}: expected a string, number or boolean, got ${JSON.stringify(value)}`);
+      out[key] = String(value);
+    }
+    return out;
+  }).prefault({}),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { message: 'expected trace, debug, info, warn, error, fatal or silent' }).prefault('info'),
   'log-format': z.enum(['json', 'pretty'], { message: 'expected json or pretty' }).optional(),
   command: z.array(z.string()).prefault([]),
 }).strict();
 
 export type RunConfigInput = z.input<typeof runSchema>;
-export type RunConfigParsed = z.output<typeof runSchema>;
+type RunConfigParsed = z.output<typeof runSchema>;
 
-export interface RunConfig extends Omit<RunConfigParsed, 'procs'> {
+/** `read-timeout` → `readTimeout`: the one mapping from the option names (kebab, as flags and file keys) to code. */
+type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
+type CamelKeys<T> = { [K in keyof T as K extends string ? Camel<K> : K]: T[K] };
+
+export function camelCase(key: string): string {
+  return key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** The settings of `upfront run`, validated, with defaults; durations in ms, sizes in bytes. */
+export type RunConfig = CamelKeys<Omit<RunConfigParsed, 'procs' | 'socket-dir'>> & {
+  /** Where backend sockets (and the admin token) go: --socket-dir, or a fresh upfront-PID dir in the temp dir. */
   socketDir: string;
   /** Processes at start (the MIN of MIN:MAX). */
   procs: number;
   /** Autoscale ceiling (= procs when not autoscaling). */
   maxProcs: number;
-}
+};
+
+/** The option names (flags without the dashes, file keys), `command` included. */
+export const RUN_OPTION_NAMES: readonly string[] = Object.keys(runSchema.shape);
 
 export class ConfigError extends Error {}
 
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return row[b.length];
+}
+
+/** The known option closest to `key`, when it is close enough to be a typo. */
+export function didYouMean(key: string, known: readonly string[] = RUN_OPTION_NAMES): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  const k = key.toLowerCase().replace(/_/g, '-');
+  for (const name of known) {
+    const d = distance(k, name);
+    if (d < bestD) { best = name; bestD = d; }
+  }
+  return best !== null && bestD <= Math.max(2, Math.floor(best.length / 4)) ? best : null;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.length ? issue.path.join('.') : '(config)';
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((k) => {
+      const guess = didYouMean(k);
+      return `${JSON.stringify(k)}${guess ? ` (did you mean "${guess}"?)` : ''}`;
+    });
+    return `${where}: unknown option${keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
+  }
+  return `${where}: ${issue.message}`;
+}
+
+/**
+ * Validates the merged file and flags (kebab-case keys) into a RunConfig. Everything
+ * that can be checked before starting is checked here, so bad input is one line
+ * naming the option (ConfigError, exit 2): values, and the directory and user it names.
+ */
 export function validateRunConfig(input: Record<string, unknown>): RunConfig {
   const result = runSchema.safeParse(input);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    const where = issue.path.length ? issue.path.join('.') : '(config)';
-    let message = issue.message;
-    if (issue.code === 'unrecognized_keys') message = `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-    throw new ConfigError(`${where}: ${message}`);
-  }
-  const parsed = result.data;
-  const c = { ...parsed, procs: parsed.procs.min, maxProcs: parsed.procs.max };
+  if (!result.success) throw new ConfigError(describeIssue(result.error.issues[0]));
+  const { procs: procsRange, 'socket-dir': socketDirOption, ...parsed } = result.data;
+  const camel = Object.fromEntries(Object.entries(parsed).map(([k, v]) => [camelCase(k), v])) as CamelKeys<Omit<RunConfigParsed, 'procs' | 'socket-dir'>>;
+  // No --procs: one process of COMMAND, or none when only --upstream backends are given.
+  const range = procsRange ?? (camel.command.length === 0 && camel.upstream.length > 0 ? { min: 0, max: 0 } : { min: 1, max: 1 });
+  const c: RunConfig = {
+    ...camel,
+    procs: range.min,
+    maxProcs: range.max,
+    documentRoot: path.resolve(camel.documentRoot),
+    socketDir: socketDirOption ?? path.join(os.tmpdir(), `upfront-${process.pid}`),
+  };
   if (c.procs > 0 && c.command.length === 0) throw new ConfigError('command: --procs needs a backend command after "--" (or set command: in the config file), or use --upstream');
   if (c.procs === 0 && c.upstream.length === 0) throw new ConfigError('procs: 0 processes and no --upstream: nothing to serve');
   if (c.command.length > 0 && c.procs === 0) throw new ConfigError('procs: a command was given but --procs is 0');
@@ -284,13 +359,41 @@ export function validateRunConfig(input: Record<string, unknown>): RunConfig {
     const a = parseAddress(u);
     if (typeof a === 'string') throw new ConfigError(`upstream: ${a}`);
   }
-  if (c['pipeline-depth'] > 1 && c['keep-conn'] === false) c['pipeline-depth'] = 1;
+  if (c.pipelineDepth > 1 && c.keepConn === false) c.pipelineDepth = 1;
   if (c.protocol === 'http' && c.socket === 'shared') throw new ConfigError('socket: shared hands a socket to children as fd 0, which HTTP apps do not take; use per-process with --protocol http');
   if (c.protocol === 'http' && (c.overflow === 'nginx' || c.overflow === 'retry')) throw new ConfigError(`overflow: ${c.overflow} reproduces nginx's FastCGI behaviour; with --protocol http use queue or shed`);
-  if ((c['tls-cert'] === undefined) !== (c['tls-key'] === undefined)) throw new ConfigError(`${c['tls-cert'] === undefined ? 'tls-cert' : 'tls-key'}: TLS needs both --tls-cert and --tls-key`);
-  if (c['redirect-http'] && c['tls-cert'] === undefined) throw new ConfigError('redirect-http: redirects to https need TLS on the public listener (--tls-cert and --tls-key)');
-  if (c['health-check-path'] !== undefined && c.protocol !== 'http') throw new ConfigError('health-check-path: FastCGI upstreams are checked with FCGI_GET_VALUES; a path needs --protocol http');
-  if (c['health-check-interval'] > 0 && c['health-check-interval'] < 100) throw new ConfigError(`health-check-interval: at least 100 ms (or 0 for off), got ${c['health-check-interval']}`);
-  const socketDir = c['socket-dir'] ?? path.join(os.tmpdir(), `upfront-${process.pid}`);
-  return { ...c, 'document-root': path.resolve(c['document-root']), socketDir };
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) throw new ConfigError(`${c.tlsCert === undefined ? 'tls-cert' : 'tls-key'}: TLS needs both --tls-cert and --tls-key`);
+  if (c.redirectHttp && c.tlsCert === undefined) throw new ConfigError('redirect-http: redirects to https need TLS on the public listener (--tls-cert and --tls-key)');
+  if (c.healthCheckPath !== undefined && c.protocol !== 'http') throw new ConfigError('health-check-path: FastCGI upstreams are checked with FCGI_GET_VALUES; a path needs --protocol http');
+  if (c.healthCheckInterval > 0 && c.healthCheckInterval < 100) throw new ConfigError(`health-check-interval: at least 100 ms (or 0 for off), got ${c.healthCheckInterval}`);
+  if (c.socket === 'shared' && c.maxRequests > 0) throw new ConfigError('max-requests: counts requests per process, which a shared socket cannot tell apart (the kernel picks the child); use --socket per-process, or --max-rss');
+  if (c.cwd !== undefined) c.cwd = checkDirectory('cwd', c.cwd);
+  if (c.procs > 0) {
+    if (!c.command[0].includes('{socket}')) {
+      try { resolveCommand(c.command[0], c.cwd ?? process.cwd()); } catch (err) { throw new ConfigError((err as Error).message); }
+    }
+    if (c.user !== undefined) {
+      try { resolveIdentity(c.user, c.group); } catch (err) {
+        const message = (err as Error).message;
+        throw new ConfigError(`${message.startsWith('--group') ? 'group' : 'user'}: ${message}`);
+      }
+    } else if (c.group !== undefined) {
+      throw new ConfigError('group: --group needs --user');
+    }
+  }
+  return c;
+}
+
+/** An existing directory, as an absolute path; else a ConfigError naming the option and the path. */
+function checkDirectory(option: string, dir: string): string {
+  const full = path.resolve(dir);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(full);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${option}: ${full}: ${code === 'ENOENT' ? 'no such directory' : (err as Error).message} (${code})`);
+  }
+  if (!st.isDirectory()) throw new ConfigError(`${option}: ${full} is not a directory (ENOTDIR)`);
+  return full;
 }

@@ -74,6 +74,32 @@ function encodePairList(pairs: readonly string[]): Buffer {
   return buf;
 }
 
+/** Per client connection: its fixed pairs, and its last request's records (a client often repeats itself). */
+interface ConnectionState {
+  pairs: Buffer;
+  last: {
+    at: number; target: string; method: string; versionMinor: number; headers: readonly string[];
+    bodyLength: number; keepConn: boolean; records: Buffer;
+  } | null;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A copy of `records` with every record header's request id set to `id` (the source may be in a socket's queue). */
+function withRequestId(records: Buffer, id: number): Buffer {
+  const out = Buffer.allocUnsafe(records.length);
+  records.copy(out, 0);
+  for (let o = 0; o + HEADER_LEN <= out.length; o += HEADER_LEN + ((out[o + 4] << 8) | out[o + 5]) + out[o + 6]) {
+    out[o + 2] = id >> 8;
+    out[o + 3] = id & 0xff;
+  }
+  return out;
+}
+
 const MAX_CACHED_NAMES = 2000;
 const MAX_CACHED_PATHS = 1000;
 /** As long as the script resolver trusts a stat(): a new script file is seen within this. */
@@ -85,7 +111,7 @@ export class CgiParamsEncoder {
   private readonly docRoot: string;
   /** GATEWAY_INTERFACE, SERVER_SOFTWARE, DOCUMENT_ROOT, REDIRECT_STATUS and the extra pairs. */
   private readonly fixed: Buffer;
-  private readonly perConnection = new WeakMap<ClientConnection, Buffer>();
+  private readonly perConnection = new WeakMap<ClientConnection, ConnectionState>();
   private readonly pathBlocks = new Map<string, { block: Buffer; at: number }>();
   private readonly hostBlocks = new Map<string, Buffer>();
   /** Header name as sent → HTTP_* name, or '' when it is not forwarded. Per encoder: it depends on the options. */
@@ -117,16 +143,16 @@ export class CgiParamsEncoder {
     return name;
   }
 
-  private connectionPairs(c: ClientConnection): Buffer {
-    let buf = this.perConnection.get(c);
-    if (buf === undefined) {
+  private connectionState(c: ClientConnection): ConnectionState {
+    let st = this.perConnection.get(c);
+    if (st === undefined) {
       const pairs = ['REMOTE_ADDR', c.remoteAddress, 'REMOTE_PORT', String(c.remotePort),
         'SERVER_ADDR', c.localAddress, 'SERVER_PORT', String(c.localPort), 'REQUEST_SCHEME', c.encrypted ? 'https' : 'http'];
       if (c.encrypted) pairs.push('HTTPS', 'on');
-      buf = encodePairList(pairs);
-      this.perConnection.set(c, buf);
+      st = { pairs: encodePairList(pairs), last: null };
+      this.perConnection.set(c, st);
     }
-    return buf;
+    return st;
   }
 
   /**
@@ -176,6 +202,21 @@ export class CgiParamsEncoder {
    * path that cannot be mapped.
    */
   encode(head: RequestHead, bodyLength: number, requestId: number, keepConn: boolean): Buffer {
+    const conn = this.connectionState(head.connection);
+    const last = conn.last;
+    if (last !== null && coarseNow - last.at < PATH_CACHE_MS && last.bodyLength === bodyLength && last.keepConn === keepConn
+      && last.target === head.target && last.method === head.method && last.versionMinor === head.versionMinor
+      && sameList(last.headers, head.headers)) {
+      // A client repeating its last request on this connection (same target, same headers):
+      // the same records, with this request id.
+      return withRequestId(last.records, requestId);
+    }
+    const records = this.encodeRecords(head, bodyLength, requestId, keepConn, conn.pairs);
+    conn.last = { at: coarseNow, target: head.target, method: head.method, versionMinor: head.versionMinor, headers: head.headers, bodyLength, keepConn, records };
+    return records;
+  }
+
+  private encodeRecords(head: RequestHead, bodyLength: number, requestId: number, keepConn: boolean, connPairs: Buffer): Buffer {
     const target = head.target;
     const q = target.indexOf('?');
     const pathBlock = this.pathPairs(q < 0 ? target : target.slice(0, q));
@@ -207,8 +248,7 @@ export class CgiParamsEncoder {
     }
     for (let k = 0; k < names.length; k++) size += pairSize(names[k], values[k]);
 
-    const conn = this.connectionPairs(head.connection);
-    size += this.fixed.length + conn.length + pathBlock.length + hostBlock.length
+    size += this.fixed.length + connPairs.length + pathBlock.length + hostBlock.length
       + pairSize('QUERY_STRING', query) + pairSize('REQUEST_METHOD', method)
       + pairSize('CONTENT_TYPE', contentType) + pairSize('CONTENT_LENGTH', contentLength)
       + pairSize('REQUEST_URI', target) + pairSize('SERVER_PROTOCOL', protocol);
@@ -236,7 +276,7 @@ export class CgiParamsEncoder {
     p += pathBlock.copy(buf, p);
     p += hostBlock.copy(buf, p);
     p += this.fixed.copy(buf, p);
-    p += conn.copy(buf, p);
+    p += connPairs.copy(buf, p);
     for (let k = 0; k < names.length; k++) p = putPair(buf, p, names[k], values[k]);
     if (size <= MAX_CONTENT) {
       writeHeader(buf, o, RecordType.Params, requestId, size, pad);

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { coarseNow } from '../clock.js';
 import { TransportError, connectErrorMessage, describeAddress, firstByteDeadline, type BackendAddress, type RequestControl, type ResponseHandler, type TransportRequest } from '../transport.js';
-import { CgiHeadError, CgiHeadParser, parseCgiHead } from './cgiResponse.js';
+import { CgiHeadError, CgiHeadParser, parseCgiHead, type ParsedHead } from './cgiResponse.js';
 import { CgiRequestError, type CgiParamsEncoder } from './cgiParams.js';
 import { encodePairs } from './nameValue.js';
 import { ProtocolStatus, RecordType, protocolStatusName, recordTypeName } from './protocol.js';
@@ -18,6 +18,8 @@ const FIRST_SETTLE_MS = 10;
 /** Bodies up to this size are framed by copying into one buffer; larger ones are written around (writev). */
 const COPY_BELOW = 16 * 1024;
 const PADDING = Buffer.alloc(8);
+/** Response heads up to this size are remembered per connection, to skip parsing one that repeats. */
+const MEMO_HEAD_MAX_BYTES = 1024;
 /** FCGI_GET_VALUES for FCGI_MPXS_CONNS: any answer shows the application reads the connection. */
 const PROBE = encodeRecord(RecordType.GetValues, 0, encodePairs(['FCGI_MPXS_CONNS', '']));
 
@@ -113,9 +115,14 @@ export class FcgiConnection implements RecordSink {
   served: boolean;
   /** The application closed it right after its first request, before answering another: it ignores FCGI_KEEP_CONN. */
   closedAfterFirst = false;
+  /** Its process is being drained (shared socket): no new request; closed once idle. */
+  retired = false;
   /** Requests completed on this connection. */
   completed = 0;
   lastError: TransportError | null = null;
+  /** The last response head read whole from one record, and its bytes (an app answers alike): reused when they repeat. */
+  private lastHeadBytes: Buffer | null = null;
+  private lastHead: ParsedHead | null = null;
   /** The request whose client could not keep up; reading resumes when it drains or ends. */
   private pausedBy: FcgiRequest | null = null;
   /** Bytes written before connect() completed, kept to write again after an EAGAIN retry. */
@@ -175,9 +182,14 @@ export class FcgiConnection implements RecordSink {
     return false;
   }
 
+  /** The socket's file descriptor (-1 before connect), to find which process serves it. */
+  get fd(): number {
+    return (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+  }
+
   /** May take a new request now. */
   get usable(): boolean {
-    return this.served && !this.closed && !this.ended && !this.settling;
+    return this.served && !this.closed && !this.ended && !this.settling && !this.retired;
   }
 
   /**
@@ -186,7 +198,7 @@ export class FcgiConnection implements RecordSink {
    * goes elsewhere (a refusal), while one with a body could not be replayed.
    */
   usableFor(bodyless: boolean): boolean {
-    return this.served && !this.closed && !this.ended && (!this.settling || bodyless);
+    return this.served && !this.closed && !this.ended && !this.retired && (!this.settling || bodyless);
   }
 
   /**
@@ -447,13 +459,22 @@ export class FcgiConnection implements RecordSink {
     if (!request.headSeen) {
       let parsed;
       try {
-        if (request.headParser !== null) parsed = request.headParser.push(content);
+        const last = this.lastHeadBytes;
+        if (request.headParser === null && last !== null && content.length >= last.length
+          && content.compare(last, 0, last.length, 0, last.length) === 0) {
+          // The same head bytes as the last response on this connection: the same head.
+          parsed = this.lastHead!;
+        } else if (request.headParser !== null) parsed = request.headParser.push(content);
         else {
           parsed = parseCgiHead(content, this.owner.maxHeadBytes);
           if (parsed === null) {
             request.headParser = new CgiHeadParser(this.owner.maxHeadBytes);
             request.headParser.push(content);
             return;
+          }
+          if (parsed.bodyOffset <= MEMO_HEAD_MAX_BYTES) {
+            this.lastHeadBytes = Buffer.from(content.subarray(0, parsed.bodyOffset));
+            this.lastHead = parsed;
           }
         }
       } catch (err) {

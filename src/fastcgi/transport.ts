@@ -57,6 +57,8 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   private keepConnProven = false;
   private probeTimer: NodeJS.Timeout | null = null;
   private probeStarted = 0;
+  /** What the last canTake() found. */
+  private picked: FcgiConnection | null = null;
   /** When the app last closed a probe unanswered (a refusal): no new probe for PROBE_REFUSED_PAUSE_MS. */
   private probeRefusedAt = 0;
   readonly figures: TransportFigures = { connectionsOpened: 0, openConnections: 0 };
@@ -99,7 +101,11 @@ export class FcgiTransport implements Transport, ConnectionOwner {
       const c = this.connections.length > 0 ? this.connections[0] : null;
       return c === null || (c.usable && (c.proven || c.inflight === 0) && c.inflight < caps.slots);
     }
-    if (this.pick(pipelinable) !== null) return true;
+    const picked = this.pick(pipelinable);
+    if (picked !== null) {
+      this.picked = picked; // dispatch() usually follows at once: no second search
+      return true;
+    }
     // While learning, further connections come as probes; the first one to a process
     // needs no proof (if the app serves nothing, it serves nothing to anyone).
     return this.learning ? this.connections.length === 0 : this.connections.length < caps.slots;
@@ -203,7 +209,13 @@ export class FcgiTransport implements Transport, ConnectionOwner {
 
   dispatch(request: TransportRequest, handler: ResponseHandler): boolean {
     const keep = this.keepConn;
-    let conn = keep ? this.pick(request.pipelinable) : null;
+    let conn: FcgiConnection | null = null;
+    if (keep) {
+      const picked = this.picked;
+      this.picked = null;
+      // The connection canTake() found, if it is still idle; else search again.
+      conn = picked !== null && picked.inflight === 0 && picked.usableFor(request.pipelinable) ? picked : this.pick(request.pipelinable);
+    }
     if (conn === null) conn = this.open(false);
     conn.begin(request, handler, keep);
     return this.canTake(false);
@@ -259,6 +271,25 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     for (const c of [...this.connections]) {
       if (force || c.inflight === 0) c.destroy();
     }
+  }
+
+  connectionFds(): number[] {
+    const fds: number[] = [];
+    for (const c of this.connections) if (c.connected && !c.closed) fds.push(c.fd);
+    return fds;
+  }
+
+  retireConnections(fds: ReadonlySet<number>): number {
+    let busy = 0;
+    for (const c of [...this.connections]) {
+      if (!c.retired) {
+        if (!c.connected || !fds.has(c.fd)) continue;
+        c.retired = true;
+      }
+      if (c.inflight === 0) c.destroy();
+      else busy++;
+    }
+    return busy;
   }
 
   suspend(): void {

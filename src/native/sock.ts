@@ -1,6 +1,6 @@
 // The small native addon (native/upfront_sock.c): listening unix sockets the parent
-// never accepts on, the kernel's accept queues (sock_diag), and whether the app
-// accepted one of our connections yet (sock_diag: the inode of its other end).
+// never accepts on, the kernel's accept queues (sock_diag), and the accepted end of a
+// connection (sock_diag): whether the app accepted it yet, and which process serves it.
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

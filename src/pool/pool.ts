@@ -84,25 +84,16 @@ export class Pool {
         return null;
       }
     }
-    const anyAccepting = this.backends.some((b) => b.accepting);
+    let anyAccepting = false;
+    for (let i = 0; i < this.backends.length; i++) if (this.backends[i].accepting) { anyAccepting = true; break; }
     if (anyAccepting) this.slotsExhausted++;
     if (this.options.overflow === 'shed' && anyAccepting) {
       acquirer.onRefused('shed', `all ${this.totalSlots()} slots are busy (overflow: shed)`);
       return null;
     }
     const now = Date.now();
-    const waiter: QueuedAcquirer = {
-      pipelinable,
-      enqueuedAt: now,
-      done: false,
-      // No backend ready nor about to be: waiting the whole queue timeout would only delay the 503.
-      failFastAt: anyAccepting || !this.allUnavailable() ? 0 : now + this.options.noBackendWaitMs,
-      reject: (reason) => acquirer.onRefused(reason, reason === 'timeout'
-        ? `waited ${this.options.queueTimeoutMs} ms in the queue for a free slot (queue-timeout)`
-        : reason === 'no-backend' ? `no backend ready: ${this.describeUnavailable()}`
-        : 'the server is shutting down'),
-      acquirer,
-    };
+    // No backend ready nor about to be: waiting the whole queue timeout would only delay the 503.
+    const waiter = new QueuedAcquirer(this, acquirer, pipelinable, now, anyAccepting || !this.allUnavailable() ? 0 : now + this.options.noBackendWaitMs);
     this.prepareBackends();
     if (!this.queue.push(waiter)) {
       acquirer.onRefused('full', `the queue is full (${this.options.queueSize} requests waiting, queue-size)`);
@@ -203,8 +194,18 @@ export class Pool {
   }
 }
 
-interface QueuedAcquirer extends Waiter {
-  acquirer: Acquirer;
-  /** When to give up if still no backend is ready (0: it was queued while some backend was coming). */
-  failFastAt: number;
+/** A request waiting in the front queue (one object, no closure per request). */
+class QueuedAcquirer implements Waiter {
+  done = false;
+
+  constructor(private readonly pool: Pool, readonly acquirer: Acquirer, readonly pipelinable: boolean, readonly enqueuedAt: number,
+    /** When to give up if still no backend is ready (0: it was queued while some backend was coming). */
+    readonly failFastAt: number) {}
+
+  reject(reason: 'timeout' | 'full' | 'shutdown' | 'no-backend'): void {
+    const o = this.pool.options;
+    this.acquirer.onRefused(reason, reason === 'timeout' ? `waited ${o.queueTimeoutMs} ms in the queue for a free slot (queue-timeout)`
+      : reason === 'no-backend' ? `no backend ready: ${this.pool.describeUnavailable()}`
+      : 'the server is shutting down');
+  }
 }

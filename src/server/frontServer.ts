@@ -12,7 +12,7 @@ import { sendError } from './errorResponse.js';
 import type { ClientExchange } from './exchange.js';
 import { H2Server } from './h2/server.js';
 import { BodyError, DEFAULT_HTTP1_LIMITS, Http1Server, type Http1Connection, type Http1Limits } from './http1/server.js';
-import { addressOf, listenOn } from './listen.js';
+import { addressOf, listenOn } from '../listen.js';
 import { ProxyRequest, type ProxyContext } from './proxyRequest.js';
 import { takeSystemdSocket } from './systemdSocket.js';
 import { TlsListener, type LoadedCertificate, type TlsFiles } from './tls/tlsListener.js';

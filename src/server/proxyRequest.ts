@@ -158,7 +158,8 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     }
     if (this.ctx.serverTiming) {
       const now = performance.now();
-      head.headers.push('Server-Timing', `queue;dur=${(this.tGranted - this.tArrive).toFixed(2)}, connect;dur=${(this.tStarted - this.tGranted).toFixed(2)}, backend;dur=${(now - this.tStarted).toFixed(2)}`);
+      // A copy: a head may be shared by responses that arrived with the same bytes (see FcgiConnection).
+      head = { ...head, headers: [...head.headers, 'Server-Timing', `queue;dur=${(this.tGranted - this.tArrive).toFixed(2)}, connect;dur=${(this.tStarted - this.tGranted).toFixed(2)}, backend;dur=${(now - this.tStarted).toFixed(2)}`] };
     }
     // Held until the body starts (or ends): head and body leave in one write, and a body
     // that contradicts the head can still get a 502 instead of a cut response.

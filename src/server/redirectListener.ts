@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/schema.js';
 import { Http1Server, type Http1Exchange, type Http1Limits } from './http1/server.js';
-import { addressOf, listenOn } from './listen.js';
+import { addressOf, listenOn } from '../listen.js';
 
 const HOSTNAME = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?|\[[0-9A-Fa-f:.]+\])$/;
 

@@ -9,7 +9,31 @@ type Counts = hdr.JsHistogram;
 
 /** Values in microseconds, 1 µs to 1 hour, 2 significant digits. */
 export function createHistogram(): Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2, bitBucketSize: 32, autoResize: true });
+  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 2, bitBucketSize: 32, autoResize: true });
+  withFastIndex(h as unknown as Counts);
+  return h;
+}
+
+type Indexed = { countsArrayIndex(value: number): number; subBucketHalfCountMagnitude: number; subBucketHalfCount: number; unitMagnitude: number };
+
+/**
+ * hdr-histogram-js finds a value's counts index with Math.log2 and two Math.pow per
+ * record (two records per request here). For values below 2^32 the same index comes
+ * from a count of leading zeros and shifts; larger ones take the library's own path.
+ * (test/stats-units.test.ts holds it equal to the library on many values.)
+ */
+export function withFastIndex(c: Counts): void {
+  const h = c as unknown as Indexed;
+  const original = h.countsArrayIndex;
+  const half = h.subBucketHalfCountMagnitude;
+  const halfCount = h.subBucketHalfCount;
+  const unit = h.unitMagnitude;
+  h.countsArrayIndex = function countsArrayIndex(this: Indexed, value: number): number {
+    if (!(value >= 0 && value < 4294967296)) return original.call(this, value);
+    const v = value >>> 0;
+    const bucketIndex = Math.max(31 - Math.clz32(v) - half - unit, 0);
+    return ((bucketIndex + 1) << half) + (v >>> (bucketIndex + unit)) - halfCount;
+  };
 }
 
 function roundMs(us: number): number {

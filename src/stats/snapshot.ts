@@ -12,7 +12,7 @@ export interface StatsSources {
   pools: Pool[];
   startedAt: number;
   acceptedConn(): number;
-  children(): Array<{ id: string; pid: number | undefined }>;
+  children(): Array<{ id: string; pid: number | undefined; backend?: string; state?: string; restarts?: number }>;
   supervisorCounters?(): { recycles: number; reloads: number; scaleChanges: number } | null;
   sampler: AcceptQueueSampler | null;
   /** Responses the front wrote itself, per cause. */
@@ -113,7 +113,8 @@ export interface Stats {
   processManager: string;
   /** The front's own process. */
   front: ProcessStats | null;
-  children: Array<{ id: string; pid: number | null }>;
+  /** One row per spawned process: in shared-socket mode several serve one backend. */
+  children: Array<{ id: string; pid: number | null; backend: string; state: string; restarts: number }>;
   processes: { recycles: number; reloads: number; scaleChanges: number };
   pools: PoolStats[];
 }
@@ -219,7 +220,7 @@ export function statsSnapshot(src: StatsSources, opts: SnapshotOptions = {}): St
     rates: history?.front() ?? null,
     processManager: src.processManager ?? 'static',
     front: withUptime(procs?.of(process.pid) ?? null, nowSec),
-    children: src.children().map((c) => ({ id: c.id, pid: c.pid ?? null })),
+    children: src.children().map((c) => ({ id: c.id, pid: c.pid ?? null, backend: c.backend ?? c.id, state: c.state ?? 'ready', restarts: c.restarts ?? 0 })),
     processes: src.supervisorCounters?.() ?? { recycles: 0, reloads: 0, scaleChanges: 0 },
     pools,
   };

@@ -2,7 +2,6 @@
 // the log line by line with backend id and pid, and its exit reported.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import readline from 'node:readline';
 import type { Logger } from 'pino';
 import { ProcessGroupWatchdog } from './watchdog.js';
@@ -31,6 +30,9 @@ export interface ChildExit {
   spawnError?: NodeJS.ErrnoException;
   uptimeMs: number;
 }
+
+/** How long an exited child's output pipes may take to drain before its exit is reported anyway. */
+const STDIO_DRAIN_MS = 200;
 
 export class Child {
   readonly process: ChildProcess;
@@ -83,7 +85,11 @@ export class Child {
         try { process.kill(-pid, 'SIGKILL'); } catch { /* no such group: all gone */ }
         watchdog!.forget(pid);
       }
-      this.finish({ code, signal, uptimeMs: Date.now() - this.startedAt });
+      const exit = { code, signal, uptimeMs: Date.now() - this.startedAt };
+      // Report once its output is read to the end ('close': the pipes are drained), so the
+      // last stderr line — often the reason — is known; bounded, should a pipe stay open.
+      const timer = setTimeout(() => this.finish(exit), STDIO_DRAIN_MS);
+      this.process.once('close', () => { clearTimeout(timer); this.finish(exit); });
     });
   }
 
@@ -127,26 +133,4 @@ export function describeExit(exit: ChildExit): string {
   if (exit.spawnError) return `could not be started: ${exit.spawnError.message}`;
   if (exit.signal) return `was killed by ${exit.signal}`;
   return `exited with code ${exit.code}`;
-}
-
-/** Finds COMMAND as execvp would, so that a typo fails at start with a clear line instead of a restart loop. */
-export function resolveCommand(command: string, cwd: string, pathEnv = process.env.PATH ?? ''): string {
-  const check = (p: string) => {
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return fs.statSync(p).isFile();
-    } catch {
-      return false;
-    }
-  };
-  if (command.includes('/')) {
-    const full = path.resolve(cwd, command);
-    if (!fs.existsSync(full)) throw new Error(`backend command ${command} not found (ENOENT)`);
-    if (!check(full)) throw new Error(`backend command ${command} is not an executable file (EACCES); chmod +x it or run it through its interpreter`);
-    return full;
-  }
-  for (const dir of pathEnv.split(':')) {
-    if (dir && check(path.join(dir, command))) return path.join(dir, command);
-  }
-  throw new Error(`backend command ${command} not found in PATH (ENOENT); install it or give its full path`);
 }

@@ -1,28 +1,8 @@
 // Listening unix sockets for backends: created by the front (bind + listen, never
 // accepted on here) and handed to children as fd 0, as spawn-fcgi does.
 import fs from 'node:fs';
-import net from 'node:net';
+import { clearSocketPath } from '../listen.js';
 import { closeFd, listenUnix } from '../native/sock.js';
-
-export class SocketInUseError extends Error {}
-
-/** Removes a stale socket file, or fails when a live server answers on it. */
-export async function clearSocketPath(socketPath: string): Promise<void> {
-  let st: fs.Stats | undefined;
-  try {
-    st = fs.lstatSync(socketPath);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) throw new SocketInUseError(`${socketPath} exists and is not a socket; remove it or choose another path`);
-  const live = await new Promise<boolean>((resolve) => {
-    const s = net.connect({ path: socketPath });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EAGAIN'));
-  });
-  if (live) throw new SocketInUseError(`socket ${socketPath} is taken by a live server; stop it or choose another path`);
-  fs.unlinkSync(socketPath);
-}
 
 export class ListeningSocket {
   private constructor(readonly path: string, readonly fd: number, readonly backlog: number) {}

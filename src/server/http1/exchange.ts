@@ -285,35 +285,73 @@ export class Http1Exchange {
    * `Connection: close` or (HTTP/1.0) `Connection: keep-alive`.
    */
   private buildHead(status: number, reason: string | null, headers: string[], framingLine: string, closeDelimited: boolean): string {
-    let close = closeDelimited || !this.keepAlive || this.connection.mustCloseAfter(this);
-    let hasDate = false;
-    let fields = '';
-    for (let i = 0; i + 1 < headers.length; i += 2) {
-      const name = headers[i];
-      switch (name.length) {
-        case 4:
-          if (sameName(name, 'date')) hasDate = true;
-          break;
-        case 10:
-          if (sameName(name, 'connection')) {
-            if (connectionOptions(headers[i + 1]) & CONN_CLOSE) close = true;
-            continue;
-          }
-          break;
-        case 14:
-          if (sameName(name, 'content-length')) continue;
-          break;
-        case 17:
-          if (sameName(name, 'transfer-encoding')) continue;
-          break;
+    let m: HeadMemo | null = null;
+    for (let k = 0; k < HEAD_MEMOS.length; k++) if (HEAD_MEMOS[k].headers === headers) { m = HEAD_MEMOS[k]; break; }
+    if (m === null) {
+      m = HEAD_MEMOS[headMemoNext];
+      headMemoNext = (headMemoNext + 1) % HEAD_MEMOS.length;
+      m.headers = headers;
+      m.head = null;
+      // The fields of this header list; a proxy hands the same list to responses whose heads repeat.
+      let hasDate = false;
+      let callerClose = false;
+      let fields = '';
+      for (let i = 0; i + 1 < headers.length; i += 2) {
+        const name = headers[i];
+        switch (name.length) {
+          case 4:
+            if (sameName(name, 'date')) hasDate = true;
+            break;
+          case 10:
+            if (sameName(name, 'connection')) {
+              if (connectionOptions(headers[i + 1]) & CONN_CLOSE) callerClose = true;
+              continue;
+            }
+            break;
+          case 14:
+            if (sameName(name, 'content-length')) continue;
+            break;
+          case 17:
+            if (sameName(name, 'transfer-encoding')) continue;
+            break;
+        }
+        fields += `${name}: ${headers[i + 1]}\r\n`;
       }
-      fields += `${name}: ${headers[i + 1]}\r\n`;
+      m.fields = fields;
+      m.hasDate = hasDate;
+      m.callerClose = callerClose;
+      m.head = null;
     }
+    const close = closeDelimited || !this.keepAlive || m.callerClose || this.connection.mustCloseAfter(this);
     this.closeAfter = close;
     const connectionLine = close ? 'Connection: close\r\n' : this.versionMinor === 0 ? 'Connection: keep-alive\r\n' : '';
-    return `${statusLine(status, reason)}${hasDate ? '' : dateHeaderLine()}${fields}${framingLine}${connectionLine}\r\n`;
+    const date = m.hasDate ? '' : dateHeaderLine();
+    if (m.head !== null && m.status === status && m.reason === reason && m.framingLine === framingLine && m.connectionLine === connectionLine && m.date === date) return m.head;
+    const head = `${statusLine(status, reason)}${date}${m.fields}${framingLine}${connectionLine}\r\n`;
+    m.status = status;
+    m.reason = reason;
+    m.framingLine = framingLine;
+    m.connectionLine = connectionLine;
+    m.date = date;
+    m.head = head;
+    return head;
   }
 }
+
+/**
+ * Per header list (a proxy hands the same list to responses whose heads repeat, one per
+ * backend connection): its fields, and the last head built from it, reused whole while
+ * status, framing, connection line and Date second are the same.
+ */
+interface HeadMemo {
+  headers: string[] | null; fields: string; hasDate: boolean; callerClose: boolean;
+  status: number; reason: string | null; framingLine: string; connectionLine: string; date: string; head: string | null;
+}
+/** A few slots, replaced in turn: enough for the backends' repeating heads, nothing kept for one-off lists. */
+const HEAD_MEMOS: HeadMemo[] = Array.from({ length: 8 }, () => ({
+  headers: null, fields: '', hasDate: false, callerClose: false, status: 0, reason: null, framingLine: '', connectionLine: '', date: '', head: null,
+}));
+let headMemoNext = 0;
 
 /** ASCII case-insensitive equality with a lowercase name of the same length. */
 function sameName(name: string, lower: string): boolean {

@@ -49,7 +49,7 @@ export interface Http1Handler {
 }
 
 export class Http1Server {
-  /** listen()/close()/address() on it (server/listen.ts). */
+  /** listen()/close()/address() on it (src/listen.ts). */
   readonly net: net.Server;
   /** Connections accepted since start. */
   acceptedConn = 0;

@@ -1,9 +1,30 @@
-// Listening on HOST:PORT or unix:PATH with errors that say what to do, and the
-// address as users write it. Shared by the public and the admin listener; takes any
-// net.Server (node:http's, or the http1 layer's `net`).
-import type net from 'node:net';
-import type { ListenAddress, PublicListenAddress } from '../config/schema.js';
-import { clearSocketPath } from '../supervisor/sockets.js';
+// Listening on HOST:PORT or unix:PATH with errors that say what to do, the address
+// as users write it, and a unix socket path cleared of a stale socket first. A leaf:
+// the public and admin listeners (any net.Server: node:http's, or the http1 layer's
+// `net`) and the backend sockets the supervisor creates all use it.
+import fs from 'node:fs';
+import net from 'node:net';
+import type { ListenAddress, PublicListenAddress } from './config/schema.js';
+
+export class SocketInUseError extends Error {}
+
+/** Removes a stale socket file, or fails when a live server answers on it. */
+export async function clearSocketPath(socketPath: string): Promise<void> {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(socketPath);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new SocketInUseError(`${socketPath} exists and is not a socket; remove it or choose another path`);
+  const live = await new Promise<boolean>((resolve) => {
+    const s = net.connect({ path: socketPath });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EAGAIN'));
+  });
+  if (live) throw new SocketInUseError(`socket ${socketPath} is taken by a live server; stop it or choose another path`);
+  fs.unlinkSync(socketPath);
+}
 
 export interface ListenOptions {
   /** Named in errors: "" for the public listener, "admin address " for the admin one. */
