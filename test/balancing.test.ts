@@ -38,7 +38,7 @@ describe('policies', () => {
     expect(pids.slice(3)).toEqual(pids.slice(0, 3));
   });
 
-  it('a single-threaded backend never has more than one request plus one pipelined', async () => {
+  it('a single-threaded backend of slow requests never has more than one request plus one pipelined', async () => {
     front = await startTestFront({ procs: 2, command: py() });
     await Promise.all(Array.from({ length: 40 }, () => request(`${front!.url}/sleep/5`)));
     const stats = await getStats(front);
@@ -48,6 +48,31 @@ describe('policies', () => {
       expect(b.connectionsOpened).toBe(1); // one kept-alive connection, reused
     }
     expect(stats.pools[0].queue.max).toBeGreaterThan(0);
+  });
+
+  it('a single-threaded backend of fast requests gets up to 2 ms of its pace pipelined, within --pipeline-depth', async () => {
+    front = await startTestFront({ procs: 1, 'pipeline-depth': 6, command: py() });
+    const keep = new http.Agent({ keepAlive: true, maxSockets: 48 });
+    try {
+      // 48 clients in a loop until 3,000 answers: the pace (ms per request, over 100 ms windows) is learned
+      // in the first few hundred, the rest are written as deep as it allows.
+      let left = 3000;
+      const statuses = new Map<number, number>();
+      await Promise.all(Array.from({ length: 48 }, async () => {
+        while (left-- > 0) {
+          const r = await request(`${front!.url}/Hello/1`, { agent: keep });
+          statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        }
+      }));
+      expect([...statuses]).toEqual([[200, 3000]]);
+    } finally {
+      keep.destroy();
+    }
+    const b = (await getStats(front)).pools[0].backends[0];
+    expect(b.slots).toBe(1);
+    expect(b.connectionsOpened).toBe(1);
+    expect(b.maxInflight).toBeGreaterThan(2); // deeper than the slow app's 2 above
+    expect(b.maxInflight).toBeLessThanOrEqual(6); // never beyond --pipeline-depth
   });
 });
 

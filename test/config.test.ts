@@ -24,7 +24,7 @@ describe('validateRunConfig', () => {
     const c = validateRunConfig({ command: cmd, 'read-timeout': '2s', 'max-body-size': '1m', 'queue-size': '8' });
     expect(c).toMatchObject({
       readTimeout: 2000, maxBodySize: 1024 * 1024, queueSize: 8, procs: 1, maxProcs: 1, socket: 'per-process',
-      overflow: 'queue', policy: 'least-conn', keepConn: true, pipelineDepth: 2, env: {}, upstream: [],
+      overflow: 'queue', policy: 'least-conn', keepConn: true, pipelineDepth: 16, env: {}, upstream: [],
       listen: { kind: 'tcp', host: '127.0.0.1', port: 8080 }, admin: { kind: 'tcp', host: '127.0.0.1', port: 8081 },
     });
     expect(c.socketDir).toBe(path.join(os.tmpdir(), `upfront-${process.pid}`));

@@ -120,7 +120,7 @@ describe('a crash is not a verdict', () => {
     await waitUntil(() => victim.counters.requests > before + 100, 'the replacement serves under load');
     stop = true;
     await load;
-    expect(victim.caps).toMatchObject({ keepConn: true, pipelineDepth: 2 });
+    expect(victim.caps).toMatchObject({ keepConn: true, pipelineDepth: 16 });
     expect(f.log.count((l) => typeof l.change === 'string' && /keepConn|pipelineDepth/.test(l.change))).toBe(0);
     // Connections per request would show as one per request; kept ones are a handful.
     expect(victim.transport.figures.connectionsOpened).toBeLessThan(20);

@@ -167,8 +167,8 @@ describe('figures that agree', () => {
       expect(l.msg).toMatch(/^slow request "GET \/sleep\/80" on backend b[01]: [\d.]+ ms \(queue [\d.]+ ms, connect \+ backend [\d.]+ ms\)$/);
     }
 
-    // The load: 24 connections against two single-slot backends and a queue of 8.
-    wrk = spawn(WRK!, ['-t1', '-c24', '-d60s', `${cli.base}/Hello/20`], { stdio: 'ignore' });
+    // The load: 64 connections against two single-slot backends (up to 16 pipelined on each) and a queue of 8.
+    wrk = spawn(WRK!, ['-t1', '-c64', '-d60s', `${cli.base}/Hello/20`], { stdio: 'ignore' });
     await waitUntil(async () => (await stats()).frontResponses['queue-full'] > 50, 'the queue is full and refuses', 20_000);
     const warned = await (async () => {
       await waitUntil(() => /front queue full/.test(cli!.stdout()), 'the queue-full warning', 5000);

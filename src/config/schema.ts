@@ -217,7 +217,7 @@ export const runSchema = z.object({
   'queue-size': int(0, 10_000_000).prefault(1024),
   'queue-timeout': duration.prefault(10_000),
   retries: int(0, 10).prefault(1),
-  'pipeline-depth': int(1, 16).prefault(2),
+  'pipeline-depth': int(1, 64).prefault(16),
   'keep-conn': bool.prefault(true),
   'max-head-bytes': int(1024, 64 * 1024 * 1024).prefault(1024 * 1024),
   // nginx's client_max_body_size is 1m; apps behind upfront often take uploads, so 100m, and 0 for none.

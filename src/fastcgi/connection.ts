@@ -15,6 +15,10 @@ const enum State { Active, Finished, Released }
 
 /** How long a fresh connection waits after its first request before it is reused (see settle). */
 const FIRST_SETTLE_MS = 10;
+/** Completions are counted over at least this long before the pace is updated. */
+const PACE_WINDOW_MS = 100;
+/** A gap this long between completions restarts the window (the gap is not the app's pace). */
+const PACE_STALE_MS = 1000;
 /** Bodies up to this size are framed by copying into one buffer; larger ones are written around (writev). */
 const COPY_BELOW = 16 * 1024;
 const PADDING = Buffer.alloc(8);
@@ -119,6 +123,15 @@ export class FcgiConnection implements RecordSink {
   retired = false;
   /** Requests completed on this connection. */
   completed = 0;
+  /**
+   * The app's recent pace on this connection, in ms per request: completions counted
+   * over windows of at least PACE_WINDOW_MS of the coarse clock. Idle time inside a
+   * window counts as service, so it errs towards slower: towards pipelining less.
+   */
+  paceMs = Infinity;
+  private paceFrom = -1;
+  private paceCount = 0;
+  private lastEndAt = 0;
   lastError: TransportError | null = null;
   /** The last response head read whole from one record, and its bytes (an app answers alike): reused when they repeat. */
   private lastHeadBytes: Buffer | null = null;
@@ -503,6 +516,16 @@ export class FcgiConnection implements RecordSink {
     this.requests[request.id] = undefined;
     this.inflight--;
     this.completed++;
+    const now = coarseNow;
+    if (this.paceFrom < 0 || now - this.lastEndAt > PACE_STALE_MS) {
+      this.paceFrom = now; // the first completion, or the first after a pause: a window starts
+      this.paceCount = 0;
+    } else if (++this.paceCount >= 1 && now - this.paceFrom >= PACE_WINDOW_MS) {
+      this.paceMs = (now - this.paceFrom) / this.paceCount;
+      this.paceFrom = now;
+      this.paceCount = 0;
+    }
+    this.lastEndAt = now;
     const wasActive = request.state === State.Active;
     request.state = State.Released;
     if (this.pausedBy === request) this.resumeReading(); // its client's drain no longer matters here

@@ -40,6 +40,20 @@ export const PROBE_ACCEPTED_MS = 5000;
 const MAX_PROBES = 16;
 /** A request silent longer than this is not pipelined behind (it may be stuck; the queue can send elsewhere). */
 const PIPELINE_STALL_MS = 200;
+/**
+ * How much of the app's work may be written ahead of a request on one connection, by
+ * its recent pace: a fast app gets its next requests queued in its socket (it reads
+ * several per recv and never waits for the front between two), a slow one at most one
+ * behind the current (a request pipelined behind a slow one waits while another
+ * process may be free).
+ */
+const PIPELINE_AHEAD_MS = 2;
+
+/** Requests allowed on connection `c` at once: 2 up to `max`, as many as PIPELINE_AHEAD_MS of its pace. */
+function pipelineDepthOf(c: FcgiConnection, max: number): number {
+  const byPace = 1 + Math.floor(PIPELINE_AHEAD_MS / c.paceMs);
+  return byPace <= 2 ? Math.min(2, max) : byPace < max ? byPace : max;
+}
 const PROBE_REFUSED_PAUSE_MS = 5000;
 
 export class FcgiTransport implements Transport, ConnectionOwner {
@@ -201,7 +215,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     const now = coarseNow;
     for (let i = 0; i < conns.length; i++) {
       const c = conns[i];
-      if (c.usable && c.proven && c.inflight < caps.pipelineDepth && c.stdinComplete && !c.anyAbandoned && c.moving(now, PIPELINE_STALL_MS)
+      if (c.usable && c.proven && c.inflight < pipelineDepthOf(c, caps.pipelineDepth) && c.stdinComplete && !c.anyAbandoned && c.moving(now, PIPELINE_STALL_MS)
         && (best === null || c.inflight < best.inflight)) best = c;
     }
     return best;
