@@ -246,7 +246,7 @@ program.command('bench')
   .description('the process-count experiment: sweep procs × switches × overflow modes, upfront against the fronts people run (nginx, h2o, HAProxy, lighttpd, Caddy): over FastCGI with spawn-fcgi, or as HTTP reverse proxies to one unix socket per process')
   .usage('[options] -- COMMAND [ARGS...]')
   .option('--procs <list>', 'process counts to sweep', '1,2,4')
-  .option('--switches <list>', 'multithreaded/multiplexed pairs to sweep, e.g. false/false,true/true; auto: what the backend answers', 'auto')
+  .option('--switches <list>', 'multithreaded/multiplexed pairs to sweep, e.g. auto,false/false; auto: what the backend answers (and upfront learns)', 'auto')
   .option('--protocol <p>', 'fastcgi: the peers over spawn-fcgi; http: every front proxies HTTP to N processes, each binding the unix socket in UPFRONT_SOCKET (or {socket})', 'fastcgi')
   .option('--overflow <list>', 'upfront overflow modes to sweep (default queue,nginx; with --protocol http: queue)')
   .option('--front <list>', 'fronts to compare: upfront, nginx, h2o, haproxy, lighttpd, caddy, or all', 'all')
@@ -279,9 +279,11 @@ program.command('bench')
     const protocol = f.protocol as 'fastcgi' | 'http';
     // The app binds its own socket: neither the bench nor any front can set its backlog.
     if (protocol === 'http' && f.backlog !== undefined) fail('backlog: with --protocol http each app binds its own socket with its own backlog (Tornado: 128); --backlog is for FastCGI backends', EXIT_USAGE);
-    const switches = f.switches === 'auto' ? [null] : list(f.switches).map((pair) => {
+    // auto (what the backend answers, and what upfront learns) may sit beside pairs: the default next to hand-set switches in one run.
+    const switches = list(f.switches).map((pair) => {
+      if (pair === 'auto') return null;
       const m = /^(true|false)\/(true|false)$/.exec(pair);
-      if (!m) fail(`switches: expected multithreaded/multiplexed pairs such as false/false,true/true, got ${JSON.stringify(pair)}`, EXIT_USAGE);
+      if (!m) fail(`switches: expected auto or multithreaded/multiplexed pairs such as false/false,true/true, got ${JSON.stringify(pair)}`, EXIT_USAGE);
       if (protocol === 'http' && m![2] === 'true') fail(`switches: multiplexed is FastCGI's (FCGI_MPXS_CONNS); with --protocol http use false/false or true/false, got ${JSON.stringify(pair)}`, EXIT_USAGE);
       return { multithreaded: m![1] === 'true', multiplexed: m![2] === 'true' };
     });

@@ -203,6 +203,27 @@ describe('upfront bench', () => {
     tmp.assertClean();
   }, 60_000);
 
+  it('--switches auto,false/false: the defaults next to hand-set switches, each cell its own series', async () => {
+    const out = tmpDir('upfront-bench-test-');
+    cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
+    const tmp = privateTmp();
+    // A backend that claims 1000 and serves one connection at a time: auto learns what false/false says.
+    const { stdout } = await run(process.execPath, [CLI, 'bench', '--front', 'upfront', '--switches', 'auto,false/false', '--procs', '1', '--overflow', 'queue',
+      '--duration', '1s', '--warmup', '0', '--repeat', '1', '--concurrency', '10', '--path', '/Hello/1', '--out', out,
+      '--', 'python3', path.join(ROOT, 'test/fixtures/capacity-backend.py'), 'serial'], { cwd: ROOT, timeout: 60_000, env: tmp.env });
+    const cells = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).cells;
+    expect(cells).toHaveLength(2);
+    expect(cells.map((c: { switchesAuto?: boolean }) => c.switchesAuto ?? false)).toEqual([true, false]);
+    for (const c of cells) {
+      expect(c.error).toBeNull();
+      expect(c.median.failures.total).toBe(0);
+      expect(c.median.requests).toBeGreaterThan(0);
+    }
+    expect(stdout).toMatch(/^upfront \(queue, auto(: multithreaded)?\)\s+\d+\.\d\s+0$/m);
+    expect(stdout).toMatch(/^upfront \(queue\)\s+\d+\.\d\s+0$/m);
+    tmp.assertClean();
+  }, 60_000);
+
   it('a backend that cannot start: every cell names the cause, and the bench exits 1', async () => {
     const out = tmpDir('upfront-bench-test-');
     cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
@@ -248,6 +269,9 @@ describe('upfront bench: bad input', () => {
     const p = await run(process.execPath, [CLI, 'bench', '--protocol', 'spdy', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
     expect(p.code).toBe(2);
     expect(p.stderr).toMatch(/^upfront: protocol: "spdy" is not one of fastcgi, http/);
+    const s = await run(process.execPath, [CLI, 'bench', '--switches', 'auto,true', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
+    expect(s.code).toBe(2);
+    expect(s.stderr).toMatch(/^upfront: switches: expected auto or multithreaded\/multiplexed pairs such as false\/false,true\/true, got "true"/);
     const o = await run(process.execPath, [CLI, 'bench', '--protocol', 'http', '--overflow', 'queue,nginx', '--', 'true'], { timeout: 20_000 }).catch((err) => err);
     expect(o.code).toBe(2);
     expect(o.stderr).toMatch(/^upfront: overflow: nginx reproduces nginx's FastCGI behaviour; with --protocol http use queue or shed/);

@@ -60,6 +60,8 @@ export interface Cell {
   overflow: string | null;      // upfront's overflow mode (queue|nginx|...), null for the other fronts
   procs: number;
   switches: { multithreaded: boolean; multiplexed: boolean };
+  /** In a sweep of auto beside hand-set switches, an auto cell (what the backend answers, and what upfront learns): `switches` is what it chose. */
+  switchesAuto?: boolean;
   repeats: CellMetrics[];
   median: CellMetrics | null;   // medians over repeats (null if the cell failed)
   min: CellMetrics | null;

@@ -165,7 +165,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   for (const [i, p] of plan.entries()) {
     const inner = [...(opts.protocol === 'http' ? ['http'] : []), ...(p.overflow ? [p.overflow] : [])];
     const label = `[${i + 1}/${plan.length}] ${p.front}${inner.length ? ` (${inner.join(', ')})` : ''}${p.sw ? ` mt=${p.sw.multithreaded} mpx=${p.sw.multiplexed}` : ''} procs=${p.procs}`;
-    const cell: Cell = { front: p.front, protocol: opts.protocol, overflow: p.overflow, procs: p.procs, switches: p.sw ?? { multithreaded: false, multiplexed: false }, repeats: [], median: null, min: null, max: null, error: null, notes: [] };
+    const cell: Cell = { front: p.front, protocol: opts.protocol, overflow: p.overflow, procs: p.procs, switches: p.sw ?? { multithreaded: false, multiplexed: false }, ...(p.front === 'upfront' && !p.sw && opts.switches.length > 1 ? { switchesAuto: true } : {}), repeats: [], median: null, min: null, max: null, error: null, notes: [] };
     let lastWords = '';
     let loadError = '';
     try {
