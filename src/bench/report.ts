@@ -21,9 +21,10 @@ function switchesKey(c: Cell): string {
   const parts: string[] = [];
   if (c.switches?.multithreaded) parts.push('multithreaded');
   if (c.switches?.multiplexed) parts.push('multiplexed');
+  const sw = parts.join(', ');
   // Next to hand-set switches in one sweep, auto's cells stay a series of their own.
-  if (c.switchesAuto) parts.unshift(parts.length ? 'auto:' : 'auto');
-  return parts.join(', ').replace('auto:, ', 'auto: ');
+  if (c.switchesAuto) return sw ? `auto: ${sw}` : 'auto';
+  return sw;
 }
 
 /** HTTP cells say so; FastCGI, the default (and all there was before), goes unsaid. */

@@ -520,10 +520,13 @@ export class FcgiConnection implements RecordSink {
     if (this.paceFrom < 0 || now - this.lastEndAt > PACE_STALE_MS) {
       this.paceFrom = now; // the first completion, or the first after a pause: a window starts
       this.paceCount = 0;
-    } else if (++this.paceCount >= 1 && now - this.paceFrom >= PACE_WINDOW_MS) {
-      this.paceMs = (now - this.paceFrom) / this.paceCount;
-      this.paceFrom = now;
-      this.paceCount = 0;
+    } else {
+      this.paceCount++;
+      if (now - this.paceFrom >= PACE_WINDOW_MS) {
+        this.paceMs = (now - this.paceFrom) / this.paceCount;
+        this.paceFrom = now;
+        this.paceCount = 0;
+      }
     }
     this.lastEndAt = now;
     const wasActive = request.state === State.Active;

@@ -51,8 +51,7 @@ const PIPELINE_AHEAD_MS = 2;
 
 /** Requests allowed on connection `c` at once: 2 up to `max`, as many as PIPELINE_AHEAD_MS of its pace. */
 function pipelineDepthOf(c: FcgiConnection, max: number): number {
-  const byPace = 1 + Math.floor(PIPELINE_AHEAD_MS / c.paceMs);
-  return byPace <= 2 ? Math.min(2, max) : byPace < max ? byPace : max;
+  return Math.min(max, Math.max(2, 1 + Math.floor(PIPELINE_AHEAD_MS / c.paceMs)));
 }
 const PROBE_REFUSED_PAUSE_MS = 5000;
 
