@@ -27,7 +27,7 @@ function runTop(admin: string): TopRun {
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     output: () => out,
-    frames: () => out.split('\x1b[H').length - 1,
+    frames: () => out.split('\x1b[J').length - 1, // complete frames: each ends with erase-below
     quit: async () => {
       child.stdin.write('q');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -38,9 +38,10 @@ function runTop(admin: string): TopRun {
   };
 }
 
-/** The last frame, as lines. */
+/** The last complete frame, as lines (the pty may hand over half of the next one). */
 function lastFrame(out: string): string[] {
-  const frame = out.slice(out.lastIndexOf('\x1b[H') + 3);
+  const end = out.lastIndexOf('\x1b[J');
+  const frame = out.slice(out.lastIndexOf('\x1b[H', end) + 3, end);
   return frame.split('\n').map((l) => l.replace(/\x1b\[K/g, '').replace(/\r$/, ''));
 }
 
