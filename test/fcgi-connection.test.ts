@@ -163,6 +163,27 @@ describe('FastCGI over a real socket, the test as the application', () => {
     expect(app.connections).toHaveLength(1);
   });
 
+  it.skipIf(!fs.existsSync('/proc/thread-self/io'))('requests put on one connection in the same turn go out in one write() (one wake-up of the app, not one each)', async () => {
+    const { app, transport, nextDrain } = await setup((r) => r.respond(`\r\n${r.params.PATH_INFO}`), { multiplexed: true, slots: 8 });
+    const first = new Recorder();
+    const proven = nextDrain();
+    transport.dispatch(request('/first'), first);
+    await first.done;
+    await proven;
+    // This thread's write syscalls (the app played here answers only once it has read,
+    // in a later turn): the five heads are held until the turn's synchronous work ends.
+    const writes = () => Number(/syscw:\s+(\d+)/.exec(fs.readFileSync('/proc/thread-self/io', 'latin1'))![1]);
+    const before = writes();
+    const five = ['/1', '/2', '/3', '/4', '/5'].map((p) => { const r = new Recorder(); transport.dispatch(request(p), r); return r; });
+    const held = writes();
+    await new Promise<void>((r) => process.nextTick(r));
+    const after = writes();
+    expect([held - before, after - held]).toEqual([0, 1]);
+    await Promise.all(five.map((r) => r.done));
+    expect(five.map((r) => r.body)).toEqual(['/1', '/2', '/3', '/4', '/5']);
+    expect(app.connections).toHaveLength(1);
+  });
+
   it('closed mid-response: an error after the head (not "not started"), then release', async () => {
     const { transport } = await setup((r) => {
       r.socket.write(encodeStream(RecordType.Stdout, r.id, Buffer.from('Content-Length: 100\r\n\r\npartial')));

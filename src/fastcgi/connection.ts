@@ -25,6 +25,18 @@ const PADDING = Buffer.alloc(8);
 /** Response heads up to this size are remembered per connection, to skip parsing one that repeats. */
 const MEMO_HEAD_MAX_BYTES = 1024;
 /** FCGI_GET_VALUES for FCGI_MPXS_CONNS: any answer shows the application reads the connection. */
+/**
+ * Connections with request heads held for this turn. A batch of responses read at once
+ * releases a batch of slots, and the requests granted them mostly land on the same
+ * connection: written once when the turn's synchronous work ends, one syscall (and one
+ * wake-up of the app) instead of one each.
+ */
+const heldConnections: FcgiConnection[] = [];
+function flushHeldConnections(): void {
+  for (let i = 0; i < heldConnections.length; i++) heldConnections[i].flushHeld();
+  heldConnections.length = 0;
+}
+
 const PROBE = encodeRecord(RecordType.GetValues, 0, encodePairs(['FCGI_MPXS_CONNS', '']));
 
 export interface ConnectionOwner {
@@ -140,6 +152,9 @@ export class FcgiConnection implements RecordSink {
   private pausedBy: FcgiRequest | null = null;
   /** Bytes written before connect() completed, kept to write again after an EAGAIN retry. */
   private preconnect: Buffer[] | null = [];
+  /** Body-less request heads put on it this turn, not yet written (see heldConnections). */
+  private readonly held: Buffer[] = [];
+  private heldBytes = 0;
   private connectTimer: NodeJS.Timeout | null = null;
   private connectDeadline: number;
   private backoffMs = 1;
@@ -238,12 +253,30 @@ export class FcgiConnection implements RecordSink {
     request.lastTick = firstByteDeadline(req.receivedAt, coarseNow, this.owner.readTimeoutMs) - this.owner.readTimeoutMs;
     this.requests[id] = request;
     this.inflight++;
-    if (req.bodyLength === 0) this.write(head);
+    if (req.bodyLength === 0) this.hold(head);
     else request.pendingHead = head;
     handler.onStart(request);
   }
 
+  /** Written with the other heads put on this connection in the same turn. */
+  private hold(buf: Buffer): void {
+    if (this.preconnect !== null || this.closed) { this.write(buf); return; }
+    if (this.held.length === 0 && heldConnections.push(this) === 1) process.nextTick(flushHeldConnections);
+    this.held.push(buf);
+    this.heldBytes += buf.length;
+  }
+
+  flushHeld(): void {
+    const held = this.held;
+    if (held.length === 0) return;
+    const buf = held.length === 1 ? held[0] : Buffer.concat(held, this.heldBytes);
+    held.length = 0;
+    this.heldBytes = 0;
+    if (!this.closed && !this.socket.destroyed) this.socket.write(buf);
+  }
+
   write(buf: Buffer): boolean {
+    if (this.held.length !== 0) this.flushHeld(); // in order: what was held goes first
     if (this.closed) return true;
     if (this.preconnect !== null) {
       this.preconnect.push(buf);
@@ -267,6 +300,7 @@ export class FcgiConnection implements RecordSink {
       ok = this.write(buf);
     } else {
       // Large: the body bytes are written where they are (writev), only the 8-byte headers are new.
+      this.flushHeld();
       const socket = this.socket;
       socket.cork();
       if (head) socket.write(head);
