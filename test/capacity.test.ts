@@ -16,10 +16,10 @@ afterEach(async () => { await front?.stop(); front = null; });
 
 interface Load { requests: number; rps: number; maxMs: number; timeouts: number; errors: number; non2xx: number }
 
-/** wrk -c200 for `seconds`, its 2 s timeout counted as a failure, latency max in ms. */
-function load(url: string, seconds: number): Promise<Load> {
+/** wrk -c200 for `seconds`, its timeout (2 s) counted as a failure, latency max in ms. */
+function load(url: string, seconds: number, timeoutSec = 2): Promise<Load> {
   return new Promise((resolve, reject) => {
-    const p = spawn(wrk!, ['-t2', '-c200', `-d${seconds}s`, '--timeout', '2s', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(wrk!, ['-t2', '-c200', `-d${seconds}s`, '--timeout', `${timeoutSec}s`, url], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     p.stdout.on('data', (c) => { out += c; });
     p.on('error', reject);
@@ -38,12 +38,12 @@ function load(url: string, seconds: number): Promise<Load> {
   });
 }
 
-async function run(mode: string, flags: Record<string, unknown>, learns = false): Promise<{ load: Load; backends: any[] }> {
+async function run(mode: string, flags: Record<string, unknown>, learns = false, timeoutSec = 2): Promise<{ load: Load; backends: any[] }> {
   front = await startTestFront({ procs: 2, 'log-level': 'warn', command: ['python3', BACKEND, mode], ...flags });
   expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
   // A warm-up first: the slots are learned there; the measured run compares steady states.
-  const warm = await load(`${front.url}/Hello/100`, 1);
-  const result = await load(`${front.url}/Hello/100`, 4);
+  const warm = await load(`${front.url}/Hello/100`, 1, timeoutSec);
+  const result = await load(`${front.url}/Hello/100`, 4, timeoutSec);
   result.maxMs = Math.max(result.maxMs, warm.maxMs);
   result.timeouts += warm.timeouts;
   result.errors += warm.errors;
@@ -81,7 +81,10 @@ describe.skipIf(!wrk)('learned slots under 200 concurrent clients, default flags
   }
 
   it('concurrent: an honest high capacity keeps its slots', async () => {
-    const { load: l, backends } = await run('concurrent', {});
+    // 100 Python threads per process take turns at the GIL: on a CPU shared with other test
+    // files a few of them wait over 2 s (the app's own convoy; seen under two busy loops).
+    // The 2 s bound is the issue's for the two dishonest backends; every request is still counted.
+    const { load: l, backends } = await run('concurrent', {}, false, 10);
     for (const b of backends) {
       expect(b.slotsLearned).toBeNull();
       expect(b.slots).toBe(1000);
