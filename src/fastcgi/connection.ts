@@ -24,7 +24,6 @@ const COPY_BELOW = 16 * 1024;
 const PADDING = Buffer.alloc(8);
 /** Response heads up to this size are remembered per connection, to skip parsing one that repeats. */
 const MEMO_HEAD_MAX_BYTES = 1024;
-/** FCGI_GET_VALUES for FCGI_MPXS_CONNS: any answer shows the application reads the connection. */
 /**
  * Connections with request heads held for this turn. A batch of responses read at once
  * releases a batch of slots, and the requests granted them mostly land on the same
@@ -37,6 +36,7 @@ function flushHeldConnections(): void {
   heldConnections.length = 0;
 }
 
+/** FCGI_GET_VALUES for FCGI_MPXS_CONNS: any answer shows the application reads the connection. */
 const PROBE = encodeRecord(RecordType.GetValues, 0, encodePairs(['FCGI_MPXS_CONNS', '']));
 
 export interface ConnectionOwner {
