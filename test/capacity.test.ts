@@ -39,7 +39,7 @@ function load(url: string, seconds: number, timeoutSec = 2): Promise<Load> {
 }
 
 async function run(mode: string, flags: Record<string, unknown>, learns = false, timeoutSec = 2): Promise<{ load: Load; backends: any[] }> {
-  front = await startTestFront({ procs: 2, 'log-level': 'warn', command: ['python3', BACKEND, mode], ...flags });
+  front = await startTestFront({ procs: 2, 'log-level': 'warn', command: ['python3', BACKEND, ...mode.split(' ')], ...flags });
   expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
   // A warm-up first: the slots are learned there; the measured run compares steady states.
   const warm = await load(`${front.url}/Hello/100`, 1, timeoutSec);
@@ -91,6 +91,14 @@ describe.skipIf(!wrk)('learned slots under 200 concurrent clients, default flags
       expect(b.slots).toBe(1000);
       expect(b.maxInflight).toBeGreaterThan(8); // it was given real concurrency, not a cautious few
     }
+    expect(l.timeouts + l.errors + l.non2xx, JSON.stringify(l)).toBe(0);
+  }, 60_000);
+
+  it('concurrent, accepting slowly (150 ms between accepts): probes it takes late are no evidence of a limit', async () => {
+    // At 500 ms most of a batch of probes is still in the accept queue, but the app has taken
+    // some: it is accepting, and keeps its slots (before: learned as many as it served then).
+    const { load: l, backends } = await run('concurrent --accept-gap-ms 150', {}, false, 10);
+    for (const b of backends) expect(b, JSON.stringify(b)).toMatchObject({ slotsLearned: null, slots: 1000 });
     expect(l.timeouts + l.errors + l.non2xx, JSON.stringify(l)).toBe(0);
   }, 60_000);
 });

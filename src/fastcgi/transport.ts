@@ -70,6 +70,8 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   private keepConnProven = false;
   private probeTimer: NodeJS.Timeout | null = null;
   private probeStarted = 0;
+  /** Probes opened at probeStarted: fewer of them still in the accept queue means the app took some. */
+  private probesOpened = 0;
   /** What the last canTake() found. */
   private picked: FcgiConnection | null = null;
   /** When the app last closed a probe unanswered (a refusal): no new probe for PROBE_REFUSED_PAUSE_MS. */
@@ -143,6 +145,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     if (n <= 0) return;
     for (let i = 0; i < n; i++) this.open(true);
     this.probeStarted = Date.now();
+    this.probesOpened = n;
     this.probeTimer = setTimeout(this.onProbeTimeout, PROBE_MS);
   }
 
@@ -179,10 +182,12 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     if (unserved === 0 || served === 0 || served >= this.caps.slots) return;
     const waited = Date.now() - this.probeStarted;
     const address = this.settings.address;
-    // The kernel tells whether the probes were accepted: still in the listening socket's
-    // accept queue, nobody took them (a serial app busy with a kept connection).
+    // The kernel tells whether the probes were accepted: all still in the listening socket's
+    // accept queue, nobody took them (a serial app busy with a kept connection). If it took
+    // some, it is accepting, only slowly (a thread per connection short of CPU): its answers
+    // get the time an accepted probe gets.
     const queued = 'path' in address ? acceptQueueOf(address.path)?.queued ?? 0 : 0;
-    if (queued === 0 && waited < PROBE_ACCEPTED_MS) {
+    if (queued < this.probesOpened && waited < PROBE_ACCEPTED_MS) {
       this.probeTimer = setTimeout(this.onProbeTimeout, Math.min(PROBE_MS, PROBE_ACCEPTED_MS - waited));
       return;
     }
