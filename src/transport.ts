@@ -177,6 +177,13 @@ export class TransportError extends Error {
    * accepted and closed at once (flup does at its thread limit), a refusal like EAGAIN.
    */
   freshConnection = false;
+  /**
+   * The app closed the connection right after answering the request before this one and
+   * never read this one (the close reset our unread bytes, or our write met the close):
+   * nothing of it was processed, so it may go again — with its body, when that can be read
+   * again from the start (a buffered one).
+   */
+  unread = false;
   /** kind 'request': the status the client gets (400, 404). */
   readonly status: number | undefined;
 

@@ -68,6 +68,25 @@ describe('faulty backends', () => {
     });
   }
 
+  it('an app that ignores FCGI_KEEP_CONN and closes late: a POST written on the closing connection goes again, unread, with its body', async () => {
+    // It answers, then closes 200 ms later: after the front's 10 ms settle pause, as node-fastcgi
+    // does when short of CPU. The second POST lands on that connection and is never read.
+    front = await startTestFront({ procs: 1, command: [process.execPath, FAULT, 'close-late', '200'], retries: 0 });
+    const body = Buffer.alloc(5000, 120);
+    const first = await request(`${front.url}/a`, { body });
+    expect([first.status, first.body.toString()]).toEqual([200, 'got 5000 bytes']);
+    await new Promise((r) => setTimeout(r, 30)); // the scenario: the next request comes after the settle, before the close
+    const second = await request(`${front.url}/b`, { body });
+    expect([second.status, second.body.toString()]).toEqual([200, 'got 5000 bytes']);
+    const retry = await front.log.waitFor((l) => /retrying the request elsewhere/.test(l.msg), 'about the retry');
+    expect(retry.code).toBe('ECONNRESET');
+    await front.log.waitFor((l) => /ignores FCGI_KEEP_CONN/.test(l.msg), 'about the learned keep-conn');
+    for (let i = 0; i < 5; i++) {
+      const r = await request(`${front.url}/c${i}`, { body });
+      expect([r.status, r.body.toString()]).toEqual([200, 'got 5000 bytes']);
+    }
+  });
+
   it('a backend that never answers: 504 after the read timeout', async () => {
     const f = await faultFront('silent', { 'read-timeout': 400 });
     const started = Date.now();

@@ -15,6 +15,12 @@ const enum State { Active, Finished, Released }
 
 /** How long a fresh connection waits after its first request before it is reused (see settle). */
 const FIRST_SETTLE_MS = 10;
+/**
+ * A close by the app this soon after a connection's first END_REQUEST, before a second
+ * one, says it ignores FCGI_KEEP_CONN — also when it came after FIRST_SETTLE_MS (an app
+ * short of CPU closes late). Later, an idle close is a timeout or a restart.
+ */
+const CLOSED_AFTER_FIRST_MS = 1000;
 /** Completions are counted over at least this long before the pace is updated. */
 const PACE_WINDOW_MS = 100;
 /** A gap this long between completions restarts the window (the gap is not the app's pace). */
@@ -124,6 +130,12 @@ export class FcgiConnection implements RecordSink {
   /** It stayed open after a completed request (or another to the same process did): it honours FCGI_KEEP_CONN; safe to pipeline on. */
   proven: boolean;
   /**
+   * Another connection to this process answered a second request: the app honours
+   * FCGI_KEEP_CONN for sure. Staying open FIRST_SETTLE_MS is no proof of that: an app
+   * short of CPU may close later (then what was written on it goes again, see unread).
+   */
+  private readonly keepsConnections: boolean;
+  /**
    * The application reads it: false for a probe until its FCGI_GET_VALUES is answered.
    * A connection the kernel queued but no one serves (a single-threaded app busy with a
    * kept connection, a thread pool with every thread taken) never gets a request.
@@ -159,8 +171,9 @@ export class FcgiConnection implements RecordSink {
   private connectDeadline: number;
   private backoffMs = 1;
 
-  constructor(private readonly owner: ConnectionOwner, proven: boolean, probe: boolean) {
-    this.proven = proven;
+  constructor(private readonly owner: ConnectionOwner, keepsConnections: boolean, probe: boolean) {
+    this.proven = keepsConnections;
+    this.keepsConnections = keepsConnections;
     this.served = !probe;
     if (probe) this.preconnect!.push(PROBE);
     this.connectDeadline = Date.now() + owner.connectTimeoutMs;
@@ -425,8 +438,11 @@ export class FcgiConnection implements RecordSink {
     // recycled process) is not evidence of that.
     let unanswered = true;
     for (let i = 1; i < this.requests.length; i++) if (this.requests[i]?.anyResponseByte) unanswered = false;
-    this.closedAfterFirst = !this.proven && this.completed === 1 && !this.closedByUs && unanswered
-      && (this.lastError === null || this.lastError.code === 'ECONNRESET'); // a reset: it closed with our request unread
+    const code = this.lastError?.code;
+    // ECONNRESET: it closed with our request unread; EPIPE: our write met the close.
+    const unread = code === 'ECONNRESET' || code === 'EPIPE';
+    this.closedAfterFirst = !this.keepsConnections && this.completed === 1 && !this.closedByUs && unanswered
+      && coarseNow - this.lastEndAt < CLOSED_AFTER_FIRST_MS && (this.lastError === null || unread);
     this.settling = false;
     const cause = this.lastError;
     for (let i = 1; i < this.requests.length; i++) {
@@ -445,6 +461,7 @@ export class FcgiConnection implements RecordSink {
             : `backend closed the connection before answering${cause?.code ? ` (${cause.code})` : ''}`,
           { code: cause?.code, notStarted: !request.anyResponseByte });
           err.freshConnection = (this.completed === 0 || this.closedAfterFirst) && !request.anyResponseByte;
+          err.unread = this.closedAfterFirst && unread && !request.anyResponseByte;
         }
         request.handler.onError(err);
       }

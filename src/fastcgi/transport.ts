@@ -64,7 +64,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   /** The application is gone or restarting: keep no connection open to it. */
   private suspended = false;
   /**
-   * A connection to this process stayed open after a request: the app honours
+   * A connection to this process answered a second request: the app honours
    * FCGI_KEEP_CONN, so new connections need not prove it again (no settle pause).
    */
   private keepConnProven = false;
@@ -150,6 +150,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   }
 
   private open(probe: boolean): FcgiConnection {
+    if (!this.keepConnProven) for (const c of this.connections) if (c.completed >= 2) this.keepConnProven = true;
     const conn = new FcgiConnection(this, this.keepConnProven, probe);
     this.connections.push(conn);
     this.figures.connectionsOpened++;
@@ -245,7 +246,6 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   }
 
   onUsable(conn: FcgiConnection): void {
-    if (conn.proven) this.keepConnProven = true;
     // An idle kept connection to an app that is restarting would be the first the new
     // process accepts, and a single-threaded one would serve it until it closes.
     if (this.suspended || this.closing || !this.keepConn) {

@@ -76,7 +76,7 @@ export class BodySpool implements BodySink, BodySource {
     this.chunks = [];
   }
 
-  // --- BodySource (to the backend): the collected body, once ---
+  // --- BodySource (to the backend): the collected body; again from memory after rewind() ---
 
   readBody(sink: BodySink): void {
     this.replaySink = sink;
@@ -101,10 +101,18 @@ export class BodySpool implements BodySink, BodySource {
       if (!sink.onBodyData(c)) this.replayPaused = true;
     }
     if (this.replayIndex === this.chunks.length && !this.replayPaused) {
-      this.replayIndex++;
-      this.chunks = [];
+      this.replayIndex++; // the chunks stay until the request is gone: a refused attempt sends them again
       sink.onBodyEnd();
     }
+  }
+
+  /** A body held in memory can be sent again (the backend refused it unread); one in a temp file is read once. */
+  rewind(): boolean {
+    if (this.file !== null || this.replaying !== null) return false;
+    this.replayIndex = 0;
+    this.replayPaused = false;
+    this.replaySink = null;
+    return true;
   }
 
   pauseBody(): void {

@@ -16,6 +16,8 @@ export interface BodySource {
   readBody(sink: BodySink): void;
   pauseBody(): void;
   resumeBody(): void;
+  /** Starts the body again from its beginning for another attempt; false (or absent) if it cannot be read again. */
+  rewind?(): boolean;
 }
 
 export interface ClientEvents {

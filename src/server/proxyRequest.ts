@@ -373,10 +373,14 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     const refusal = err.freshConnection || err.kind === 'overloaded';
     const budget = this.ctx.retries + (refusal ? REFUSAL_EXTRA_TRIES : 0);
     if (!err.notStarted || this.exchange.headersSent || this.attempts > budget) return false;
-    if (this.bodyTouched) return false; // a body partly sent is never replayed
-    // The backend refused outright: safe for any method. Otherwise only idempotent ones.
-    if (err.kind === 'connect' || err.kind === 'cant-mpx' || err.kind === 'overloaded') return true;
-    return err.kind === 'closed' && IDEMPOTENT.has(this.head.method);
+    // The backend refused outright, or never read the request: safe for any method. Otherwise only idempotent ones.
+    const refused = err.kind === 'connect' || err.kind === 'cant-mpx' || err.kind === 'overloaded' || err.unread;
+    if (!refused && !(err.kind === 'closed' && IDEMPOTENT.has(this.head.method))) return false;
+    if (!this.bodyTouched) return true;
+    // A body sent (even partly) goes again only unread and from the start (a buffered one).
+    if (!err.unread || this.body.rewind === undefined || !this.body.rewind()) return false;
+    this.bodyTouched = false;
+    return true;
   }
 
   // --- BodySink (request body from the client or the spool, to the transport) ---
