@@ -79,7 +79,16 @@ export class Http1Connection {
   /** Up to this many bytes an incomplete head without a new line end is not parsed again. */
   private readonly skipLimit: number;
 
-  constructor(state: ServerState, socket: net.Socket) {
+  /**
+   * The socket reads into a buffer shared by all connections (see Http1Server): bytes
+   * kept past onShared() — unparsed rest, body pieces handed on — are copied first.
+   */
+  private readonly sharedReads: boolean;
+  /** The read being handled is a view of the shared buffer. */
+  private inShared = false;
+
+  constructor(state: ServerState, socket: net.Socket, sharedReads = false) {
+    this.sharedReads = sharedReads;
     this.state = state;
     this.socket = socket;
     this.remoteAddress = socket.remoteAddress ?? '';
@@ -91,7 +100,8 @@ export class Http1Connection {
     this.parser = new HeadParser(limits);
     this.decoder = new ChunkedDecoder(limits.maxHeaderBytes, limits.maxHeaderCount);
     this.skipLimit = Math.min(limits.maxUriBytes, limits.maxHeaderBytes);
-    socket.on('data', this.onData);
+    if (sharedReads) socket.resume(); // flowing, so that the end of input is still emitted as 'end'
+    else socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('drain', this.onDrain);
     socket.on('error', onSocketError);
@@ -101,6 +111,22 @@ export class Http1Connection {
   }
 
   // ---- reading
+
+  /** @internal A read into the shared buffer: `n` bytes at its start, valid only during this call. */
+  onShared(buf: Buffer, n: number): void {
+    this.inShared = true;
+    try {
+      this.onData(buf.subarray(0, n));
+    } finally {
+      this.inShared = false;
+    }
+    // What is left unparsed (a partial head, pipelined requests, a paused body) must survive the next read.
+    const rest = this.rbuf;
+    if (rest !== null && rest.buffer === buf.buffer) {
+      this.rbuf = Buffer.from(rest.subarray(this.rpos));
+      this.rpos = 0;
+    }
+  }
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.closing) {
@@ -250,6 +276,7 @@ export class Http1Connection {
 
   private deliver(ex: Http1Exchange, chunk: Buffer): void {
     let more: boolean;
+    if (this.inShared) chunk = Buffer.from(chunk); // the sink may keep it (a spool, a socket's write queue)
     try {
       more = ex.sink!.onBodyData(chunk);
     } catch (err) {
