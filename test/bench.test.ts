@@ -203,16 +203,21 @@ describe('upfront bench', () => {
     tmp.assertClean();
   }, 60_000);
 
-  it('--switches auto,false/false: the defaults next to hand-set switches, each cell its own series', async () => {
+  it('--switches auto,false/false: the defaults next to hand-set switches, each cell its own series; repeats take turns', async () => {
     const out = tmpDir('upfront-bench-test-');
     cleanups.push(() => fs.rmSync(out, { recursive: true, force: true }));
     const tmp = privateTmp();
     // A backend that claims 1000 and serves one connection at a time: auto learns what false/false says.
     const { stdout } = await run(process.execPath, [CLI, 'bench', '--front', 'upfront', '--switches', 'auto,false/false', '--procs', '1', '--overflow', 'queue',
-      '--duration', '1s', '--warmup', '0', '--repeat', '1', '--concurrency', '10', '--path', '/Hello/1', '--out', out,
+      '--duration', '1s', '--warmup', '0', '--repeat', '2', '--concurrency', '10', '--path', '/Hello/1', '--out', out,
       '--', 'python3', path.join(ROOT, 'test/fixtures/capacity-backend.py'), 'serial'], { cwd: ROOT, timeout: 60_000, env: tmp.env });
     const cells = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).cells;
     expect(cells).toHaveLength(2);
+    // Rounds: the first run of each cell, then the second of each — not one cell's runs back to back.
+    const [a, b] = cells.map((c: { runsAt: string[] }) => c.runsAt.map((t) => Date.parse(t)));
+    expect([a.length, b.length]).toEqual([2, 2]);
+    expect(a[0] < b[0] && b[0] < a[1] && a[1] < b[1], JSON.stringify(cells.map((c: { runsAt: string[] }) => c.runsAt))).toBe(true);
+    for (const c of cells) expect(c.repeats).toHaveLength(2);
     expect(cells.map((c: { switchesAuto?: boolean }) => c.switchesAuto ?? false)).toEqual([true, false]);
     for (const c of cells) {
       expect(c.error).toBeNull();

@@ -63,6 +63,8 @@ export interface Cell {
   /** In a sweep of auto beside hand-set switches, an auto cell (what the backend answers, and what upfront learns): `switches` is what it chose. */
   switchesAuto?: boolean;
   repeats: CellMetrics[];
+  /** When each run of the cell started (ISO dates): the runs of a process count's cells take turns. */
+  runsAt?: string[];
   median: CellMetrics | null;   // medians over repeats (null if the cell failed)
   min: CellMetrics | null;
   max: CellMetrics | null;

@@ -149,6 +149,75 @@ function pythonVersion(command: string[]): string | null {
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] || null;
 }
 
+/** One planned cell while the sweep runs. */
+interface CellRun {
+  plan: PlannedCell;
+  label: string;
+  cell: Cell;
+  /** The front's last words after a run without a successful request. */
+  lastWords: string;
+  /** The last load tool failure (a run lost). */
+  loadError: string;
+  /** The front could not start or the measurement broke: no further runs. */
+  broken: boolean;
+}
+
+/** Run `r` of a cell: start its front, measure, stop it. */
+async function runOnce(opts: BenchOptions, c: CellRun, r: number, configKept: Set<FrontName>): Promise<void> {
+  const p = c.plan;
+  const cell = c.cell;
+  const runLabel = opts.repeat > 1 ? `${c.label} run ${r + 1}/${opts.repeat}` : c.label;
+  const front = await startFront(opts, p, !configKept.has(p.front));
+  configKept.add(p.front);
+  try {
+    if (r === 0 && !p.sw) cell.switches = await front.switches();
+    (cell.runsAt ??= []).push(new Date().toISOString());
+    // A load tool that hung (siege 4.0.7 may, at the end of a timed run) gets one more
+    // run on the same front; one that failed loses this run, not the cell.
+    for (let attempt = 1; ; attempt++) {
+      const prefix = opts.repeat > 1 ? `run ${r + 1}: ` : '';
+      try {
+        const { metrics, notes } = await measure(opts, front, runLabel);
+        cell.repeats.push(metrics);
+        for (const n of notes) cell.notes!.push(prefix + n);
+        if (successfulRequests(metrics) === 0) c.lastWords = await front.lastWords();
+      } catch (err) {
+        if (!(err instanceof LoadError)) throw err;
+        c.loadError = err.message;
+        const again = err instanceof LoadHung && attempt === 1;
+        cell.notes!.push(`${prefix}${err.message}${again ? '; measured again' : ''}`);
+        if (again) continue;
+      }
+      break;
+    }
+  } finally {
+    await front.stop();
+  }
+}
+
+/** Medians over the runs, the cell's error if none succeeded, and its progress line. */
+function finishCell(opts: BenchOptions, c: CellRun): void {
+  const cell = c.cell;
+  if (cell.error === null) {
+    Object.assign(cell, summarize(cell.repeats));
+    const successes = cell.repeats.reduce((a, m) => a + successfulRequests(m), 0);
+    if (cell.repeats.length === 0) {
+      cell.error = c.loadError;
+    } else if (successes === 0) {
+      const failed = cell.repeats.reduce((a, m) => a + m.failures.total, 0);
+      const answered = cell.repeats.reduce((a, m) => a + m.requests, 0);
+      const what = answered === 0 && failed === 0 ? 'no response at all: every request was still waiting when the run ended' : `${failed} failed`;
+      cell.error = `no successful request (${what}); ${c.lastWords}`;
+    }
+  }
+  if (cell.error) opts.progress(`${c.label}: failed: ${cell.error}`, true);
+  else {
+    const m = cell.median!;
+    opts.progress(`${c.label}: ${Math.round(m.rps * 10) / 10} req/s, p99 ${m.latencyMs.p99 === null ? 'n/a' : `${m.latencyMs.p99} ms`}, failed ${failuresOfCell(cell)}, EAGAIN ${m.eagain ?? '-'}`, true);
+  }
+  if (cell.notes!.length === 0) delete cell.notes;
+}
+
 export async function runBench(opts: BenchOptions): Promise<BenchResults> {
   const { run: fronts, skipped, runsAt } = availableFronts(opts.fronts, opts.protocol, opts.procs);
   const plan: PlannedCell[] = [];
@@ -160,65 +229,32 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     }
   }
   const startedAt = new Date().toISOString();
-  const cells: Cell[] = [];
   const configKept = new Set<FrontName>();
-  for (const [i, p] of plan.entries()) {
+  const runs = plan.map((p, i): CellRun => {
     const inner = [...(opts.protocol === 'http' ? ['http'] : []), ...(p.overflow ? [p.overflow] : [])];
     const label = `[${i + 1}/${plan.length}] ${p.front}${inner.length ? ` (${inner.join(', ')})` : ''}${p.sw ? ` mt=${p.sw.multithreaded} mpx=${p.sw.multiplexed}` : ''} procs=${p.procs}`;
     const cell: Cell = { front: p.front, protocol: opts.protocol, overflow: p.overflow, procs: p.procs, switches: p.sw ?? { multithreaded: false, multiplexed: false }, ...(p.front === 'upfront' && !p.sw && opts.switches.length > 1 ? { switchesAuto: true } : {}), repeats: [], median: null, min: null, max: null, error: null, notes: [] };
-    let lastWords = '';
-    let loadError = '';
-    try {
-      for (let r = 0; r < opts.repeat; r++) {
-        const runLabel = opts.repeat > 1 ? `${label} run ${r + 1}/${opts.repeat}` : label;
-        const front = await startFront(opts, p, !configKept.has(p.front));
-        configKept.add(p.front);
+    return { plan: p, label, cell, lastWords: '', loadError: '', broken: false };
+  });
+  // Rounds: each runs every cell of one process count once, in turn. On a shared machine
+  // whose speed drifts over minutes, a drift then weighs on every front alike, and each
+  // cell's median is over runs spread across the same minutes as its peers'.
+  for (const procs of opts.procs) {
+    const group = runs.filter((c) => c.plan.procs === procs);
+    for (let r = 0; r < opts.repeat; r++) {
+      for (const c of group) {
+        if (c.broken) continue;
         try {
-          if (r === 0 && !p.sw) cell.switches = await front.switches();
-          // A load tool that hung (siege 4.0.7 may, at the end of a timed run) gets one more
-          // run on the same front; one that failed loses this run, not the cell.
-          for (let attempt = 1; ; attempt++) {
-            const prefix = opts.repeat > 1 ? `run ${r + 1}: ` : '';
-            try {
-              const { metrics, notes } = await measure(opts, front, runLabel);
-              cell.repeats.push(metrics);
-              for (const n of notes) cell.notes!.push(prefix + n);
-              if (successfulRequests(metrics) === 0) lastWords = await front.lastWords();
-            } catch (err) {
-              if (!(err instanceof LoadError)) throw err;
-              loadError = err.message;
-              const again = err instanceof LoadHung && attempt === 1;
-              cell.notes!.push(`${prefix}${err.message}${again ? '; measured again' : ''}`);
-              if (again) continue;
-            }
-            break;
-          }
-        } finally {
-          await front.stop();
+          await runOnce(opts, c, r, configKept);
+        } catch (err) {
+          c.cell.error = (err as Error).message;
+          c.broken = true;
         }
       }
-      Object.assign(cell, summarize(cell.repeats));
-      const successes = cell.repeats.reduce((a, m) => a + successfulRequests(m), 0);
-      if (cell.repeats.length === 0) {
-        cell.error = loadError;
-      } else if (successes === 0) {
-        const failed = cell.repeats.reduce((a, m) => a + m.failures.total, 0);
-        const answered = cell.repeats.reduce((a, m) => a + m.requests, 0);
-        const what = answered === 0 && failed === 0 ? 'no response at all: every request was still waiting when the run ended' : `${failed} failed`;
-        cell.error = `no successful request (${what}); ${lastWords}`;
-      }
-      if (cell.error) opts.progress(`${label}: failed: ${cell.error}`, true);
-      else {
-        const m = cell.median!;
-        opts.progress(`${label}: ${Math.round(m.rps * 10) / 10} req/s, p99 ${m.latencyMs.p99 === null ? 'n/a' : `${m.latencyMs.p99} ms`}, failed ${failuresOfCell(cell)}, EAGAIN ${m.eagain ?? '-'}`, true);
-      }
-    } catch (err) {
-      cell.error = (err as Error).message;
-      opts.progress(`${label}: failed: ${cell.error}`, true);
     }
-    if (cell.notes!.length === 0) delete cell.notes;
-    cells.push(cell);
+    for (const c of group) finishCell(opts, c);
   }
+  const cells = runs.map((c) => c.cell);
   const machine: BenchResults['machine'] = { cores: os.cpus().length, kernel: `${os.type()} ${os.release()}`, node: process.version, nginx: peerVersion('nginx') };
   for (const f of opts.fronts) if (f !== 'upfront' && f !== 'nginx') machine[f as Exclude<PeerFrontName, 'nginx'>] = peerVersion(f);
   if (opts.protocol === 'fastcgi' && opts.fronts.some((f) => f !== 'upfront')) {
