@@ -11,6 +11,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, cliBusy, cliLines } from './cliLog.js';
@@ -165,3 +166,53 @@ for (const row of ROWS) {
     }, 10_000);
   });
 }
+
+// Out of file descriptors: more connections than the front may hold. libuv accepts and
+// closes what it cannot hold (its reserve-fd trick); net would turn an accept error into an
+// 'error' event, fatal with no listener — the front's own accept handler must not.
+describe.skipIf(!fs.existsSync('/usr/bin/prlimit'))('more connections than open files allow (item 0)', () => {
+  it('300 connections against a limit of 150 open files: each is answered or closed, the front lives and serves again', async () => {
+    const c = await spawnCli(['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--shutdown-grace', '3000', '-n', '1', '--', 'python3', PY_HELLO]);
+    const sockets: net.Socket[] = [];
+    try {
+      const pid = String(c.proc.pid);
+      const before = spawnSync('/usr/bin/prlimit', ['--pid', pid, '--nofile', '--output=SOFT,HARD', '--noheadings'], { encoding: 'utf8' }).stdout.trim().split(/\s+/);
+      expect(before, 'the front\'s open-files limit').toHaveLength(2);
+      // The soft limit only: without CAP_SYS_RESOURCE (a container) a hard limit never goes up again.
+      expect(spawnSync('/usr/bin/prlimit', ['--pid', pid, `--nofile=150:${before[1]}`]).status).toBe(0);
+      const url = new URL(c.base);
+      let closed = 0;
+      let connected = 0;
+      for (let i = 0; i < 300; i++) {
+        const s = net.connect(Number(url.port), url.hostname);
+        s.on('connect', () => { connected++; });
+        s.on('error', () => {});
+        s.on('close', () => { closed++; });
+        sockets.push(s);
+      }
+      // The kernel completes every handshake (backlog 1024); the front holds what it can.
+      await waitUntil(() => connected + closed >= 300, 'every connection is made (or refused)', 10_000);
+      await waitUntil(() => closed > 0, 'the front closes the connections it cannot hold', 10_000);
+      expect(alive(c), c.stderr().slice(-2000)).toBe(true);
+      // A request on each connection still open: an answer (200, or a 5xx if the front had no
+      // fd left for the app) or a close — never a hang, never an exit.
+      const outcomes = await Promise.all(sockets.filter((s) => !s.destroyed).map((s) => new Promise<string>((resolve) => {
+        let data = '';
+        const timer = setTimeout(() => resolve(`hang: ${JSON.stringify(data.slice(0, 100))}`), 10_000);
+        s.on('data', (d: Buffer) => { data += d.toString('latin1'); });
+        // Connection: close: the front closes after its answer.
+        s.on('close', () => { clearTimeout(timer); resolve(data === '' ? 'closed' : /^HTTP\/1\.1 (\d{3}) /.exec(data)?.[1] ?? `garbled: ${JSON.stringify(data.slice(0, 100))}`); });
+        s.write('GET /Hello/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      })));
+      expect(outcomes.filter((o) => !/^(closed|200|50[234])$/.test(o)), 'unclear outcomes').toEqual([]);
+      expect(outcomes.filter((o) => o === '200').length, JSON.stringify(outcomes)).toBeGreaterThan(0);
+      for (const s of sockets) s.destroy();
+      // Back to what it was.
+      expect(spawnSync('/usr/bin/prlimit', ['--pid', pid, `--nofile=${before[0]}:${before[1]}`]).status).toBe(0);
+      await expectHealthy(c, 'after the fd limit');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await c.stop();
+    }
+  }, 60_000);
+});
