@@ -41,8 +41,11 @@ function load(url: string, seconds: number, timeoutSec = 2): Promise<Load> {
 async function run(mode: string, flags: Record<string, unknown>, learns = false, timeoutSec = 2): Promise<{ load: Load; backends: any[] }> {
   front = await startTestFront({ procs: 2, 'log-level': 'warn', command: ['python3', BACKEND, ...mode.split(' ')], ...flags });
   expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
-  // A warm-up first: the slots are learned there; the measured run compares steady states.
+  // A warm-up first: the slots are learned from it (a probe the app accepted but never answers
+  // counts after PROBE_ACCEPTED_MS, 5 s); the measured run compares steady states.
   const warm = await load(`${front.url}/Hello/100`, 1, timeoutSec);
+  const f0 = front;
+  if (learns) await waitUntil(() => f0.pool.backends.every((b) => b.caps.slotsLearned !== null), 'the slots are learned', 10_000);
   const result = await load(`${front.url}/Hello/100`, 4, timeoutSec);
   result.maxMs = Math.max(result.maxMs, warm.maxMs);
   result.timeouts += warm.timeouts;
@@ -51,8 +54,6 @@ async function run(mode: string, flags: Record<string, unknown>, learns = false,
   const f = front;
   // wrk closes its connections at the end: the requests it left are aborted and end shortly.
   await waitUntil(() => f.pool.inflight === 0, 'the requests wrk left behind end', 5000);
-  // A probe the app accepted but never answers counts after PROBE_ACCEPTED_MS (5 s).
-  if (learns) await waitUntil(() => f.pool.backends.every((b) => b.caps.slotsLearned !== null), 'the slots are learned', 10_000);
   const stats = await getStats(front);
   await front.stop();
   front = null;
@@ -74,9 +75,10 @@ describe.skipIf(!wrk)('learned slots under 200 concurrent clients, default flags
       expect(l.timeouts + l.errors + l.non2xx, JSON.stringify(l)).toBe(0);
       expect(l.maxMs, 'no request slower than 2 s').toBeLessThan(2000);
       const right = await run(mode, manual);
-      // Same load with the switches a user would have had to know. Coarse on purpose: bench/
-      // measures the 5 %; this catches the failure the issue found (a quarter), and pool:4 spends
-      // its first 5 s of this run learning (0.66 seen with two busy loops beside the suite).
+      // Same load with the switches a user would have had to know, both after the warm-up (and the
+      // learning). Coarse on purpose: bench/ measures the 5 %; this catches the failure the issue
+      // found (a third, requests behind kept connections in accept queues). Measured while pool:4
+      // was still learning, this ratio fell to 0.48 once in CI's noise.
       expect(l.rps / right.load.rps, `learned ${l.rps} req/s, manual ${right.load.rps} req/s`).toBeGreaterThan(0.5);
     }, 60_000);
   }
