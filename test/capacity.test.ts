@@ -1,11 +1,12 @@
 // Capacity is measured, not believed: backends whose FCGI_GET_VALUES overstates what
 // they serve (test/fixtures/capacity-backend.py), under 200 concurrent clients with
-// default flags. Learned slots must converge to what they really serve, no request may
-// wait behind a kept connection in a kernel accept queue, and throughput must be that
-// of the right manual switches (the 5 % comparison is in bench/; here a coarse bound).
+// default flags. Learned slots must converge to what they really serve, and no request may
+// wait behind a kept connection in a kernel accept queue (throughput against the right
+// manual switches is compared in bench/, bench/dishonest.sh).
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { acceptQueueOf } from '../src/native/sock.js';
 import { FIXTURES, getStats, peer, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
 
 const BACKEND = path.join(FIXTURES, 'capacity-backend.py');
@@ -38,7 +39,19 @@ function load(url: string, seconds: number, timeoutSec = 2): Promise<Load> {
   });
 }
 
-async function run(mode: string, flags: Record<string, unknown>, learns = false, timeoutSec = 2): Promise<{ load: Load; backends: any[] }> {
+/** Samples the kernel accept queues of these sockets every few ms while `during` runs; returns the most seen queued in one. */
+async function maxQueued(socketPaths: string[], during: Promise<unknown>): Promise<number> {
+  let max = 0;
+  let running = true;
+  void during.finally(() => { running = false; });
+  while (running) {
+    for (const p of socketPaths) max = Math.max(max, acceptQueueOf(p)?.queued ?? 0);
+    await new Promise((r) => setTimeout(r, 3));
+  }
+  return max;
+}
+
+async function run(mode: string, flags: Record<string, unknown>, learns = false, timeoutSec = 2): Promise<{ load: Load; backends: any[]; maxQueued: number }> {
   front = await startTestFront({ procs: 2, 'log-level': 'warn', command: ['python3', BACKEND, ...mode.split(' ')], ...flags });
   expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
   // A warm-up first: the slots are learned from it (a probe the app accepted but never answers
@@ -46,7 +59,9 @@ async function run(mode: string, flags: Record<string, unknown>, learns = false,
   const warm = await load(`${front.url}/Hello/100`, 1, timeoutSec);
   const f0 = front;
   if (learns) await waitUntil(() => f0.pool.backends.every((b) => b.caps.slotsLearned !== null), 'the slots are learned', 10_000);
-  const result = await load(`${front.url}/Hello/100`, 4, timeoutSec);
+  const measured = load(`${front.url}/Hello/100`, 4, timeoutSec);
+  const queued = await maxQueued(front.pool.backends.map((b) => (b.address as { path: string }).path), measured);
+  const result = await measured;
   result.maxMs = Math.max(result.maxMs, warm.maxMs);
   result.timeouts += warm.timeouts;
   result.errors += warm.errors;
@@ -57,11 +72,11 @@ async function run(mode: string, flags: Record<string, unknown>, learns = false,
   const stats = await getStats(front);
   await front.stop();
   front = null;
-  return { load: result, backends: stats.pools[0].backends };
+  return { load: result, backends: stats.pools[0].backends, maxQueued: queued };
 }
 
 describe.skipIf(!wrk)('learned slots under 200 concurrent clients, default flags', () => {
-  for (const [mode, served, manual] of [['serial', 1, { multithreaded: false }], ['pool:4', 4, { 'max-requests-per-backend': 4 }]] as const) {
+  for (const [mode, served] of [['serial', 1], ['pool:4', 4]] as const) {
     it(`${mode}: claims ${mode === 'serial' ? 1000 : 1024}, serves ${served} at once → slots ${served}, nothing stuck`, async () => {
       const learned = await run(mode, {}, true);
       for (const b of learned.backends) {
@@ -73,13 +88,13 @@ describe.skipIf(!wrk)('learned slots under 200 concurrent clients, default flags
       }
       const l = learned.load;
       expect(l.timeouts + l.errors + l.non2xx, JSON.stringify(l)).toBe(0);
+      // The failure the issue found, a third of the throughput, was requests waiting behind kept
+      // connections: in the kernel's accept queue (serial), or on a connection the app took but no
+      // thread serves (pool:4: they would wait past wrk's 2 s). Neither may happen; the throughput
+      // against the manual switches is measured in bench/ (bench/dishonest.sh) — as a ratio in
+      // a test it swung to 0.41 in CI with the whole suite beside it, old code and new alike.
       expect(l.maxMs, 'no request slower than 2 s').toBeLessThan(2000);
-      const right = await run(mode, manual);
-      // Same load with the switches a user would have had to know, both after the warm-up (and the
-      // learning). Coarse on purpose: bench/ measures the 5 %; this catches the failure the issue
-      // found (a third, requests behind kept connections in accept queues). Measured while pool:4
-      // was still learning, this ratio fell to 0.48 once in CI's noise.
-      expect(l.rps / right.load.rps, `learned ${l.rps} req/s, manual ${right.load.rps} req/s`).toBeGreaterThan(0.5);
+      expect(learned.maxQueued, 'most connections seen in one accept queue under load: only the standby probe, no request').toBeLessThanOrEqual(1);
     }, 60_000);
   }
 
