@@ -6,8 +6,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { acceptQueueOf } from '../src/native/sock.js';
-import { FIXTURES, getStats, peer, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
+import { FIXTURES, getStats, maxAcceptQueued, peer, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
 
 const BACKEND = path.join(FIXTURES, 'capacity-backend.py');
 const wrk = peer('wrk');
@@ -39,18 +38,6 @@ function load(url: string, seconds: number, timeoutSec = 2): Promise<Load> {
   });
 }
 
-/** Samples the kernel accept queues of these sockets every few ms while `during` runs; returns the most seen queued in one. */
-async function maxQueued(socketPaths: string[], during: Promise<unknown>): Promise<number> {
-  let max = 0;
-  let running = true;
-  void during.finally(() => { running = false; });
-  while (running) {
-    for (const p of socketPaths) max = Math.max(max, acceptQueueOf(p)?.queued ?? 0);
-    await new Promise((r) => setTimeout(r, 3));
-  }
-  return max;
-}
-
 async function run(mode: string, flags: Record<string, unknown>, learns = false, timeoutSec = 2): Promise<{ load: Load; backends: any[]; maxQueued: number }> {
   front = await startTestFront({ procs: 2, 'log-level': 'warn', command: ['python3', BACKEND, ...mode.split(' ')], ...flags });
   expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
@@ -60,7 +47,7 @@ async function run(mode: string, flags: Record<string, unknown>, learns = false,
   const f0 = front;
   if (learns) await waitUntil(() => f0.pool.backends.every((b) => b.caps.slotsLearned !== null), 'the slots are learned', 10_000);
   const measured = load(`${front.url}/Hello/100`, 4, timeoutSec);
-  const queued = await maxQueued(front.pool.backends.map((b) => (b.address as { path: string }).path), measured);
+  const queued = await maxAcceptQueued(front.pool.backends.map((b) => (b.address as { path: string }).path), measured);
   const result = await measured;
   result.maxMs = Math.max(result.maxMs, warm.maxMs);
   result.timeouts += warm.timeouts;

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { validateRunConfig } from '../src/config/schema.js';
 import { startFront, type Front } from '../src/front.js';
+import { acceptQueueOf } from '../src/native/sock.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const PY_HELLO = path.join(ROOT, 'examples/python/hello.py');
@@ -201,4 +202,16 @@ export async function spawnCli(args: string[], opts: { env?: NodeJS.ProcessEnv; 
   const base = /serving on (https?:\/\/[^\s]+)/.exec(err)![1];
   const admin = /curl http:\/\/([^\s/]+)\/stats/.exec(err)?.[1] ?? null;
   return { proc, base, admin, stderr: () => err, stdout: () => out, stop };
+}
+
+/** Samples the kernel accept queues of these unix sockets every few ms while `during` runs; returns the most seen queued in one. */
+export async function maxAcceptQueued(socketPaths: string[], during: Promise<unknown>): Promise<number> {
+  let max = 0;
+  let running = true;
+  void during.finally(() => { running = false; });
+  while (running) {
+    for (const p of socketPaths) max = Math.max(max, acceptQueueOf(p)?.queued ?? 0);
+    await new Promise((r) => setTimeout(r, 3));
+  }
+  return max;
 }

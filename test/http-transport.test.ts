@@ -14,11 +14,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { coarseNow } from '../src/clock.js';
 import { HttpTransport, PROBE_MS } from '../src/http/transport.js';
 import { ResponseDecoder } from '../src/http/responseDecoder.js';
-import { acceptQueueOf } from '../src/native/sock.js';
 import {
   Capabilities, type RequestControl, type ResponseHandler, type ResponseHead, type TransportError, type TransportRequest,
 } from '../src/transport.js';
-import { ROOT, getStats, peer, request, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
+import { ROOT, getStats, maxAcceptQueued, peer, request, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
 
 // --- the decoder, without sockets ---
 
@@ -564,18 +563,6 @@ function load(url: string, seconds: number): Promise<Load> {
   });
 }
 
-/** Samples the backend's accept queue every few ms while `during` runs; returns the most seen queued. */
-async function maxQueued(socketPath: string, during: Promise<unknown>): Promise<number> {
-  let max = 0;
-  let running = true;
-  void during.finally(() => { running = false; });
-  while (running) {
-    max = Math.max(max, acceptQueueOf(socketPath)?.queued ?? 0);
-    await new Promise((r) => setTimeout(r, 3));
-  }
-  return max;
-}
-
 describe.skipIf(!wrk)('learned slots over HTTP (defaults: auto is 8 slots)', () => {
   let front: TestFront | null = null;
   afterEach(async () => { await front?.stop(); front = null; });
@@ -589,7 +576,7 @@ describe.skipIf(!wrk)('learned slots over HTTP (defaults: auto is 8 slots)', () 
     const backend = front.pool.backends[0];
     const socketPath = (backend.address as { path: string }).path;
     const run = load(`${front.url}/Hello/100`, 3);
-    const queued = await maxQueued(socketPath, run);
+    const queued = await maxAcceptQueued([socketPath], run);
     const l = await run;
     expect(l.failures, l.out).toBe(0);
     expect(l.requests).toBeGreaterThan(100);
