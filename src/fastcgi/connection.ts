@@ -127,7 +127,7 @@ export class FcgiConnection implements RecordSink {
   ended = false;
   /** Between the first END_REQUEST that left it idle and FIRST_SETTLE_MS later. */
   settling = false;
-  /** It stayed open after a completed request (or another to the same process did): it honours FCGI_KEEP_CONN; safe to pipeline on. */
+  /** It stayed open FIRST_SETTLE_MS after a completed request (or was opened keepsConnections): reusable at once, safe to pipeline on. */
   proven: boolean;
   /**
    * Another connection to this process answered a second request: the app honours

@@ -378,7 +378,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     if (!refused && !(err.kind === 'closed' && IDEMPOTENT.has(this.head.method))) return false;
     if (!this.bodyTouched) return true;
     // A body sent (even partly) goes again only unread and from the start (a buffered one).
-    if (!err.unread || this.body.rewind === undefined || !this.body.rewind()) return false;
+    if (!err.unread || !this.body.rewind?.()) return false;
     this.bodyTouched = false;
     return true;
   }

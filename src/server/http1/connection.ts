@@ -80,15 +80,12 @@ export class Http1Connection {
   private readonly skipLimit: number;
 
   /**
-   * The socket reads into a buffer shared by all connections (see Http1Server): bytes
-   * kept past onShared() — unparsed rest, body pieces handed on — are copied first.
+   * The read being handled is a view of the buffer all connections share (see Http1Server,
+   * `sharedReads`): bytes kept past onShared() — unparsed rest, body pieces handed on — are copied first.
    */
-  private readonly sharedReads: boolean;
-  /** The read being handled is a view of the shared buffer. */
   private inShared = false;
 
   constructor(state: ServerState, socket: net.Socket, sharedReads = false) {
-    this.sharedReads = sharedReads;
     this.state = state;
     this.socket = socket;
     this.remoteAddress = socket.remoteAddress ?? '';
