@@ -22,7 +22,7 @@ trap cleanup EXIT
 
 start() { # port mode flags...
   local port=$1 mode=$2; shift 2
-  node dist/cli.js run --listen 127.0.0.1:$port --admin off -n 2 --log-level error "$@" -- python3 $backend $mode >/dev/null 2>&1 &
+  ./dist/cli.js run --listen 127.0.0.1:$port --admin off -n 2 --log-level error "$@" -- python3 $backend $mode >/dev/null 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/Hello/1 >/dev/null && return; sleep 0.1; done
   echo "upfront on $port did not start" >&2; exit 1

@@ -23,7 +23,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
 UPFRONT_SOCKET="$TMP/app.sock" node examples/node/http-app.mjs 2>/dev/null & PIDS+=($!)
 for _ in $(seq 1 50); do [ -S "$TMP/app.sock" ] && break; sleep 0.1; done
 
-UP=(node dist/cli.js run --protocol http --admin off --procs 0 --upstream "unix:$TMP/app.sock" --max-requests-per-backend 64 --log-level warn)
+UP=(./dist/cli.js run --protocol http --admin off --procs 0 --upstream "unix:$TMP/app.sock" --max-requests-per-backend 64 --log-level warn)
 start_upfront() { # port extra-args...
   local port=$1; shift
   "${UP[@]}" --listen "127.0.0.1:$port" "$@" >/dev/null 2>"$TMP/upfront-$port.err" & PIDS+=($!); echo $! > "$TMP/pid-$port"

@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 out=$(mktemp -d)
 trap 'rm -rf "$out"; rm -f /tmp/perf-$upid.map' EXIT
-node --perf-basic-prof dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
+# shellcheck disable=SC2046 # the shebang's node flags are words
+node --perf-basic-prof $(sed -n '1s|^#!/usr/bin/env -S node||p' dist/cli.js) dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/Hello/1 >/dev/null && break; sleep 0.1; done
 wrk -t2 -c200 -d3s http://127.0.0.1:$port/Hello/100 >/dev/null
 read -r u0 s0 < <(awk '{print $14, $15}' /proc/$upid/stat)

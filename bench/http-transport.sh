@@ -33,6 +33,6 @@ run() { # name port pid
 }
 node bench/http-proxies.mjs undici 18301 "$TMP/app.sock" 2>/dev/null & P=$!; PIDS+=($P); run "undici 7 (minimal proxy)" 18301 $P; kill $P
 node bench/http-proxies.mjs http-proxy 18302 "$TMP/app.sock" 2>/dev/null & P=$!; PIDS+=($P); run "http-proxy 1.18.1 (minimal proxy)" 18302 $P; kill $P
-node dist/cli.js run --protocol http --listen 127.0.0.1:18303 --admin off --procs 0 --upstream "unix:$TMP/app.sock" --max-requests-per-backend 64 --log-level warn >/dev/null 2>&1 & P=$!; PIDS+=($P); run "upfront --protocol http" 18303 $P; kill $P
+./dist/cli.js run --protocol http --listen 127.0.0.1:18303 --admin off --procs 0 --upstream "unix:$TMP/app.sock" --max-requests-per-backend 64 --log-level warn >/dev/null 2>&1 & P=$!; PIDS+=($P); run "upfront --protocol http" 18303 $P; kill $P
 echo
 echo "command: bench/http-transport.sh --duration $DURATION --connections $CONNS; $(date -u '+%F %T') UTC; nproc $(nproc); node $(node --version); git $(git rev-parse --short HEAD)"

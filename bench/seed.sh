@@ -468,7 +468,7 @@ run_upfront() { # procs overflow-mode
   UPFRONT_ADMIN="$TMP/admin.sock"; rm -f "$UPFRONT_ADMIN"
   args=(run --listen "127.0.0.1:$port" --admin "unix:$UPFRONT_ADMIN" -n "$n" --overflow "$mode" --sample-interval "$SAMPLE_MS")
   [ -n "$BACKLOG" ] && args+=(--backlog "$BACKLOG")
-  start_group "$logf" node "$ROOT/dist/cli.js" "${args[@]}" -- "${BACKEND_ARGV[@]}"
+  start_group "$logf" "$ROOT/dist/cli.js" "${args[@]}" -- "${BACKEND_ARGV[@]}"
   UPFRONT_PID=$STARTED_PID
   if ! wait_ready "$port" "$UPFRONT_PID" "$logf"; then
     fail_row "$label" upfront "$n" "upfront: $READY_ERR"; stop_all; return

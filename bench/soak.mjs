@@ -12,6 +12,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shebangNodeFlags } from '../dist/nodeFlags.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const seconds = Number(process.argv[2] ?? 600);
@@ -24,7 +25,7 @@ function freePort() {
 
 const port = await freePort();
 const adminPort = await freePort();
-const front = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`,
+const front = spawn(process.execPath, [...shebangNodeFlags(path.join(ROOT, 'dist/cli.js')), path.join(ROOT, 'dist/cli.js'), 'run', '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`,
   '-n', '4', '--log-level', 'warn', '--log-format', 'json', '--', 'python3', path.join(ROOT, 'examples/python/hello.py')], { stdio: ['ignore', 'pipe', 'inherit'] });
 let logLines = 0;
 const logKinds = new Map();

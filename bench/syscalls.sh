@@ -13,7 +13,7 @@ examples=$(cd "$(dirname "$0")/.." && pwd)/examples/python/hello.py
 [ -f "$repo/dist/cli.js" ] || (cd "$repo" && npx tsc -p tsconfig.json)
 port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 out=$(mktemp -d)
-(cd "$repo" && exec node dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 "$examples" >/dev/null 2>&1) & upid=$!
+(cd "$repo" && exec ./dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 "$examples" >/dev/null 2>&1) & upid=$!
 trap 'kill -INT $upid 2>/dev/null; wait $upid 2>/dev/null; rm -rf "$out"' EXIT
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/Hello/1 >/dev/null && break; sleep 0.1; done
 apps=$(pgrep -d, -P $upid -f hello.py)

@@ -1,5 +1,11 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
 // upfront's command line: parses flags, loads the config, hands over. Thin on purpose.
+// The shebang's node flags are the front's (whoever starts this file with an explicit node
+// reads them from here: nodeFlags.ts). V8's young generation at 8 MiB a semi-space, not 16:
+// with 16, the old generation's headroom (~23 MiB over ~15 live) is smaller than the young
+// generation, and V8 then starts a full mark-compact after nearly every scavenge under load
+// (3 per 10k requests, each with ~10 ms of marking steps on the main thread and concurrent
+// marking on the other core); with 8, none (bench/gc.sh, bench/RESULTS.md).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

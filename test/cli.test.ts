@@ -5,6 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RUN_OPTION_NAMES } from '../src/config/schema.js';
+import { shebangNodeFlags } from '../src/nodeFlags.js';
 import { PY_HELLO, ROOT, pidAlive, request, tmpDir, waitUntil } from './helpers.js';
 
 const CLI = path.join(ROOT, 'dist/cli.js');
@@ -14,8 +15,10 @@ afterEach(() => {
   for (const p of running.splice(0)) if (p.exitCode === null) p.kill('SIGKILL');
 });
 
-function runCli(args: string[]): { proc: ChildProcess; stdout: () => string; stderr: () => string; exit: Promise<number | null> } {
-  const proc = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `node dist/cli.js ARGS`, or with `asBin` the file itself, as `upfront` runs: its shebang picks node and its flags. */
+function runCli(args: string[], asBin = false): { proc: ChildProcess; stdout: () => string; stderr: () => string; exit: Promise<number | null> } {
+  const proc = asBin ? spawn(CLI, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   running.push(proc);
   let out = '';
   let err = '';
@@ -138,6 +141,21 @@ describe('graceful stop', () => {
     expect(fs.existsSync(socketDir)).toBe(false);
     expect(r.stdout()).toMatch(/"msg":"stopped"/);
     fs.rmSync(parent, { recursive: true, force: true });
+  });
+});
+
+describe('started as the bin', () => {
+  it('node runs with the flags of its shebang (the ones the bench reads), and serves', async () => {
+    const flags = shebangNodeFlags(CLI);
+    expect(flags).toContain('--max-semi-space-size=8');
+    const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '1', '--', 'python3', PY_HELLO], true);
+    const [, base] = await waitForOutput(r.proc, /serving on (http:\/\/[\d.:]+)/, r.stderr);
+    // env execs node in the same process: its argv is node, the flags, the file, the arguments.
+    const argv = fs.readFileSync(`/proc/${r.proc.pid}/cmdline`, 'utf8').split('\0');
+    expect(argv.slice(1, 2 + flags.length)).toEqual([...flags, CLI]);
+    expect((await request(`${base}/Hello/3`)).status).toBe(200);
+    r.proc.kill('SIGTERM');
+    expect(await r.exit).toBe(0);
   });
 });
 

@@ -62,7 +62,8 @@ describe('config/ and deploy/', () => {
   it('the systemd units: upfront takes the socket unit\'s socket itself', () => {
     const service = fs.readFileSync(path.join(ROOT, 'deploy/systemd/upfront.service'), 'utf8');
     const socket = fs.readFileSync(path.join(ROOT, 'deploy/systemd/upfront.socket'), 'utf8');
-    expect(service).toMatch(/^ExecStart=\S*node \S+dist\/cli\.js run .*--listen systemd$/m);
+    // The CLI file itself (its shebang's node flags), not `node FILE`.
+    expect(service).toMatch(/^ExecStart=\/\S+\/dist\/cli\.js run .*--listen systemd$/m);
     expect(service).toMatch(/^Requires=upfront\.socket$/m);
     expect(socket).toMatch(/^Accept=no$/m);
   });

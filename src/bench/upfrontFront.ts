@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shebangNodeFlags } from '../nodeFlags.js';
 import { exited, freePort, get, killGroup, processTrees, stopProcess, waitReady } from './processes.js';
 import type { Protocol } from './results.js';
 import { register, type RunningFront, type SwitchChoice } from './running.js';
@@ -55,7 +56,7 @@ export async function startUpfront(opts: UpfrontRunOptions, procs: number, overf
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'upfront-bench-'));
   const admin = path.join(dir, 'admin.sock');
   const port = await freePort();
-  const args = [CLI, 'run', '--listen', `127.0.0.1:${port}`, '--admin', `unix:${admin}`, '-n', String(procs), '--overflow', overflow,
+  const args = [...shebangNodeFlags(CLI), CLI, 'run', '--listen', `127.0.0.1:${port}`, '--admin', `unix:${admin}`, '-n', String(procs), '--overflow', overflow,
     '--sample-interval', '100', '--log-level', 'error', '--log-format', 'json', '--socket-dir', path.join(dir, 'sockets')];
   // An HTTP app binds its socket itself: its backlog is the app's, not ours to set.
   if (opts.protocol === 'http') args.push('--protocol', 'http');

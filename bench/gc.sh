@@ -1,0 +1,40 @@
+#!/bin/bash
+# V8's garbage collection in the front under the seed load, per node flag set: the front
+# runs under `node --trace-gc-nvp FLAGS dist/cli.js run -n PROCS`, fresh for each set in
+# each round (sets alternate, so a slow minute weighs on all), 2 s of wrk to warm up, then
+# 6 s of `wrk -t2 -c200 --latency /Hello/100`. Per 10,000 requests: full mark-compacts and
+# scavenges with their main-thread pauses (--trace-gc-nvp's pause=), then the front's CPU
+# per request (all its threads: concurrent marking runs beside the main one), req/s and p99.
+# A set is one quoted word of node flags; "" is V8's defaults.
+#
+#   bench/gc.sh [PROCS=2] [ROUNDS=3] [FLAGS...]      e.g. bench/gc.sh 4 5 "" "--max-semi-space-size=8"
+set -euo pipefail
+n=${1:-2}; rounds=${2:-3}; shift 2 || true
+[ $# -gt 0 ] || set -- "" "--max-semi-space-size=8"
+cd "$(dirname "$0")/.."
+[ -f dist/cli.js ] || npx tsc -p tsconfig.json
+out=$(mktemp -d)
+upid=
+trap '[ -n "$upid" ] && kill -INT $upid 2>/dev/null; wait 2>/dev/null; rm -rf "$out"' EXIT
+echo "# git $(git rev-parse --short HEAD), -n $n, $rounds rounds; per 10k requests: mark-compacts (pause ms), scavenges (pause ms); front CPU µs/request"
+for r in $(seq 1 "$rounds"); do
+  for flags in "$@"; do
+    port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+    # shellcheck disable=SC2086 # the flags are words
+    node --trace-gc-nvp $flags dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 examples/python/hello.py > "$out/gc" 2>&1 & upid=$!
+    for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/Hello/1 >/dev/null && break; sleep 0.1; done
+    wrk -t2 -c200 -d2s http://127.0.0.1:$port/Hello/100 >/dev/null
+    lines=$(wc -l < "$out/gc"); cpu0=$(awk '{print $14 + $15}' /proc/$upid/stat)
+    wrk -t2 -c200 -d6s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
+    cpu1=$(awk '{print $14 + $15}' /proc/$upid/stat)
+    req=$(grep -oP '^\s+\K\d+(?= requests in)' "$out/wrk")
+    rps=$(grep -oP '(?<=Requests/sec:)\s+\S+' "$out/wrk" | tr -d ' ')
+    p99=$(awk '/ 99%/ { print $2 }' "$out/wrk")
+    tail -n +$((lines + 1)) "$out/gc" | awk -v label="${flags:-defaults}" -v r="$r" -v req="$req" -v rps="$rps" -v p99="$p99" -v cpu=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" '
+      { for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "pause") p = kv[2]; if (kv[1] == "gc") g = kv[2] }
+        if (g == "mc") { mc++; mcp += p } else if (g == "s") { s++; sp += p } }
+      END { printf "%d %-26s mark-compact %5.2f (%5.1f ms)  scavenge %5.2f (%5.1f ms)  front %5.1f µs/req  %6.0f req/s  p99 %s\n",
+            r, label, mc * 1e4 / req, mcp * 1e4 / req, s * 1e4 / req, sp * 1e4 / req, cpu / hz * 1e6 / req, rps, p99 }'
+    kill -INT $upid; wait $upid 2>/dev/null || true; upid=
+  done
+done
