@@ -49,6 +49,14 @@ export interface CellMetrics {
   frontQueueMax: number | null; // upfront's front queue; null for the other fronts
   cpuFrontSecPer1000: number;   // CPU seconds of the front (every process and thread of it) per 1000 requests
   cpuBackendSecPer1000: number; // CPU seconds of all backend processes per 1000 requests
+  /**
+   * CPU seconds the whole machine was busy per 1000 requests — the front, the backends, the
+   * load tool, the kernel's threads, anything else — and the share of its CPU time that was
+   * busy (%). What is left after the front and the backends is mostly the load tool. Null
+   * where /proc/stat is unreadable, and in results written before 2026-12-02.
+   */
+  cpuMachineSecPer1000?: number | null;
+  machineBusyPct?: number | null;
   memFrontMb: number;
   memBackendMb: number;         // sum of RSS of the backends
 }
@@ -141,6 +149,8 @@ function reduceAll(repeats: CellMetrics[], f: Reducer): CellMetrics {
     frontQueueMax: opt((m) => m.frontQueueMax),
     cpuFrontSecPer1000: num((m) => m.cpuFrontSecPer1000),
     cpuBackendSecPer1000: num((m) => m.cpuBackendSecPer1000),
+    cpuMachineSecPer1000: opt((m) => m.cpuMachineSecPer1000 ?? null),
+    machineBusyPct: opt((m) => m.machineBusyPct ?? null),
     memFrontMb: num((m) => m.memFrontMb),
     memBackendMb: num((m) => m.memBackendMb),
   };

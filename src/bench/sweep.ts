@@ -14,7 +14,7 @@ import { recommend } from './report.js';
 import { failuresOfCell, summarize, successfulRequests, type BenchResults, type Cell, type CellMetrics, type FrontName, type PeerFrontName, type Protocol } from './results.js';
 import type { RunningFront, SwitchChoice } from './running.js';
 import { startUpfront } from './upfrontFront.js';
-import { rssMb } from '../stats/proc.js';
+import { machineCpu, rssMb } from '../stats/proc.js';
 
 export { stopEverything } from './running.js';
 export { which } from './processes.js';
@@ -54,6 +54,7 @@ async function measure(opts: BenchOptions, front: RunningFront, label: string): 
   const backends = await front.backendPids();
   const frontCpu0 = cpuByPid(front.frontPids());
   const backendCpu0 = cpuByPid(backends);
+  const machine0 = machineCpu();
   const eagain0 = await front.eagain();
   const started = Date.now();
   const tick = setInterval(() => {
@@ -69,6 +70,9 @@ async function measure(opts: BenchOptions, front: RunningFront, label: string): 
   const frontPidsNow = front.frontPids();
   const cpuFront = cpuSince(frontCpu0, frontPidsNow);
   const cpuBackends = cpuSince(backendCpu0, backends);
+  const machine1 = machineCpu();
+  const machine = machine0 && machine1 && machine1.all > machine0.all
+    ? { busy: machine1.busy - machine0.busy, all: machine1.all - machine0.all } : null;
   const eagain1 = await front.eagain();
   const requests = Math.max(1, load.requests);
   const metrics: CellMetrics = {
@@ -81,6 +85,8 @@ async function measure(opts: BenchOptions, front: RunningFront, label: string): 
     frontQueueMax: await front.frontQueueMax(),
     cpuFrontSecPer1000: Math.round((cpuFront / requests) * 1000 * 1000) / 1000,
     cpuBackendSecPer1000: Math.round((cpuBackends / requests) * 1000 * 1000) / 1000,
+    cpuMachineSecPer1000: machine ? Math.round((machine.busy / requests) * 1000 * 1000) / 1000 : null,
+    machineBusyPct: machine ? Math.round((machine.busy / machine.all) * 1000) / 10 : null,
     memFrontMb: Math.round(frontPidsNow.reduce((a, p) => a + rssMb(p), 0) * 10) / 10,
     memBackendMb: Math.round(backends.reduce((a, p) => a + rssMb(p), 0) * 10) / 10,
   };

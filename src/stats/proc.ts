@@ -1,4 +1,4 @@
-// CPU seconds and resident memory of processes, from /proc (bench cells, --max-rss).
+// CPU seconds and resident memory of processes, and the machine's CPU, from /proc (bench cells, --max-rss).
 import fs from 'node:fs';
 
 const CLK_TCK = 100; // Linux USER_HZ: /proc/PID/stat times are in 1/100 s on every mainstream kernel
@@ -11,6 +11,24 @@ export function cpuSeconds(pid: number): number {
     return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime (fields 14, 15)
   } catch {
     return 0;
+  }
+}
+
+/**
+ * The whole machine's CPU seconds so far (/proc/stat's first line): busy (user, nice,
+ * system, irq, softirq) and all (busy, idle, iowait). Steal — time the hypervisor gave
+ * to someone else — is in neither: the machine did not have it. Null where unreadable.
+ */
+export function machineCpu(): { busy: number; all: number } | null {
+  try {
+    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    if (f.length < 7 || f.some((x) => !Number.isFinite(x))) return null;
+    const [user, nice, system, idle, iowait, irq, softirq] = f;
+    const busy = (user + nice + system + irq + softirq) / CLK_TCK;
+    return { busy, all: busy + (idle + iowait) / CLK_TCK };
+  } catch {
+    return null;
   }
 }
 
