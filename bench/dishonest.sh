@@ -13,7 +13,7 @@
 set -euo pipefail
 rounds=${1:-3}; secs=${2:-10}
 cd "$(dirname "$0")/.."
-[ -f dist/cli.js ] || npx tsc -p tsconfig.json
+[ -x dist/cli.js ] || npm run build --silent
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 backend=test/fixtures/capacity-backend.py
 pids=()

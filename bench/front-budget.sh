@@ -8,7 +8,7 @@
 set -euo pipefail
 n=${1:-2}; secs=${2:-8}
 cd "$(dirname "$0")/.."
-[ -f dist/cli.js ] || npx tsc -p tsconfig.json
+[ -x dist/cli.js ] || npm run build --silent
 port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 out=$(mktemp -d)
 trap 'rm -rf "$out"; rm -f /tmp/perf-$upid.map' EXIT

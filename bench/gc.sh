@@ -12,7 +12,7 @@ set -euo pipefail
 n=${1:-2}; rounds=${2:-3}; shift 2 || true
 [ $# -gt 0 ] || set -- "" "--max-semi-space-size=8"
 cd "$(dirname "$0")/.."
-[ -f dist/cli.js ] || npx tsc -p tsconfig.json
+[ -x dist/cli.js ] || npm run build --silent
 out=$(mktemp -d)
 upid=
 trap '[ -n "$upid" ] && kill -INT $upid 2>/dev/null; wait 2>/dev/null; rm -rf "$out"' EXIT

@@ -8,7 +8,7 @@ DURATION=10; CONNS=50; PATH_=/Hello/100
 while [ $# -gt 0 ]; do case "$1" in
   --duration) DURATION=$2; shift 2;; --connections) CONNS=$2; shift 2;; *) echo "unknown option $1" >&2; exit 2;; esac; done
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-[ -f dist/cli.js ] || npx tsc -p .
+[ -x dist/cli.js ] || npm run build --silent
 TMP=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT INT TERM

@@ -142,9 +142,9 @@ for f in $FRONTS; do
     upfront)
       if ! need_pkg node nodejs; then
         SKIP_NOTES+=("upfront front skipped: node missing")
-      elif [ ! -f "$ROOT/dist/cli.js" ]; then
-        log "dist/cli.js not found — build it first: (cd $ROOT && npx tsc)"
-        SKIP_NOTES+=("upfront front skipped: dist/cli.js not built (run npx tsc)")
+      elif [ ! -x "$ROOT/dist/cli.js" ]; then
+        log "dist/cli.js not built (or not executable) — build it first: (cd $ROOT && npm run build)"
+        SKIP_NOTES+=("upfront front skipped: dist/cli.js not built (run npm run build)")
       else
         RUN_FRONTS+=" upfront"
       fi

@@ -10,7 +10,7 @@ set -euo pipefail
 n=${1:-4}
 repo=$(cd "${2:-$(dirname "$0")/..}" && pwd)
 examples=$(cd "$(dirname "$0")/.." && pwd)/examples/python/hello.py
-[ -f "$repo/dist/cli.js" ] || (cd "$repo" && npx tsc -p tsconfig.json)
+[ -x "$repo/dist/cli.js" ] || (cd "$repo" && npm run build --silent)
 port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
 out=$(mktemp -d)
 (cd "$repo" && exec ./dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 "$examples" >/dev/null 2>&1) & upid=$!
