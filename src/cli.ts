@@ -5,7 +5,7 @@
 // with 16, the old generation's headroom (~23 MiB over ~15 live) is smaller than the young
 // generation, and V8 then starts a full mark-compact after nearly every scavenge under load
 // (3 per 10k requests, each with ~10 ms of marking steps on the main thread and concurrent
-// marking on the other core); with 8, none (bench/gc.sh, bench/RESULTS.md).
+// marking on the other core); with 8, rarely (1 of 24 fresh fronts; bench/gc.sh, bench/RESULTS.md).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
