@@ -164,8 +164,6 @@ interface CellRun {
   lastWords: string;
   /** The last load tool failure (a run lost). */
   loadError: string;
-  /** The front could not start or the measurement broke: no further runs. */
-  broken: boolean;
 }
 
 /** Run `r` of a cell: start its front, measure, stop it. */
@@ -240,7 +238,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     const inner = [...(opts.protocol === 'http' ? ['http'] : []), ...(p.overflow ? [p.overflow] : [])];
     const label = `[${i + 1}/${plan.length}] ${p.front}${inner.length ? ` (${inner.join(', ')})` : ''}${p.sw ? ` mt=${p.sw.multithreaded} mpx=${p.sw.multiplexed}` : ''} procs=${p.procs}`;
     const cell: Cell = { front: p.front, protocol: opts.protocol, overflow: p.overflow, procs: p.procs, switches: p.sw ?? { multithreaded: false, multiplexed: false }, ...(p.front === 'upfront' && !p.sw && opts.switches.length > 1 ? { switchesAuto: true } : {}), repeats: [], median: null, min: null, max: null, error: null, notes: [] };
-    return { plan: p, label, cell, lastWords: '', loadError: '', broken: false };
+    return { plan: p, label, cell, lastWords: '', loadError: '' };
   });
   // Rounds: each runs every cell of one process count once, in turn. On a shared machine
   // whose speed drifts over minutes, a drift then weighs on every front alike, and each
@@ -249,12 +247,11 @@ export async function runBench(opts: BenchOptions): Promise<BenchResults> {
     const group = runs.filter((c) => c.plan.procs === procs);
     for (let r = 0; r < opts.repeat; r++) {
       for (const c of group) {
-        if (c.broken) continue;
+        if (c.cell.error !== null) continue; // the front could not start or the measurement broke: no further runs
         try {
           await runOnce(opts, c, r, configKept);
         } catch (err) {
           c.cell.error = (err as Error).message;
-          c.broken = true;
         }
       }
     }
