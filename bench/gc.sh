@@ -9,7 +9,7 @@
 #
 #   bench/gc.sh [PROCS=2] [ROUNDS=3] [FLAGS...]      e.g. bench/gc.sh 4 5 "" "--max-semi-space-size=8"
 set -euo pipefail
-n=${1:-2}; rounds=${2:-3}; shift 2 || true
+n=${1:-2}; rounds=${2:-3}; shift $(( $# < 2 ? $# : 2 ))
 [ $# -gt 0 ] || set -- "" "--max-semi-space-size=8"
 cd "$(dirname "$0")/.."
 [ -x dist/cli.js ] || npm run build --silent
