@@ -10,11 +10,15 @@
 //     accepted end (sock_diag UNIX_DIAG_PEER), found in that process's /proc/PID/fd.
 //     (SO_PEERCRED cannot: on a connect()ed unix socket it names the process that
 //     called listen(), which is upfront for every child.)
+//  5. the calling thread's CPU scheduling policy (sched_getscheduler/sched_setscheduler
+//     on tid 0): set around spawn() so that a child starts under SCHED_BATCH (fork copies
+//     the calling thread's policy), as `chrt --batch 0 COMMAND` would, with no window.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -34,7 +38,7 @@ static napi_value throw_errno(napi_env env, const char *syscall, int err, const 
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
   napi_create_error(env, NULL, m, &e);
   const char *name = err == EADDRINUSE ? "EADDRINUSE" : err == EACCES ? "EACCES" : err == ENOENT ? "ENOENT"
-                   : err == ENAMETOOLONG ? "ENAMETOOLONG" : err == EINVAL ? "EINVAL" : "EIO";
+                   : err == ENAMETOOLONG ? "ENAMETOOLONG" : err == EINVAL ? "EINVAL" : err == EPERM ? "EPERM" : "EIO";
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
   napi_set_named_property(env, e, "code", code);
   napi_create_int32(env, -err, &errnoV);
@@ -175,12 +179,41 @@ static napi_value PeerInode(napi_env env, napi_callback_info info) {
   return nul;
 }
 
+// threadSched(): [policy, priority] of the calling thread (SCHED_RESET_ON_FORK masked out)
+static napi_value ThreadSched(napi_env env, napi_callback_info info) {
+  (void)info;
+  int policy = sched_getscheduler(0);
+  struct sched_param param = { 0 };
+  if (policy < 0 || sched_getparam(0, &param) != 0) return throw_errno(env, "sched_getscheduler", errno, NULL);
+  napi_value out, v;
+  napi_create_array_with_length(env, 2, &out);
+  napi_create_int32(env, policy & ~SCHED_RESET_ON_FORK, &v); napi_set_element(env, out, 0, v);
+  napi_create_int32(env, param.sched_priority, &v); napi_set_element(env, out, 1, v);
+  return out;
+}
+
+// setThreadSched(policy: number, priority: number): void, for the calling thread
+static napi_value SetThreadSched(napi_env env, napi_callback_info info) {
+  size_t argc = 2; napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t policy = 0, priority = 0;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &policy) != napi_ok || napi_get_value_int32(env, argv[1], &priority) != napi_ok) {
+    napi_throw_type_error(env, NULL, "policy and priority must be numbers");
+    return NULL;
+  }
+  struct sched_param param = { .sched_priority = priority };
+  if (sched_setscheduler(0, policy, &param) != 0) return throw_errno(env, "sched_setscheduler", errno, NULL);
+  return NULL;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "listenUnix", NULL, ListenUnix, NULL, NULL, NULL, napi_default, NULL },
     { "closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_default, NULL },
     { "acceptQueues", NULL, AcceptQueues, NULL, NULL, NULL, napi_default, NULL },
     { "peerInode", NULL, PeerInode, NULL, NULL, NULL, napi_default, NULL },
+    { "threadSched", NULL, ThreadSched, NULL, NULL, NULL, napi_default, NULL },
+    { "setThreadSched", NULL, SetThreadSched, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

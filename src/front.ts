@@ -109,6 +109,7 @@ export class Front {
       protocol: c.protocol,
       maxRssMb: c.maxRss,
       socketFd: c.socketFd,
+      schedPolicy: c.schedPolicy,
       user: c.user,
       group: c.group,
     }, this.pool, logger) : null;

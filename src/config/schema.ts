@@ -182,6 +182,8 @@ export const runSchema = z.object({
   forwarded: bool.prefault(false),
   'max-rss': int(0, 1_000_000).prefault(0),
   'socket-fd': z.enum(['0', 'systemd'], { message: 'expected 0 or systemd' }).prefault('0'),
+  // SCHED_BATCH by default: a woken app does not preempt the front (supervisor/schedPolicy.ts).
+  'sched-policy': z.enum(['batch', 'other'], { message: 'expected batch or other' }).prefault('batch'),
   protocol: z.enum(['fastcgi', 'http'], { message: 'expected fastcgi or http' }).prefault('fastcgi'),
   socket: z.enum(['per-process', 'shared'], { message: 'expected per-process or shared' }).prefault('per-process'),
   backlog: int(1, 65535).prefault(1024),

@@ -1,6 +1,7 @@
 // The small native addon (native/upfront_sock.c): listening unix sockets the parent
 // never accepts on, the kernel's accept queues (sock_diag), and the accepted end of a
-// connection (sock_diag): whether the app accepted it yet, and which process serves it.
+// connection (sock_diag): whether the app accepted it yet, and which process serves it;
+// the calling thread's CPU scheduling policy (the children inherit it at fork).
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +11,8 @@ interface SockAddon {
   closeFd(fd: number): void;
   acceptQueues(): Array<[number, string, number, number]>;
   peerInode(fd: number): [number, number] | null;
+  threadSched(): [number, number];
+  setThreadSched(policy: number, priority: number): void;
 }
 
 const require = createRequire(import.meta.url);
@@ -22,6 +25,10 @@ try {
 }
 
 export const listenUnix = addon.listenUnix;
+/** The calling thread's scheduling policy (SCHED_OTHER 0, SCHED_BATCH 3, ...) and priority. */
+export const threadSched = addon.threadSched;
+/** Sets the calling thread's policy and priority (sched_setscheduler(0, ...)); throws with the errno. */
+export const setThreadSched = addon.setThreadSched;
 export const closeFd = addon.closeFd;
 
 export interface AcceptQueue {

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Logger } from 'pino';
+import { spawnUnderPolicy, type SchedPolicy } from './schedPolicy.js';
 import { ProcessGroupWatchdog } from './watchdog.js';
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => {
@@ -21,6 +22,8 @@ export interface ChildSpec {
   identity?: { user: string; uid: number; gid: number } | null;
   /** systemd-style socket passing: the socket as fd 3, LISTEN_FDS=1, LISTEN_PID = the child's pid. */
   systemd?: boolean;
+  /** The CPU scheduling policy it starts under (schedPolicy.ts); absent: the front's own. */
+  schedPolicy?: SchedPolicy;
 }
 
 export interface ChildExit {
@@ -30,6 +33,9 @@ export interface ChildExit {
   spawnError?: NodeJS.ErrnoException;
   uptimeMs: number;
 }
+
+/** A refused scheduling policy is said once per front, not at every restart. */
+let schedWarned = false;
 
 /** How long an exited child's output pipes may take to drain before its exit is reported anyway. */
 const STDIO_DRAIN_MS = 200;
@@ -54,7 +60,7 @@ export class Child {
     const stdio: Array<number | 'ignore' | 'pipe'> = spec.systemd
       ? ['ignore', 'pipe', 'pipe', spec.listenFd ?? 'ignore']
       : [spec.listenFd ?? 'ignore', 'pipe', 'pipe'];
-    this.process = spawn(command, args, {
+    const start = (): ChildProcess => spawn(command, args, {
       stdio,
       env: spec.env,
       cwd: spec.cwd,
@@ -62,6 +68,17 @@ export class Child {
       // stops the children in order, after in-flight requests.
       detached: true,
     });
+    if (spec.schedPolicy) {
+      const { result, error } = spawnUnderPolicy(spec.schedPolicy, start);
+      this.process = result;
+      if (error && !schedWarned) {
+        schedWarned = true;
+        log.warn({ backend: backendId, pid: result.pid, errno: error.code, sched: spec.schedPolicy },
+          `could not set the CPU scheduling policy ${spec.schedPolicy} for the backends (${error.message}): they run under the front's own; --sched-policy other stops trying`);
+      }
+    } else {
+      this.process = start();
+    }
     const pid = this.process.pid;
     // If upfront is killed, the watchdog kills this group: workers the child forks too.
     const watchdog = pid !== undefined ? ProcessGroupWatchdog.get(log) : null;

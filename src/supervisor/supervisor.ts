@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { resolveIdentity, type Identity } from '../config/identity.js';
+import type { SchedPolicy } from './schedPolicy.js';
 import type { BackendFactory, BackendSource } from '../pool/backendSource.js';
 import type { Pool } from '../pool/pool.js';
 import type { SwitchSettings } from '../pool/switches.js';
@@ -46,6 +47,8 @@ export interface SupervisorOptions {
   maxRssMb: number;
   /** '0': the socket as fd 0 (FCGI_LISTENSOCK_FILENO); 'systemd': as fd 3 with LISTEN_FDS=1, LISTEN_PID. */
   socketFd: '0' | 'systemd';
+  /** The CPU scheduling policy the processes start under (schedPolicy.ts). */
+  schedPolicy: SchedPolicy;
   /** Drop the children's privileges to this user (and group) when upfront runs as root. */
   user?: string;
   group?: string;
@@ -153,6 +156,7 @@ export class Supervisor implements BackendSource {
       cwd: o.cwd,
       listenFd: socket.fd,
       identity: this.identity,
+      schedPolicy: o.schedPolicy,
     };
   }
 

@@ -1,0 +1,62 @@
+// The processes start under SCHED_BATCH (or the policy asked for), set around fork so
+// there is no window, and the front's own thread keeps its policy. Read back from the
+// kernel: /proc/PID/stat field 41 (0 SCHED_OTHER, 3 SCHED_BATCH).
+import fs from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { setThreadSched, threadSched } from '../src/native/sock.js';
+import { spawnUnderPolicy } from '../src/supervisor/schedPolicy.js';
+import { PY_HELLO, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
+import { spawn } from 'node:child_process';
+
+const SCHED_OTHER = 0;
+const SCHED_BATCH = 3;
+
+/** The scheduling policy of thread/process `pid` (fields after the last ')': state is field 3, policy 41). */
+function policyOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+}
+
+let front: TestFront | null = null;
+afterEach(async () => { await front?.stop(); front = null; });
+
+describe('the processes\' CPU scheduling policy', () => {
+  it('by default every process, restarted ones too, runs under SCHED_BATCH; the front stays SCHED_OTHER', async () => {
+    front = await startTestFront({ procs: 2, 'restart-backoff': 50, command: ['python3', PY_HELLO] });
+    const f = front;
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+    const pids = f.pool.backends.map((b) => b.pid!);
+    expect(pids.map(policyOf)).toEqual([SCHED_BATCH, SCHED_BATCH]);
+    expect(policyOf(process.pid)).toBe(SCHED_OTHER);
+    process.kill(pids[0], 'SIGKILL');
+    await waitUntil(() => f.pool.backends[0].state === 'ready' && f.pool.backends[0].pid !== pids[0], 'b0 restarted');
+    expect(policyOf(f.pool.backends[0].pid!)).toBe(SCHED_BATCH);
+    expect(policyOf(process.pid)).toBe(SCHED_OTHER);
+  });
+
+  it('sched-policy other: the processes run under SCHED_OTHER', async () => {
+    front = await startTestFront({ procs: 1, 'sched-policy': 'other', command: ['python3', PY_HELLO] });
+    expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
+    expect(policyOf(front.pool.backends[0].pid!)).toBe(SCHED_OTHER);
+  });
+
+  it('spawnUnderPolicy: the child gets the policy, the calling thread gets its own back, whichever it was', async () => {
+    const own = threadSched();
+    try {
+      for (const [threadPolicy, wanted, expected] of [[SCHED_OTHER, 'batch', SCHED_BATCH], [SCHED_BATCH, 'other', SCHED_OTHER], [SCHED_BATCH, 'batch', SCHED_BATCH]] as const) {
+        setThreadSched(threadPolicy, 0);
+        const { result: child, error } = spawnUnderPolicy(wanted, () => spawn('sleep', ['5'], { stdio: 'ignore' }));
+        try {
+          expect(error).toBeNull();
+          expect(policyOf(child.pid!)).toBe(expected);
+          expect(threadSched()[0]).toBe(threadPolicy);
+        } finally {
+          child.kill('SIGKILL');
+          await new Promise((resolve) => child.once('exit', resolve));
+        }
+      }
+    } finally {
+      setThreadSched(own[0], own[1]);
+    }
+  });
+});
