@@ -17,8 +17,8 @@ TMP=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; [ -n "$NGINX" ] && [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT INT TERM
 TICK=$(getconf CLK_TCK)
-# CPU of a process tree (nginx: master + worker).
-cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
+# CPU of a process tree (nginx: master + worker): cpu_ticks.
+. bench/lib.sh
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 UPFRONT_SOCKET="$TMP/app.sock" node examples/node/http-app.mjs 2>/dev/null & PIDS+=($!)
 for _ in $(seq 1 50); do [ -S "$TMP/app.sock" ] && break; sleep 0.1; done
@@ -50,11 +50,11 @@ http {
 NGX
   "$NGINX" -p "$TMP/" -c "$TMP/nginx.conf" 2>"$TMP/nginx.err" & PIDS+=($!)
 fi
-wait_ok() { for _ in $(seq 1 100); do curl -skf -o /dev/null "$1$PATH_" && return 0; sleep 0.1; done; echo "$1 did not answer" >&2; cat "$TMP"/*.err "$TMP/nginx-error.log" >&2 2>/dev/null; return 1; }
+wait_front() { wait_ok "$1$PATH_" && return 0; cat "$TMP"/*.err "$TMP/nginx-error.log" >&2 2>/dev/null; return 1; }
 CONFIGS=("upfront, access log off|http://127.0.0.1:18401|upfront|18401" "upfront, access log combined (file)|http://127.0.0.1:18402|upfront|18402"
   "upfront, access log json (file)|http://127.0.0.1:18403|upfront|18403" "upfront, TLS (HTTP/1.1, kept connections)|https://127.0.0.1:18404|upfront|18404")
 [ -n "$NGINX" ] && CONFIGS+=("nginx, access_log off|http://127.0.0.1:18411|nginx|" "nginx, access_log combined buffer=64k|http://127.0.0.1:18412|nginx|" "nginx, TLS (HTTP/1.1, kept connections)|https://127.0.0.1:18413|nginx|")
-for c in "${CONFIGS[@]}"; do IFS='|' read -r _ url _ _ <<<"$c"; wait_ok "$url"; done
+for c in "${CONFIGS[@]}"; do IFS="|" read -r _ url _ _ <<<"$c"; wait_front "$url"; done
 pids_of() { # kind port
   if [ "$1" = upfront ]; then cat "$TMP/pid-$2"; else local m; m=$(cat "$TMP/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')"; fi
 }
@@ -66,9 +66,9 @@ for round in $(seq 1 "$ROUNDS"); do
     # shellcheck disable=SC2046
     set -- $(pids_of "$kind" "$port")
     wrk -t2 -c"$CONNS" -d1s "$url$PATH_" >/dev/null 2>&1
-    c0=$(cpu "$@")
+    c0=$(cpu_ticks "$@")
     out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" "$url$PATH_")
-    c1=$(cpu "$@")
+    c1=$(cpu_ticks "$@")
     reqs=$(grep -oP '^\s+\K\d+(?= requests in)' <<<"$out")
     rps=$(grep -oP 'Requests/sec:\s+\K[\d.]+' <<<"$out")
     bad=$(( $(grep -oP 'Non-2xx or 3xx responses: \K\d+' <<<"$out" || echo 0) + $(grep -oP 'Socket errors: connect \K\d+' <<<"$out" || echo 0) ))

@@ -8,13 +8,14 @@
 set -euo pipefail
 n=${1:-2}; secs=${2:-8}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 [ -x dist/cli.js ] || npm run build --silent
-port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+port=$(free_port)
 out=$(mktemp -d)
 trap 'rm -rf "$out"; rm -f /tmp/perf-$upid.map' EXIT
 # shellcheck disable=SC2046 # the shebang's node flags are words
 node --perf-basic-prof $(sed -n '1s|^#!/usr/bin/env -S node||p' dist/cli.js) dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
-for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/Hello/1 >/dev/null && break; sleep 0.1; done
+wait_ok http://127.0.0.1:$port/Hello/1
 wrk -t2 -c200 -d3s http://127.0.0.1:$port/Hello/100 >/dev/null
 read -r u0 s0 < <(awk '{print $14, $15}' /proc/$upid/stat)
 wrk -t2 -c200 -d$((secs + 2))s http://127.0.0.1:$port/Hello/100 > "$out/wrk" & w=$!

@@ -12,6 +12,7 @@ set -euo pipefail
 n=${1:-2}; rounds=${2:-3}; shift $(( $# < 2 ? $# : 2 ))
 [ $# -gt 0 ] || set -- "" "--max-semi-space-size=8"
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 [ -x dist/cli.js ] || npm run build --silent
 out=$(mktemp -d)
 upid=
@@ -19,14 +20,14 @@ trap '[ -n "$upid" ] && kill -INT $upid 2>/dev/null; wait 2>/dev/null; rm -rf "$
 echo "# git $(git rev-parse --short HEAD), -n $n, $rounds rounds; per 10k requests: mark-compacts (pause ms), scavenges (pause ms); front CPU µs/request"
 for r in $(seq 1 "$rounds"); do
   for flags in "$@"; do
-    port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+    port=$(free_port)
     # shellcheck disable=SC2086 # the flags are words
     node --trace-gc-nvp $flags dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 examples/python/hello.py > "$out/gc" 2>&1 & upid=$!
-    for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/Hello/1 >/dev/null && break; sleep 0.1; done
+    wait_ok http://127.0.0.1:$port/Hello/1
     wrk -t2 -c200 -d2s http://127.0.0.1:$port/Hello/100 >/dev/null
-    lines=$(wc -l < "$out/gc"); cpu0=$(awk '{print $14 + $15}' /proc/$upid/stat)
+    lines=$(wc -l < "$out/gc"); cpu0=$(cpu_ticks $upid)
     wrk -t2 -c200 -d6s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
-    cpu1=$(awk '{print $14 + $15}' /proc/$upid/stat)
+    cpu1=$(cpu_ticks $upid)
     req=$(grep -oP '^\s+\K\d+(?= requests in)' "$out/wrk")
     rps=$(grep -oP '(?<=Requests/sec:)\s+\S+' "$out/wrk" | tr -d ' ')
     p99=$(awk '/ 99%/ { print $2 }' "$out/wrk")

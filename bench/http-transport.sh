@@ -13,18 +13,17 @@ TMP=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT INT TERM
 TICK=$(getconf CLK_TCK)
-cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
-wait_ok() { for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$1/Hello/1" && return 0; sleep 0.1; done; echo "front on $1 did not answer" >&2; return 1; }
+. bench/lib.sh
 UPFRONT_SOCKET="$TMP/app.sock" node examples/node/http-app.mjs 2>/dev/null & PIDS+=($!)
 for _ in $(seq 1 50); do [ -S "$TMP/app.sock" ] && break; sleep 0.1; done
 echo "| front | req/s | p99 ms | non-2xx | front CPU µs/req |"
 echo "|---|---:|---:|---:|---:|"
 run() { # name port pid
-  wait_ok "$2"
+  wait_ok "http://127.0.0.1:$2/Hello/1"
   wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$2$PATH_" >/dev/null 2>&1
-  local c0; c0=$(cpu "$3")
+  local c0; c0=$(cpu_ticks "$3")
   local out; out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$2$PATH_")
-  local c1; c1=$(cpu "$3")
+  local c1; c1=$(cpu_ticks "$3")
   local rps; rps=$(grep -oP 'Requests/sec:\s+\K[\d.]+' <<<"$out")
   local p99; p99=$(grep -oP '^\s+99%\s+\K\S+' <<<"$out")
   local non2xx; non2xx=$(grep -oP 'Non-2xx or 3xx responses: \K\d+' <<<"$out" || echo 0)

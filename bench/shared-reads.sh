@@ -2,18 +2,19 @@
 # CPU per request of the public read path, stream reads against one shared read buffer
 # (bench/shared-reads.mjs): ROUNDS alternating rounds of wrk -t2 -c200 for 4 s (after 1 s
 # of warm-up), the server's CPU (utime+stime from /proc) over wrk's requests.
-#   bench/shared-reads.sh [ROUNDS=3] [PORT=28301]
+#   bench/shared-reads.sh [ROUNDS=3] [PORT=a free one]
 set -euo pipefail
-rounds=${1:-3}; port=${2:-28301}
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+rounds=${1:-3}; port=${2:-$(free_port)}
 for _ in $(seq 1 "$rounds"); do
   for mode in data shared; do
     node "$here/shared-reads.mjs" $mode "$port" & pid=$!
-    for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/" -o /dev/null && break; sleep 0.05; done
+    wait_ok "http://127.0.0.1:$port/"
     wrk -t2 -c200 -d1s "http://127.0.0.1:$port/" >/dev/null
-    c0=$(awk '{print $14+$15}' /proc/$pid/stat)
+    c0=$(cpu_ticks $pid)
     out=$(wrk -t2 -c200 -d4s "http://127.0.0.1:$port/")
-    c1=$(awk '{print $14+$15}' /proc/$pid/stat)
+    c1=$(cpu_ticks $pid)
     kill $pid; wait $pid 2>/dev/null || true
     n=$(echo "$out" | grep -oP '^\s+\K\d+(?= requests in)')
     rps=$(echo "$out" | grep -oP '(?<=Requests/sec:)\s+\S+' | tr -d ' ')

@@ -10,12 +10,13 @@ set -euo pipefail
 n=${1:-4}
 repo=$(cd "${2:-$(dirname "$0")/..}" && pwd)
 examples=$(cd "$(dirname "$0")/.." && pwd)/examples/python/hello.py
+. "$(dirname "$0")/lib.sh"
 [ -x "$repo/dist/cli.js" ] || (cd "$repo" && npm run build --silent)
-port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+port=$(free_port)
 out=$(mktemp -d)
 (cd "$repo" && exec ./dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 "$examples" >/dev/null 2>&1) & upid=$!
 trap 'kill -INT $upid 2>/dev/null; wait $upid 2>/dev/null; rm -rf "$out"' EXIT
-for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/Hello/1 >/dev/null && break; sleep 0.1; done
+wait_ok http://127.0.0.1:$port/Hello/1
 apps=$(pgrep -d, -P $upid -f hello.py)
 wrk -t2 -c200 -d2s http://127.0.0.1:$port/Hello/100 >/dev/null
 wrk -t2 -c200 -d6s http://127.0.0.1:$port/Hello/100 > "$out/wrk" & w=$!
