@@ -253,6 +253,11 @@ describe('renderReportHtml (as text)', () => {
     expect(html.match(/class="whisker"/g)?.length).toBe(2 * 9); // 9 measured cells, rps + p99
     expect(html).not.toMatch(/https?:\/\/(?!www\.w3\.org\/2000\/svg)/); // no network references
   });
+
+  it('says under which CPU scheduling policy each side\'s processes ran', () => {
+    const html = renderReportHtml(load());
+    expect(html).toMatch(/<dt>scheduling<\/dt><dd>upfront starts its processes under SCHED_BATCH \(its default, --sched-policy\); the peers&#39; processes/);
+  });
 });
 
 describe.skipIf(!hasChromium)('renderReportHtml in headless Chromium', () => {
