@@ -86,12 +86,22 @@ export class BodySpool implements BodySink, BodySource {
     }
     const filePath = this.filePath;
     this.filePath = null;
-    const rs = fs.createReadStream(filePath, { highWaterMark: 64 * 1024 });
+    // Opened, then gone from the directory at once: nothing is left behind whatever happens
+    // next, and not after the response either (an unlink on the stream's close could be).
+    let fd: number;
+    try {
+      fd = fs.openSync(filePath, 'r');
+    } catch (err) {
+      fs.unlink(filePath, () => {});
+      sink.onBodyError(err as Error);
+      return;
+    }
+    try { fs.unlinkSync(filePath); } catch { /* already gone: the fd still reads it */ }
+    const rs = fs.createReadStream('', { fd, highWaterMark: 64 * 1024 });
     this.replaying = rs;
     rs.on('data', (c) => { if (!sink.onBodyData(c as Buffer)) rs.pause(); });
     rs.once('end', () => sink.onBodyEnd());
     rs.once('error', (err) => sink.onBodyError(err));
-    rs.once('close', () => fs.unlink(filePath, () => {}));
   }
 
   private pump(): void {
