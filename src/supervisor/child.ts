@@ -22,8 +22,8 @@ export interface ChildSpec {
   identity?: { user: string; uid: number; gid: number } | null;
   /** systemd-style socket passing: the socket as fd 3, LISTEN_FDS=1, LISTEN_PID = the child's pid. */
   systemd?: boolean;
-  /** The CPU scheduling policy it starts under (schedPolicy.ts); absent: the front's own. */
-  schedPolicy?: SchedPolicy;
+  /** The CPU scheduling policy it starts under (schedPolicy.ts). */
+  schedPolicy: SchedPolicy;
 }
 
 export interface ChildExit {
@@ -68,16 +68,12 @@ export class Child {
       // stops the children in order, after in-flight requests.
       detached: true,
     });
-    if (spec.schedPolicy) {
-      const { result, error } = spawnUnderPolicy(spec.schedPolicy, start);
-      this.process = result;
-      if (error && !schedWarned) {
-        schedWarned = true;
-        log.warn({ backend: backendId, pid: result.pid, errno: error.code, sched: spec.schedPolicy },
-          `could not set the CPU scheduling policy ${spec.schedPolicy} for the backends (${error.message}): they run under the front's own; --sched-policy other stops trying`);
-      }
-    } else {
-      this.process = start();
+    const { result, error } = spawnUnderPolicy(spec.schedPolicy, start);
+    this.process = result;
+    if (error && !schedWarned) {
+      schedWarned = true;
+      log.warn({ backend: backendId, pid: result.pid, errno: error.code, sched: spec.schedPolicy },
+        `could not set the CPU scheduling policy ${spec.schedPolicy} for the backends (${error.message}): they run under the front's own; --sched-policy other stops trying`);
     }
     const pid = this.process.pid;
     // If upfront is killed, the watchdog kills this group: workers the child forks too.
