@@ -13,6 +13,7 @@
 set -euo pipefail
 rounds=${1:-3}; secs=${2:-10}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 [ -x dist/cli.js ] || npm run build --silent
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 backend=test/fixtures/capacity-backend.py
@@ -31,7 +32,7 @@ start() { # port mode flags...
 run() { # label port
   local out; out=$(wrk -t2 -c200 -d${secs}s --timeout 10s http://127.0.0.1:$2/Hello/10)
   local rps fail non2xx
-  rps=$(echo "$out" | grep -oP '(?<=Requests/sec:)\s+\S+' | tr -d ' ')
+  rps=$(wrk_rps <<<"$out")
   fail=$(echo "$out" | awk '/Socket errors/ { for (i = 3; i <= NF; i++) s += $i + 0 } END { print s + 0 }')
   non2xx=$(echo "$out" | grep -oP '(?<=Non-2xx or 3xx responses: )\d+' || echo 0)
   echo "$1 rps=$rps socket_errors=${fail:-0} non2xx=${non2xx:-0}"

@@ -69,8 +69,7 @@ for round in $(seq 1 "$ROUNDS"); do
     c0=$(cpu_ticks "$@")
     out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" "$url$PATH_")
     c1=$(cpu_ticks "$@")
-    reqs=$(grep -oP '^\s+\K\d+(?= requests in)' <<<"$out")
-    rps=$(grep -oP 'Requests/sec:\s+\K[\d.]+' <<<"$out")
+    reqs=$(wrk_requests <<<"$out"); rps=$(wrk_rps <<<"$out")
     bad=$(( $(grep -oP 'Non-2xx or 3xx responses: \K\d+' <<<"$out" || echo 0) + $(grep -oP 'Socket errors: connect \K\d+' <<<"$out" || echo 0) ))
     us=$(python3 -c "print(round(($c1-$c0)/$TICK*1e6/$reqs,1))")
     echo "| $round | $name | $rps | $bad | $us |"

@@ -22,9 +22,9 @@ wrk -t2 -c200 -d$((secs + 2))s http://127.0.0.1:$port/Hello/100 > "$out/wrk" & w
 sleep 1; perf record -F 1999 -p $upid -o "$out/perf.data" -- sleep "$secs" >/dev/null 2>&1
 wait $w
 read -r u1 s1 < <(awk '{print $14, $15}' /proc/$upid/stat)
-req=$(grep -oP '\d+(?= requests in)' "$out/wrk")
+req=$(wrk_requests < "$out/wrk")
 us=$(( (u1 - u0 + s1 - s0) * 10000000 / req / 1000 ))
-echo "# git $(git rev-parse --short HEAD), -n $n, wrk -t2 -c200 /Hello/100: $(grep -oP '(?<=Requests/sec:)\s+\S+' "$out/wrk" | tr -d ' ') req/s, front CPU $us µs/request (user $(( (u1-u0)*10000000/req/1000 )), sys $(( (s1-s0)*10000000/req/1000 )))"
+echo "# git $(git rev-parse --short HEAD), -n $n, wrk -t2 -c200 /Hello/100: $(wrk_rps < "$out/wrk") req/s, front CPU $us µs/request (user $(( (u1-u0)*10000000/req/1000 )), sys $(( (s1-s0)*10000000/req/1000 )))"
 kill -INT $upid; wait $upid || true
 perf report -i "$out/perf.data" --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | US=$us python3 -c '
 import os, re, sys

@@ -28,9 +28,7 @@ for r in $(seq 1 "$rounds"); do
     lines=$(wc -l < "$out/gc"); cpu0=$(cpu_ticks $upid)
     wrk -t2 -c200 -d6s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
     cpu1=$(cpu_ticks $upid)
-    req=$(grep -oP '^\s+\K\d+(?= requests in)' "$out/wrk")
-    rps=$(grep -oP '(?<=Requests/sec:)\s+\S+' "$out/wrk" | tr -d ' ')
-    p99=$(awk '/ 99%/ { print $2 }' "$out/wrk")
+    req=$(wrk_requests < "$out/wrk"); rps=$(wrk_rps < "$out/wrk"); p99=$(wrk_p99 < "$out/wrk")
     tail -n +$((lines + 1)) "$out/gc" | awk -v label="${flags:-defaults}" -v r="$r" -v req="$req" -v rps="$rps" -v p99="$p99" -v cpu=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" '
       { for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "pause") p = kv[2]; if (kv[1] == "gc") g = kv[2] }
         if (g == "mc") { mc++; mcp += p } else if (g == "s") { s++; sp += p } }

@@ -24,8 +24,8 @@ run() { # name port pid
   local c0; c0=$(cpu_ticks "$3")
   local out; out=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$2$PATH_")
   local c1; c1=$(cpu_ticks "$3")
-  local rps; rps=$(grep -oP 'Requests/sec:\s+\K[\d.]+' <<<"$out")
-  local p99; p99=$(grep -oP '^\s+99%\s+\K\S+' <<<"$out")
+  local rps; rps=$(wrk_rps <<<"$out")
+  local p99; p99=$(wrk_p99 <<<"$out")
   local non2xx; non2xx=$(grep -oP 'Non-2xx or 3xx responses: \K\d+' <<<"$out" || echo 0)
   local us; us=$(python3 -c "print(round(($c1-$c0)/$TICK*1e6/($rps*$DURATION),1))")
   echo "| $1 | $rps | $p99 | ${non2xx:-0} | $us |"

@@ -20,3 +20,8 @@ cpu_ticks() {
   for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
   echo "$t"
 }
+
+# wrk's figures from its report on stdin: requests completed, requests per second, p99 (with its unit; needs --latency).
+wrk_requests() { grep -oP '^\s+\K\d+(?= requests in)'; }
+wrk_rps() { grep -oP '(?<=Requests/sec:)\s+\S+' | tr -d ' '; }
+wrk_p99() { awk '/ 99%/ { print $2 }'; }

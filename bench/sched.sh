@@ -37,10 +37,10 @@ for r in $(seq 1 "$rounds"); do
     f0=$(cpu_ticks $upid); a0=$(cpu_ticks "${apps[@]}"); read -r v0 i0 < <(switches "${apps[@]}"); read -r b0 idle0 < <(busy)
     wrk -t2 -c200 -d6s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
     f1=$(cpu_ticks $upid); a1=$(cpu_ticks "${apps[@]}"); read -r v1 i1 < <(switches "${apps[@]}"); read -r b1 idle1 < <(busy)
-    req=$(grep -oP '^\s+\K\d+(?= requests in)' "$out/wrk")
+    req=$(wrk_requests < "$out/wrk")
     awk -v r="$r" -v p="$policy" -v req="$req" -v hz="$(getconf CLK_TCK)" -v f=$((f1 - f0)) -v a=$((a1 - a0)) -v v=$((v1 - v0)) -v i=$((i1 - i0)) \
-        -v b=$((b1 - b0)) -v idle=$((idle1 - idle0)) -v rps="$(grep -oP '(?<=Requests/sec:)\s+\S+' "$out/wrk" | tr -d ' ')" \
-        -v p99="$(awk '/ 99%/ { print $2 }' "$out/wrk")" -v errs="$(grep -E 'Socket errors|Non-2xx' "$out/wrk" | tr -s ' ' | tr '\n' ' ')" \
+        -v b=$((b1 - b0)) -v idle=$((idle1 - idle0)) -v rps="$(wrk_rps < "$out/wrk")" \
+        -v p99="$(wrk_p99 < "$out/wrk")" -v errs="$(grep -E 'Socket errors|Non-2xx' "$out/wrk" | tr -s ' ' | tr '\n' ' ')" \
       'BEGIN { printf "%d %-6s %6.0f req/s  p99 %-8s front %5.1f µs  apps %5.1f µs  apps ran dry %.3f, preempted %.3f  machine %4.1f %% busy %s\n",
                r, p, rps, p99, f / hz * 1e6 / req, a / hz * 1e6 / req, v / req, i / req, b * 100 / (b + idle), errs }'
     kill -INT $upid; wait $upid 2>/dev/null || true; upid=

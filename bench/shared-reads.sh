@@ -16,8 +16,7 @@ for _ in $(seq 1 "$rounds"); do
     out=$(wrk -t2 -c200 -d4s "http://127.0.0.1:$port/")
     c1=$(cpu_ticks $pid)
     kill $pid; wait $pid 2>/dev/null || true
-    n=$(echo "$out" | grep -oP '^\s+\K\d+(?= requests in)')
-    rps=$(echo "$out" | grep -oP '(?<=Requests/sec:)\s+\S+' | tr -d ' ')
+    n=$(wrk_requests <<<"$out"); rps=$(wrk_rps <<<"$out")
     printf '%-6s %9.0f req/s  %5.2f us CPU/req\n' $mode "$rps" "$(echo "($c1 - $c0) * 10000 / $n" | bc -l)"
   done
 done

@@ -24,7 +24,7 @@ sleep 1
 perf stat -e syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_read,syscalls:sys_enter_epoll_pwait,context-switches -p $upid -o "$out/front" -- sleep 4 & f=$!
 perf stat -e syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,context-switches -p "$apps" -o "$out/apps" -- sleep 4
 wait $f; wait $w
-rps=$(grep -oP '(?<=Requests/sec:)\s+\S+' "$out/wrk" | tr -d ' ')
+rps=$(wrk_rps < "$out/wrk")
 echo "# $(cd "$repo" && git rev-parse --short HEAD), -n $n, wrk -t2 -c200 /Hello/100 under perf stat: $rps req/s"
 for who in front apps; do
   printf '%-6s' "$who"
