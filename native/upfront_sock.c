@@ -13,6 +13,9 @@
 //  5. the calling thread's CPU scheduling policy (sched_getscheduler/sched_setscheduler
 //     on tid 0): set around spawn() so that a child starts under SCHED_BATCH (fork copies
 //     the calling thread's policy), as `chrt --batch 0 COMMAND` would, with no window.
+//  6. the calling thread's CPU affinity (sched_getaffinity/sched_setaffinity on tid 0):
+//     set around spawn() so that a child starts on its CPU (fork copies the mask), as
+//     `taskset -c CPU COMMAND` would.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
@@ -206,6 +209,47 @@ static napi_value SetThreadSched(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// threadAffinity(): the CPUs the calling thread may run on, ascending
+static napi_value ThreadAffinity(napi_env env, napi_callback_info info) {
+  (void)info;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return throw_errno(env, "sched_getaffinity", errno, NULL);
+  napi_value out, v;
+  napi_create_array(env, &out);
+  uint32_t n = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+    if (!CPU_ISSET(cpu, &set)) continue;
+    napi_create_int32(env, cpu, &v);
+    napi_set_element(env, out, n++, v);
+  }
+  return out;
+}
+
+// setThreadAffinity(cpus: number[]): void, for the calling thread
+static napi_value SetThreadAffinity(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool isArray = false;
+  uint32_t len = 0;
+  if (argc < 1 || napi_is_array(env, argv[0], &isArray) != napi_ok || !isArray || napi_get_array_length(env, argv[0], &len) != napi_ok || len == 0) {
+    napi_throw_type_error(env, NULL, "cpus must be a non-empty array of CPU numbers");
+    return NULL;
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (uint32_t i = 0; i < len; i++) {
+    napi_value v; int32_t cpu = -1;
+    if (napi_get_element(env, argv[0], i, &v) != napi_ok || napi_get_value_int32(env, v, &cpu) != napi_ok || cpu < 0 || cpu >= CPU_SETSIZE) {
+      napi_throw_range_error(env, NULL, "a CPU number is out of range");
+      return NULL;
+    }
+    CPU_SET(cpu, &set);
+  }
+  if (sched_setaffinity(0, sizeof set, &set) != 0) return throw_errno(env, "sched_setaffinity", errno, NULL);
+  return NULL;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "listenUnix", NULL, ListenUnix, NULL, NULL, NULL, napi_default, NULL },
@@ -214,6 +258,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "peerInode", NULL, PeerInode, NULL, NULL, NULL, napi_default, NULL },
     { "threadSched", NULL, ThreadSched, NULL, NULL, NULL, napi_default, NULL },
     { "setThreadSched", NULL, SetThreadSched, NULL, NULL, NULL, napi_default, NULL },
+    { "threadAffinity", NULL, ThreadAffinity, NULL, NULL, NULL, napi_default, NULL },
+    { "setThreadAffinity", NULL, SetThreadAffinity, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -110,6 +110,7 @@ export class Front {
       maxRssMb: c.maxRss,
       socketFd: c.socketFd,
       schedPolicy: c.schedPolicy,
+      cpuAffinity: c.cpuAffinity,
       user: c.user,
       group: c.group,
     }, this.pool, logger) : null;

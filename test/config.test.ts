@@ -61,6 +61,7 @@ describe('validateRunConfig', () => {
     [{ command: cmd, user: 'nosuchuser-upfront' }, expect.stringMatching(/^user: --user nosuchuser-upfront/)],
     [{ command: cmd, procs: '3:2' }, expect.stringMatching(/^procs: expected a whole number from 0 to 1024, or MIN:MAX/)],
     [{ command: cmd, 'sched-policy': 'fifo' }, 'sched-policy: expected batch or other'],
+    [{ command: cmd, 'cpu-affinity': '0-1' }, 'cpu-affinity: expected auto or none'],
   ] as const) {
     it(`refuses ${JSON.stringify(input)}`, () => {
       expect(refusal(input as Record<string, unknown>)).toEqual(message);

@@ -1,7 +1,7 @@
 // The small native addon (native/upfront_sock.c): listening unix sockets the parent
 // never accepts on, the kernel's accept queues (sock_diag), and the accepted end of a
 // connection (sock_diag): whether the app accepted it yet, and which process serves it;
-// the calling thread's CPU scheduling policy (the children inherit it at fork).
+// the calling thread's CPU scheduling policy and affinity (the children inherit both at fork).
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,8 @@ interface SockAddon {
   peerInode(fd: number): [number, number] | null;
   threadSched(): [number, number];
   setThreadSched(policy: number, priority: number): void;
+  threadAffinity(): number[];
+  setThreadAffinity(cpus: number[]): void;
 }
 
 const require = createRequire(import.meta.url);
@@ -29,6 +31,10 @@ export const listenUnix = addon.listenUnix;
 export const threadSched = addon.threadSched;
 /** Sets the calling thread's policy and priority (sched_setscheduler(0, ...)); throws with the errno. */
 export const setThreadSched = addon.setThreadSched;
+/** The CPUs the calling thread may run on (sched_getaffinity(0)), ascending. */
+export const threadAffinity = addon.threadAffinity;
+/** Restricts the calling thread to `cpus` (sched_setaffinity(0, ...)); throws with the errno. */
+export const setThreadAffinity = addon.setThreadAffinity;
 export const closeFd = addon.closeFd;
 
 export interface AcceptQueue {

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Logger } from 'pino';
+import { spawnOnCpu } from './cpuAffinity.js';
 import { spawnUnderPolicy, type SchedPolicy } from './schedPolicy.js';
 import { ProcessGroupWatchdog } from './watchdog.js';
 
@@ -24,6 +25,8 @@ export interface ChildSpec {
   systemd?: boolean;
   /** The CPU scheduling policy it starts under (schedPolicy.ts). */
   schedPolicy: SchedPolicy;
+  /** The CPU it starts bound to (cpuAffinity.ts), or null: wherever the kernel puts it. */
+  cpu: number | null;
 }
 
 export interface ChildExit {
@@ -34,8 +37,9 @@ export interface ChildExit {
   uptimeMs: number;
 }
 
-/** A refused scheduling policy is said once per front, not at every restart. */
+/** A refused scheduling policy or CPU is said once per front, not at every restart. */
 let schedWarned = false;
+let cpuWarned = false;
 
 /** How long an exited child's output pipes may take to drain before its exit is reported anyway. */
 const STDIO_DRAIN_MS = 200;
@@ -68,8 +72,19 @@ export class Child {
       // stops the children in order, after in-flight requests.
       detached: true,
     });
-    const { result, error } = spawnUnderPolicy(spec.schedPolicy, start);
+    let schedError: NodeJS.ErrnoException | null = null;
+    const { result, error: cpuError } = spawnOnCpu(spec.cpu, () => {
+      const placed = spawnUnderPolicy(spec.schedPolicy, start);
+      schedError = placed.error;
+      return placed.result;
+    });
     this.process = result;
+    if (cpuError && !cpuWarned) {
+      cpuWarned = true;
+      log.warn({ backend: backendId, pid: result.pid, errno: cpuError.code, cpu: spec.cpu },
+        `could not bind the backends to CPU ${spec.cpu} (${cpuError.message}): they run wherever the front may; --cpu-affinity none stops trying`);
+    }
+    const error = schedError as NodeJS.ErrnoException | null;
     if (error && !schedWarned) {
       schedWarned = true;
       log.warn({ backend: backendId, pid: result.pid, errno: error.code, sched: spec.schedPolicy },

@@ -39,7 +39,7 @@ export interface ChildSeat {
 
 export interface ChildLifecycle {
   /** The command line for a spawn on `socket` (a reload may have changed it since the last). */
-  spec(socket: SpawnSocket): ChildSpec;
+  spec(socket: SpawnSocket, cpu: number | null): ChildSpec;
   startTimeoutMs: number;
   killTimeoutMs: number;
   restartBackoffMs: number;
@@ -76,7 +76,9 @@ export class ManagedChild {
   private restartTimer: NodeJS.Timeout | null = null;
 
   constructor(readonly id: string, readonly index: number, readonly seat: ChildSeat,
-    private readonly lifecycle: ChildLifecycle, private readonly log: Logger) {}
+    private readonly lifecycle: ChildLifecycle, private readonly log: Logger,
+    /** The CPU its processes are bound to (--cpu-affinity auto), or null. */
+    readonly cpu: number | null = null) {}
 
   get pid(): number | undefined {
     return this.process?.pid;
@@ -95,7 +97,7 @@ export class ManagedChild {
     if (!this.wanted) return false;
     const socket = await this.seat.prepare(this);
     if (!this.wanted) return false;
-    const proc = new Child(this.id, this.lifecycle.spec(socket), this.log, (line) => {
+    const proc = new Child(this.id, this.lifecycle.spec(socket, this.cpu), this.log, (line) => {
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
     });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { resolveIdentity, type Identity } from '../config/identity.js';
 import type { SchedPolicy } from './schedPolicy.js';
+import { allowedCpus, leastTakenCpu, type CpuAffinity } from './cpuAffinity.js';
 import type { BackendFactory, BackendSource } from '../pool/backendSource.js';
 import type { Pool } from '../pool/pool.js';
 import type { SwitchSettings } from '../pool/switches.js';
@@ -49,6 +50,8 @@ export interface SupervisorOptions {
   socketFd: '0' | 'systemd';
   /** The CPU scheduling policy the processes start under (schedPolicy.ts). */
   schedPolicy: SchedPolicy;
+  /** auto: each process bound to one CPU, spread over the front's (cpuAffinity.ts); none: the kernel places them. */
+  cpuAffinity: CpuAffinity;
   /** Drop the children's privileges to this user (and group) when upfront runs as root. */
   user?: string;
   group?: string;
@@ -84,12 +87,15 @@ export class Supervisor implements BackendSource {
   /** upfront creates the sockets (FastCGI apps take them as fd 0); else each child binds UPFRONT_SOCKET / {socket}. */
   private readonly createsSockets: boolean;
   private readonly lifecycle: ChildLifecycle;
+  /** --cpu-affinity auto: the CPUs the processes are spread over (the front's own, read at start); null: not bound. */
+  private readonly cpus: number[] | null;
 
   constructor(private readonly options: SupervisorOptions, private readonly pool: Pool, private readonly log: Logger) {
     const argsHaveSocket = options.args.some((a) => a.includes('{socket}')) || options.command.includes('{socket}');
     this.createsSockets = !argsHaveSocket && options.protocol === 'fastcgi';
+    this.cpus = options.cpuAffinity === 'auto' ? allowedCpus() : null;
     this.lifecycle = {
-      spec: (socket) => this.childSpec(socket),
+      spec: (socket, cpu) => this.childSpec(socket, cpu),
       startTimeoutMs: options.startTimeoutMs,
       killTimeoutMs: options.killTimeoutMs,
       restartBackoffMs: options.restartBackoffMs,
@@ -123,20 +129,25 @@ export class Supervisor implements BackendSource {
     }
   }
 
-  /** A new child, with its seat: a socket and backend of its own, or a place on the shared socket. */
-  private add(): ManagedChild {
+  /**
+   * A new child, with its seat: a socket and backend of its own, or a place on the shared
+   * socket. Its CPU (--cpu-affinity auto): `cpu` (it replaces a process there), else the one
+   * the fewest wanted processes are on.
+   */
+  private add(cpu: number | null = null): ManagedChild {
     const o = this.options;
     const index = this.nextIndex++;
+    if (this.cpus !== null && cpu === null) cpu = leastTakenCpu(this.cpus, this.managed.filter((c) => c.wanted).map((c) => c.cpu));
     const id = `b${index}`;
     let child: ManagedChild;
     if (this.shared) {
-      child = new ManagedChild(id, index, this.shared, this.lifecycle, this.log);
+      child = new ManagedChild(id, index, this.shared, this.lifecycle, this.log, cpu);
       this.shared.join(child);
     } else {
       const socketPath = path.join(o.socketDir, `${id}.sock`);
       const backend = o.makeBackend(id, { path: socketPath }, index);
       const seat = new OwnSocket(backend, { socketPath, createsSocket: this.createsSockets, backlog: o.backlog, switches: o.switches, protocol: o.protocol, getValuesTimeoutMs: o.getValuesTimeoutMs }, this.pool, this.log);
-      child = new ManagedChild(id, index, seat, this.lifecycle, this.log);
+      child = new ManagedChild(id, index, seat, this.lifecycle, this.log, cpu);
       this.pool.add(backend);
       if (o.maxRequests > 0) child.recycleAt = o.maxRequests + (o.maxRequestsJitter > 0 ? Math.floor(Math.random() * (o.maxRequestsJitter + 1)) : 0);
     }
@@ -144,7 +155,7 @@ export class Supervisor implements BackendSource {
     return child;
   }
 
-  private childSpec(socket: SpawnSocket): ChildSpec {
+  private childSpec(socket: SpawnSocket, cpu: number | null): ChildSpec {
     const o = this.options;
     const sub = (s: string) => s.split('{socket}').join(socket.path);
     const systemd = o.socketFd === 'systemd' && socket.fd !== null;
@@ -157,6 +168,7 @@ export class Supervisor implements BackendSource {
       listenFd: socket.fd,
       identity: this.identity,
       schedPolicy: o.schedPolicy,
+      cpu,
     };
   }
 
@@ -241,7 +253,7 @@ export class Supervisor implements BackendSource {
     if (this.stopping) return 'upfront is stopping';
     let fresh: ManagedChild | null = null;
     try {
-      fresh = this.add();
+      fresh = this.add(previous.cpu);
       if (await fresh.start()) {
         await this.retire(previous, drainTimeoutMs);
         return null;
