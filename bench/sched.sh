@@ -1,12 +1,13 @@
 #!/bin/bash
-# The processes' CPU scheduling policy under the seed load: a fresh front per policy in
-# each round (`./dist/cli.js run -n PROCS --sched-policy P`, policies alternate, so a slow
-# minute weighs on all), 2 s of wrk to warm up, then 6 s of `wrk -t2 -c200 --latency
+# The processes' CPU scheduling policy (or placement) under the seed load: a fresh front per
+# setting in each round (`./dist/cli.js run -n PROCS --sched-policy P`, or the flags given;
+# settings alternate, so a slow minute weighs on all), 2 s of wrk to warm up, then 6 s of `wrk -t2 -c200 --latency
 # /Hello/100`. Per request: the front's and the apps' CPU, the apps' voluntary (ran dry)
 # and involuntary (preempted) context switches; the machine's busy share (/proc/stat, steal
 # excluded); req/s and p99.
 #
-#   bench/sched.sh [PROCS=2] [ROUNDS=4] [POLICY...]      (default policies: batch other)
+#   bench/sched.sh [PROCS=2] [ROUNDS=4] [SETTING...]     (default: batch other)
+#   a SETTING is a policy name, or flags for `run`: bench/sched.sh 4 8 "--cpu-affinity none" "--cpu-affinity auto"
 set -euo pipefail
 n=${1:-2}; rounds=${2:-4}; shift $(( $# < 2 ? $# : 2 ))
 [ $# -gt 0 ] || set -- batch other
@@ -27,9 +28,10 @@ switches() { # PID...: voluntary and involuntary context switches, summed
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; } # busy and idle (+iowait) ticks
 echo "# git $(git rev-parse --short HEAD), -n $n, $rounds rounds, wrk -t2 -c200 -d6s /Hello/100; per request: CPU µs, apps' context switches"
 for r in $(seq 1 "$rounds"); do
-  for policy in "$@"; do
+  for setting in "$@"; do
+    if [ "${setting#-}" = "$setting" ]; then flags=(--sched-policy "$setting"); else read -ra flags <<< "$setting"; fi
     port=$(free_port)
-    ./dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --sched-policy "$policy" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
+    ./dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" "${flags[@]}" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
     wait_ok http://127.0.0.1:$port/Hello/1
     # shellcheck disable=SC2207 # pids are words
     apps=($(pgrep -P $upid -f hello.py))
@@ -38,7 +40,7 @@ for r in $(seq 1 "$rounds"); do
     wrk -t2 -c200 -d6s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
     f1=$(cpu_ticks $upid); a1=$(cpu_ticks "${apps[@]}"); read -r v1 i1 < <(switches "${apps[@]}"); read -r b1 idle1 < <(busy)
     req=$(wrk_requests < "$out/wrk")
-    awk -v r="$r" -v p="$policy" -v req="$req" -v hz="$(getconf CLK_TCK)" -v f=$((f1 - f0)) -v a=$((a1 - a0)) -v v=$((v1 - v0)) -v i=$((i1 - i0)) \
+    awk -v r="$r" -v p="$setting" -v req="$req" -v hz="$(getconf CLK_TCK)" -v f=$((f1 - f0)) -v a=$((a1 - a0)) -v v=$((v1 - v0)) -v i=$((i1 - i0)) \
         -v b=$((b1 - b0)) -v idle=$((idle1 - idle0)) -v rps="$(wrk_rps < "$out/wrk")" \
         -v p99="$(wrk_p99 < "$out/wrk")" -v errs="$(grep -E 'Socket errors|Non-2xx' "$out/wrk" | tr -s ' ' | tr '\n' ' ')" \
       'BEGIN { printf "%d %-6s %6.0f req/s  p99 %-8s front %5.1f µs  apps %5.1f µs  apps ran dry %.3f, preempted %.3f  machine %4.1f %% busy %s\n",

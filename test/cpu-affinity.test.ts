@@ -25,12 +25,15 @@ afterEach(async () => { await front?.stop(); front = null; });
 describe('the processes\' CPU affinity', () => {
   it('auto: each process on one CPU, spread over the front\'s; restarts and reloads keep theirs, a new one takes the least taken', async () => {
     const own = threadAffinity();
-    front = await startTestFront({ procs: 2, 'cpu-affinity': 'auto', 'restart-backoff': 50, command: ['python3', PY_HELLO] });
+    front = await startTestFront({ procs: 2, 'cpu-affinity': 'auto', 'restart-backoff': 50, admin: '127.0.0.1:0', command: ['python3', PY_HELLO] });
     const f = front;
     expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
     const placed = () => f.pool.backends.filter((b) => b.state === 'ready').map((b) => cpusOf(b.pid!));
     const first = [[own[0]], [own[1 % own.length]]];
     expect(placed()).toEqual(first);
+    // /stats says where each process is bound
+    const stats = JSON.parse((await request(`http://${f.adminAddress}/stats`)).body.toString());
+    expect(stats.children.map((c: { pid: number; cpu: number }) => [c.cpu])).toEqual(first);
     expect(cpusOf(process.pid)).toEqual(own);
 
     const pid0 = f.pool.backends[0].pid!;
@@ -52,6 +55,7 @@ describe('the processes\' CPU affinity', () => {
     front = await startTestFront({ procs: 1, command: ['python3', PY_HELLO] });
     expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
     expect(cpusOf(front.pool.backends[0].pid!)).toEqual(threadAffinity());
+    expect(front.supervisor!.children()[0].cpu).toBeNull();
   });
 
   it('spawnOnCpu: the child starts on the CPU, the calling thread gets its own CPUs back', async () => {

@@ -12,7 +12,7 @@ export interface StatsSources {
   pools: Pool[];
   startedAt: number;
   acceptedConn(): number;
-  children(): Array<{ id: string; pid: number | undefined; backend?: string; state?: string; restarts?: number }>;
+  children(): Array<{ id: string; pid: number | undefined; backend?: string; state?: string; restarts?: number; cpu?: number | null }>;
   supervisorCounters?(): { recycles: number; reloads: number; scaleChanges: number } | null;
   sampler: AcceptQueueSampler | null;
   /** Responses the front wrote itself, per cause. */
@@ -114,7 +114,8 @@ export interface Stats {
   /** The front's own process. */
   front: ProcessStats | null;
   /** One row per spawned process: in shared-socket mode several serve one backend. */
-  children: Array<{ id: string; pid: number | null; backend: string; state: string; restarts: number }>;
+  /** cpu: the CPU the process is bound to (--cpu-affinity auto), or null. */
+  children: Array<{ id: string; pid: number | null; backend: string; state: string; restarts: number; cpu: number | null }>;
   processes: { recycles: number; reloads: number; scaleChanges: number };
   pools: PoolStats[];
 }
@@ -220,7 +221,7 @@ export function statsSnapshot(src: StatsSources, opts: SnapshotOptions = {}): St
     rates: history?.front() ?? null,
     processManager: src.processManager ?? 'static',
     front: withUptime(procs?.of(process.pid) ?? null, nowSec),
-    children: src.children().map((c) => ({ id: c.id, pid: c.pid ?? null, backend: c.backend ?? c.id, state: c.state ?? 'ready', restarts: c.restarts ?? 0 })),
+    children: src.children().map((c) => ({ id: c.id, pid: c.pid ?? null, backend: c.backend ?? c.id, state: c.state ?? 'ready', restarts: c.restarts ?? 0, cpu: c.cpu ?? null })),
     processes: src.supervisorCounters?.() ?? { recycles: 0, reloads: 0, scaleChanges: 0 },
     pools,
   };

@@ -72,19 +72,15 @@ export class Child {
       // stops the children in order, after in-flight requests.
       detached: true,
     });
-    let schedError: NodeJS.ErrnoException | null = null;
-    const { result, error: cpuError } = spawnOnCpu(spec.cpu, () => {
-      const placed = spawnUnderPolicy(spec.schedPolicy, start);
-      schedError = placed.error;
-      return placed.result;
-    });
+    // Both set on this thread around fork(): the child starts on its CPU, under its policy.
+    const onCpu = spawnOnCpu(spec.cpu, () => spawnUnderPolicy(spec.schedPolicy, start));
+    const { result, error } = onCpu.result;
     this.process = result;
-    if (cpuError && !cpuWarned) {
+    if (onCpu.error && !cpuWarned) {
       cpuWarned = true;
-      log.warn({ backend: backendId, pid: result.pid, errno: cpuError.code, cpu: spec.cpu },
-        `could not bind the backends to CPU ${spec.cpu} (${cpuError.message}): they run wherever the front may; --cpu-affinity none stops trying`);
+      log.warn({ backend: backendId, pid: result.pid, errno: onCpu.error.code, cpu: spec.cpu },
+        `could not bind the backends to CPU ${spec.cpu} (${onCpu.error.message}): they run wherever the front may; --cpu-affinity none stops trying`);
     }
-    const error = schedError as NodeJS.ErrnoException | null;
     if (error && !schedWarned) {
       schedWarned = true;
       log.warn({ backend: backendId, pid: result.pid, errno: error.code, sched: spec.schedPolicy },

@@ -71,6 +71,8 @@ export interface ChildRow {
   backend: string;
   state: ChildState;
   restarts: number;
+  /** The CPU it is bound to (--cpu-affinity auto), or null. */
+  cpu: number | null;
 }
 
 export class Supervisor implements BackendSource {
@@ -328,7 +330,7 @@ export class Supervisor implements BackendSource {
   }
 
   children(): ChildRow[] {
-    return this.managed.map((c) => ({ id: c.id, pid: c.pid, backend: c.seat.backend.id, state: c.state, restarts: c.restarts }));
+    return this.managed.map((c) => ({ id: c.id, pid: c.pid, backend: c.seat.backend.id, state: c.state, restarts: c.restarts, cpu: c.cpu }));
   }
 
   /** SIGTERM every child, SIGKILL after the kill timeout, remove the sockets. */
