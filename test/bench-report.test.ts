@@ -178,10 +178,10 @@ describe('renderTerminalTable', () => {
     expect(text).toMatch(/^ratio upfront \(nginx\)\/nginx\s+0\.93 \s+1\.00 \s+1\.00 \s+-$/m);
     // the best peer is named, and starred when it failed requests itself
     expect(text).toMatch(/^ratio upfront \(queue\)\/best peer\s+0\.88 nginx\*\s+1\.02 nginx\*\s+1\.01 nginx\s+-$/m);
-    // one row per cell: failures by kind, CPU µs per request of the front, the backends and the
-    // machine (not in this fixture's results: written before it was measured)
-    expect(text).toMatch(/^1\s+nginx\s+2,105\*\s+1,452 \(non-2xx 1,452\)\s+41\s+452\s+-\s+1,452$/m);
-    expect(text).toMatch(/^4\s+upfront \(queue\)\s+3,448 \s+0\s+87\s+448\s+-\s+0\s+1\.01\s+1\.01 nginx$/m);
+    // one row per cell: failures by kind, CPU µs per request of the front, the backends, the load
+    // side and the machine (the last two not in this fixture's results: written before they were measured)
+    expect(text).toMatch(/^1\s+nginx\s+2,105\*\s+1,452 \(non-2xx 1,452\)\s+41\s+452\s+-\s+-\s+1,452$/m);
+    expect(text).toMatch(/^4\s+upfront \(queue\)\s+3,448 \s+0\s+87\s+448\s+-\s+-\s+0\s+1\.01\s+1\.01 nginx$/m);
     expect(text).toMatch(/^\* a request failed in this cell/m);
     expect(text).toMatch(/failed: nginx × 8: nginx exited during warm-up/);
     // aligned: the rate table's rows end at the same offset
@@ -189,11 +189,11 @@ describe('renderTerminalTable', () => {
     expect(new Set(rows.map((l) => l.length)).size).toBe(1);
   });
 
-  it('gives the whole machine\'s busy CPU per request and how busy it was, where measured', () => {
+  it('gives the load side\'s and the whole machine\'s busy CPU per request and how busy it was, where measured', () => {
     const r = load();
     const cell = r.cells.find((c) => c.front === 'upfront' && c.overflow === 'queue' && c.procs === 4)!;
-    cell.median = { ...cell.median!, cpuMachineSecPer1000: 0.65, machineBusyPct: 96.6 };
-    expect(renderTerminalTable(r)).toMatch(/^4\s+upfront \(queue\)\s+3,448 \s+0\s+87\s+448\s+650 \(97 %\)\s+0\s+1\.01\s+1\.01 nginx$/m);
+    cell.median = { ...cell.median!, cpuMachineSecPer1000: 0.65, machineBusyPct: 96.6, cpuLoadSecPer1000: 0.021 };
+    expect(renderTerminalTable(r)).toMatch(/^4\s+upfront \(queue\)\s+3,448 \s+0\s+87\s+448\s+21\s+650 \(97 %\)\s+0\s+1\.01\s+1\.01 nginx$/m);
   });
 
   it('has no marker or footnote when every request succeeded, and names skipped fronts', () => {

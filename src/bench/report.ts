@@ -146,6 +146,10 @@ function usPerRequest(secPer1000: number): number {
 }
 
 /** "131 (97 %)": the whole machine's busy CPU per request, and how busy it was; "-" where not measured. */
+function loadCpuText(m: CellMetrics): string {
+  return m.cpuLoadSecPer1000 == null ? '-' : fmtInt(usPerRequest(m.cpuLoadSecPer1000));
+}
+
 function machineCpuText(m: CellMetrics): string {
   if (m.cpuMachineSecPer1000 == null) return '-';
   return `${fmtInt(usPerRequest(m.cpuMachineSecPer1000))}${m.machineBusyPct == null ? '' : ` (${Math.round(m.machineBusyPct)} %)`}`;
@@ -332,18 +336,18 @@ export function renderTerminalTable(results: BenchResults): string {
   out.push(...renderRows(rows));
 
   // One row per cell.
-  const detail: string[][] = [['procs', 'front', 'req/s', 'failed', 'front CPU µs/req', 'backend CPU µs/req', 'machine µs/req (busy)', 'EAGAIN', 'vs nginx', 'vs best peer']];
+  const detail: string[][] = [['procs', 'front', 'req/s', 'failed', 'front CPU µs/req', 'backend CPU µs/req', 'load CPU µs/req', 'machine µs/req (busy)', 'EAGAIN', 'vs nginx', 'vs best peer']];
   for (const p of procs) {
     const best = bestPeer(results, p);
     for (const s of series) {
       const c = s.cells.get(p);
       if (!c) continue;
-      if (!ok(c)) { detail.push([String(p), s.label, 'failed', '', '', '', '', '', '', '']); continue; }
+      if (!ok(c)) { detail.push([String(p), s.label, 'failed', '', '', '', '', '', '', '', '']); continue; }
       const m = c.median;
       const ng = nginxFor(series, s)?.cells.get(p);
       detail.push([
         String(p), s.label, markedRate(c, fmtInt(m.rps), anyMarked), describeFailures(c),
-        fmtInt(usPerRequest(m.cpuFrontSecPer1000)), fmtInt(usPerRequest(m.cpuBackendSecPer1000)), machineCpuText(m), fmtOpt(m.eagain),
+        fmtInt(usPerRequest(m.cpuFrontSecPer1000)), fmtInt(usPerRequest(m.cpuBackendSecPer1000)), loadCpuText(m), machineCpuText(m), fmtOpt(m.eagain),
         s.front === 'upfront' && ok(ng) && ng.median.rps > 0 ? ratio(m.rps, ng.median.rps) : '',
         s.front === 'upfront' && best && best.median.rps > 0 ? `${ratio(m.rps, best.median.rps)} ${peerName(best)}` : '',
       ]);

@@ -57,6 +57,12 @@ export interface CellMetrics {
    */
   cpuMachineSecPer1000?: number | null;
   machineBusyPct?: number | null;
+  /**
+   * CPU seconds of the load side per 1000 requests: the load tool (wrk and siege as child
+   * processes, counted once they exit; autocannon in this process) and the bench process
+   * driving it. Null in results written before 2026-12-02 (later).
+   */
+  cpuLoadSecPer1000?: number | null;
   memFrontMb: number;
   memBackendMb: number;         // sum of RSS of the backends
 }
@@ -151,6 +157,7 @@ function reduceAll(repeats: CellMetrics[], f: Reducer): CellMetrics {
     cpuBackendSecPer1000: num((m) => m.cpuBackendSecPer1000),
     cpuMachineSecPer1000: opt((m) => m.cpuMachineSecPer1000 ?? null),
     machineBusyPct: opt((m) => m.machineBusyPct ?? null),
+    cpuLoadSecPer1000: opt((m) => m.cpuLoadSecPer1000 ?? null),
     memFrontMb: num((m) => m.memFrontMb),
     memBackendMb: num((m) => m.memBackendMb),
   };

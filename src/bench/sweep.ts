@@ -14,7 +14,7 @@ import { recommend } from './report.js';
 import { failuresOfCell, summarize, successfulRequests, type BenchResults, type Cell, type CellMetrics, type FrontName, type PeerFrontName, type Protocol } from './results.js';
 import type { RunningFront, SwitchChoice } from './running.js';
 import { startUpfront } from './upfrontFront.js';
-import { machineCpu, rssMb } from '../stats/proc.js';
+import { machineCpu, ownAndReapedCpuSeconds, rssMb } from '../stats/proc.js';
 
 export { stopEverything } from './running.js';
 export { which } from './processes.js';
@@ -56,6 +56,7 @@ async function measure(opts: BenchOptions, front: RunningFront, label: string): 
   const backendCpu0 = cpuByPid(backends);
   const machine0 = machineCpu();
   const eagain0 = await front.eagain();
+  const load0 = ownAndReapedCpuSeconds();
   const started = Date.now();
   const tick = setInterval(() => {
     const frac = Math.min(1, (Date.now() - started) / 1000 / opts.durationSec);
@@ -67,6 +68,7 @@ async function measure(opts: BenchOptions, front: RunningFront, label: string): 
   } finally {
     clearInterval(tick);
   }
+  const cpuLoad = ownAndReapedCpuSeconds() - load0;
   const frontPidsNow = front.frontPids();
   const cpuFront = cpuSince(frontCpu0, frontPidsNow);
   const cpuBackends = cpuSince(backendCpu0, backends);
@@ -87,6 +89,7 @@ async function measure(opts: BenchOptions, front: RunningFront, label: string): 
     cpuBackendSecPer1000: Math.round((cpuBackends / requests) * 1000 * 1000) / 1000,
     cpuMachineSecPer1000: machine ? Math.round((machine.busy / requests) * 1000 * 1000) / 1000 : null,
     machineBusyPct: machine ? Math.round((machine.busy / machine.all) * 1000) / 10 : null,
+    cpuLoadSecPer1000: Math.round((cpuLoad / requests) * 1000 * 1000) / 1000,
     memFrontMb: Math.round(frontPidsNow.reduce((a, p) => a + rssMb(p), 0) * 10) / 10,
     memBackendMb: Math.round(backends.reduce((a, p) => a + rssMb(p), 0) * 10) / 10,
   };

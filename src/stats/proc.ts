@@ -15,6 +15,21 @@ export function cpuSeconds(pid: number): number {
 }
 
 /**
+ * utime + stime of this process and of its children that have exited and been waited for
+ * (cutime, cstime), in seconds: around a child that runs to its end (a load tool), the
+ * difference is its CPU and ours.
+ */
+export function ownAndReapedCpuSeconds(): number {
+  try {
+    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK; // fields 14-17
+  } catch {
+    return 0;
+  }
+}
+
+/**
  * The whole machine's CPU seconds so far (/proc/stat's first line): busy (user, nice,
  * system, irq, softirq) and all (busy, idle, iowait). Steal — time the hypervisor gave
  * to someone else — is in neither: the machine did not have it. Null where unreadable.
