@@ -194,6 +194,11 @@ describe('renderTerminalTable', () => {
     const cell = r.cells.find((c) => c.front === 'upfront' && c.overflow === 'queue' && c.procs === 4)!;
     cell.median = { ...cell.median!, cpuMachineSecPer1000: 0.65, machineBusyPct: 96.6, cpuLoadSecPer1000: 0.021 };
     expect(renderTerminalTable(r)).toMatch(/^4\s+upfront \(queue\)\s+3,448 \s+0\s+87\s+448\s+21\s+650 \(97 %\)\s+0\s+1\.01\s+1\.01 nginx$/m);
+    // report.html: where it went, line by line; the rest is what none of the three used (650 - 87 - 448 - 21)
+    const html = renderReportHtml(r);
+    expect(html).toContain('<td data-label="front µs">87</td><td data-label="backends µs">448</td><td data-label="load side µs">21</td><td data-label="the rest µs">94</td><td data-label="machine µs">650</td><td data-label="busy %">96.6</td>');
+    // a cell from before the load side was measured: its budget says so
+    expect(html).toMatch(/<td data-label="procs">1<\/td><td data-label="front" class="l">nginx<\/td><td data-label="front µs">41<\/td><td data-label="backends µs">452<\/td><td data-label="load side µs">-<\/td><td data-label="the rest µs">-<\/td><td data-label="machine µs">-<\/td><td data-label="busy %">-<\/td>/);
   });
 
   it('has no marker or footnote when every request succeeded, and names skipped fronts', () => {
@@ -360,7 +365,7 @@ describe.skipIf(!hasChromium)('renderReportHtml, readable (Chromium)', () => {
     }));
     expect(m.doc, 'page width').toBeLessThanOrEqual(width);
     for (const t of m.tables) expect(t.table, t.id).toBeLessThanOrEqual(t.room);
-    expect(m.tables.length).toBe(3);
+    expect(m.tables.length).toBe(4);
   }
 
   function sweep(): BenchResults {

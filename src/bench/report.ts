@@ -771,6 +771,35 @@ function cpuTable(results: BenchResults, series: Series[]): string {
   return `<div class="table-wrap"><table class="cells" id="cpu"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table></div>`;
 }
 
+const BUDGET_COLUMNS = ['procs', 'front', 'front µs', 'backends µs', 'load side µs', 'the rest µs', 'machine µs', 'busy %'];
+
+/**
+ * Where the machine's CPU went per request, per cell: the front, the backends, the load side
+ * (the load tool and the bench process), the rest (the kernel's own threads and interrupts,
+ * anything else on the host), summing to the machine's busy µs; and how busy it was. Where
+ * the cores are the wall, a front's rate is its busy share over this sum.
+ */
+function cpuBudgetTable(results: BenchResults, series: Series[]): string {
+  const head = `<tr>${BUDGET_COLUMNS.map((c, i) => `<th${i === 1 ? ' class="l"' : ''}>${esc(c)}</th>`).join('')}</tr>`;
+  const rows: string[] = [];
+  for (const p of procsList(results)) {
+    for (const s of series) {
+      const c = s.cells.get(p);
+      if (!ok(c)) continue;
+      const m = c.median;
+      const front = usPerRequest(m.cpuFrontSecPer1000);
+      const backends = usPerRequest(m.cpuBackendSecPer1000);
+      const load = m.cpuLoadSecPer1000 == null ? null : usPerRequest(m.cpuLoadSecPer1000);
+      const machine = m.cpuMachineSecPer1000 == null ? null : usPerRequest(m.cpuMachineSecPer1000);
+      const rest = machine === null || load === null ? null : Math.max(0, machine - front - backends - load);
+      const cells = [String(p), s.label, fmtInt(front), fmtInt(backends), load === null ? '-' : fmtInt(load), rest === null ? '-' : fmtInt(rest),
+        machine === null ? '-' : fmtInt(machine), m.machineBusyPct == null ? '-' : fmtFixed(m.machineBusyPct, 1)];
+      rows.push(labelled(`<tr>${cells.map((v, i) => `<td${i === 1 ? ' class="l"' : ''}>${esc(v)}</td>`).join('')}</tr>`, BUDGET_COLUMNS));
+    }
+  }
+  return `<div class="table-wrap"><table class="cells" id="cpu-budget"><thead>${head}</thead><tbody>${rows.join('\n')}</tbody></table></div>`;
+}
+
 /**
  * upfront's best rate over the best peer's, each the best of its cells without a
  * failed request (of all its cells when none is clean); null without both.
@@ -874,6 +903,9 @@ ${lineChart('chart-p99', 'p99 latency (median)', 'ms', results, series, (m) => m
 <p class="note">CPU time of every process and thread of the front during the measured run ÷ the requests the load tool counted, in µs.</p>
 ${lineChart('chart-cpu', 'Front CPU per request (median)', 'µs per request', results, series, (m) => usPerRequest(m.cpuFrontSecPer1000), 'µs', fmtInt, LOG_FROM)}
 ${cpuTable(results, series)}
+<h2>Where the machine's CPU went</h2>
+<p class="note">Per request, medians, in µs of CPU: the front, the backends, the load side (the load tool and the bench process driving it), and the rest — the kernel's own threads and interrupts, anything else on the host — summing to the whole machine's busy time; and the share of the machine's CPU time that was busy. With the cores the wall, a front's rate is its busy share over this sum: a front that spends less here, or keeps the machine busier, serves more. "-" where a run did not measure it.</p>
+${cpuBudgetTable(results, series)}
 <h2>Failures</h2>
 ${anyErrors
     ? `<p class="note" id="failures-chart-note">Solid bars: requests that failed (timeouts, socket errors, failing statuses, summed over runs); light bars: EAGAIN on connect to the backend socket (n/a where it cannot be measured). Backend sockets' backlog: ${esc(s.backlog ?? 'not recorded')}.</p>\n${errorChart(results, series)}`
