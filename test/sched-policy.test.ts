@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { setThreadSched, threadSched } from '../src/native/sock.js';
 import { spawnUnderPolicy } from '../src/supervisor/schedPolicy.js';
 import { PY_HELLO, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 
 const SCHED_OTHER = 0;
 const SCHED_BATCH = 3;
@@ -38,6 +38,21 @@ describe('the processes\' CPU scheduling policy', () => {
     front = await startTestFront({ procs: 1, 'sched-policy': 'other', command: ['python3', PY_HELLO] });
     expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
     expect(policyOf(front.pool.backends[0].pid!)).toBe(SCHED_OTHER);
+  });
+
+  it('/stats gives each process\'s policy as the kernel has it, the front\'s too', async () => {
+    front = await startTestFront({ procs: 2, admin: '127.0.0.1:0', command: ['python3', PY_HELLO] });
+    const f = front;
+    type Row = { process: { schedPolicy: string } | null };
+    const stats = async () => JSON.parse((await request(`http://${f.adminAddress}/stats`)).body.toString()) as { front: { schedPolicy: string }; pools: Array<{ backends: Row[] }> };
+    let s = await stats();
+    await waitUntil(async () => (s = await stats()).pools[0].backends.every((b) => b.process !== null), 'the processes sampled');
+    expect(s.pools[0].backends.map((b) => b.process!.schedPolicy)).toEqual(['batch', 'batch']);
+    expect(s.front.schedPolicy).toBe('other');
+    // read from the kernel, not from the flag: a process moved to SCHED_OTHER shows it
+    const pid = f.pool.backends[1].pid!;
+    expect(spawnSync('chrt', ['-o', '-p', '0', String(pid)]).status).toBe(0);
+    await waitUntil(async () => (s = await stats()).pools[0].backends[1].process!.schedPolicy === 'other', 'b1 shows other');
   });
 
   it('spawnUnderPolicy: the child gets the policy, the calling thread gets its own back, whichever it was', async () => {

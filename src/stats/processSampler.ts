@@ -14,9 +14,13 @@ export interface ProcessFigures {
   cpuPercent: number;
   /** Unix time the process started (s, with the clock tick's resolution). */
   startTime: number;
+  /** Its CPU scheduling policy as the kernel has it (sched(7)): other, batch, idle, fifo, rr, deadline. */
+  schedPolicy: string;
 }
 
-interface ProcRead { cpuSeconds: number; startTicks: number; rssBytes: number }
+interface ProcRead { cpuSeconds: number; startTicks: number; rssBytes: number; schedPolicy: string }
+
+const SCHED_POLICIES = ['other', 'fifo', 'rr', 'batch', 'iso', 'idle', 'deadline'];
 
 let bootTime: number | null = null;
 
@@ -38,8 +42,10 @@ export function readProcess(pid: number): ProcRead | null {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    // utime, stime, starttime: fields 14, 15, 22 of stat(5)
-    return { cpuSeconds: (Number(f[11]) + Number(f[12])) / CLK_TCK, startTicks: Number(f[19]), rssBytes: m ? Number(m[1]) * 1024 : 0 };
+    // utime, stime, starttime, policy: fields 14, 15, 22, 41 of stat(5)
+    const policy = Number(f[38]);
+    return { cpuSeconds: (Number(f[11]) + Number(f[12])) / CLK_TCK, startTicks: Number(f[19]), rssBytes: m ? Number(m[1]) * 1024 : 0,
+      schedPolicy: SCHED_POLICIES[policy] ?? String(policy) };
   } catch {
     return null; // gone
   }
@@ -62,7 +68,7 @@ export class ProcessSampler {
       // A pid reused by a new process starts afresh.
       const same = before !== undefined && before.startTime === startTime;
       const cpuPercent = same && elapsedSec > 0 ? Math.max(0, ((r.cpuSeconds - before.cpuSeconds) / elapsedSec) * 100) : 0;
-      next.set(pid, { pid, rssBytes: r.rssBytes, cpuSeconds: r.cpuSeconds, cpuPercent: Math.round(cpuPercent * 10) / 10, startTime });
+      next.set(pid, { pid, rssBytes: r.rssBytes, cpuSeconds: r.cpuSeconds, cpuPercent: Math.round(cpuPercent * 10) / 10, startTime, schedPolicy: r.schedPolicy });
     }
     this.figures = next;
     this.sampledAt = now;
