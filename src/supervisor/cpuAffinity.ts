@@ -4,6 +4,7 @@
 // takes its CPU. A process bound to its CPU keeps its cache and is never moved by the
 // kernel's load balancer between requests. `none` leaves placement to the kernel.
 import { setThreadAffinity, threadAffinity } from '../native/sock.js';
+import { spawnAroundFork } from './aroundFork.js';
 
 export type CpuAffinity = 'auto' | 'none';
 
@@ -31,30 +32,15 @@ export function leastTakenCpu(cpus: readonly number[], taken: ReadonlyArray<numb
 
 /**
  * Calls `spawn` with the calling thread bound to `cpu`, then puts the thread's own CPUs
- * back. fork() copies the calling thread's mask, so the child starts on `cpu` with no
- * window; libuv forks in this thread. With `cpu` null, just spawns. Returns what spawn
- * returned and, if the mask could not be set (a cpuset without that CPU, a seccomp
- * profile), the error: the child then runs where the front may.
+ * back (spawnAroundFork: the child starts on `cpu`, as `taskset -c CPU COMMAND` would).
+ * With `cpu` null, just spawns. The error, if any: the mask refused (a cpuset without that
+ * CPU, a seccomp profile; the child runs where the front may) or not restored.
  */
 export function spawnOnCpu<T>(cpu: number | null, spawn: () => T): { result: T; error: NodeJS.ErrnoException | null } {
   if (cpu === null) return { result: spawn(), error: null };
-  let own: number[];
-  try {
-    own = threadAffinity();
+  return spawnAroundFork(() => {
+    const own = threadAffinity();
     setThreadAffinity([cpu]);
-  } catch (err) {
-    return { result: spawn(), error: err as NodeJS.ErrnoException };
-  }
-  let restoreError: NodeJS.ErrnoException | null = null;
-  let result: T;
-  try {
-    result = spawn();
-  } finally {
-    try {
-      setThreadAffinity(own);
-    } catch (err) {
-      restoreError = err as NodeJS.ErrnoException; // the front's own thread stays on `cpu`: the caller warns
-    }
-  }
-  return { result, error: restoreError };
+    return () => setThreadAffinity(own);
+  }, spawn);
 }

@@ -5,6 +5,7 @@
 // it sleeps. Its share of the CPU is unchanged (same weight as nice 0). Measured on the
 // seed load (bench/RESULTS.md, 2026-12-02): p99 at 2 and 4 processes lower, req/s unchanged.
 import { setThreadSched, threadSched } from '../native/sock.js';
+import { spawnAroundFork } from './aroundFork.js';
 
 export type SchedPolicy = 'batch' | 'other';
 
@@ -12,31 +13,16 @@ const POLICY_NUMBER: Record<SchedPolicy, number> = { other: 0, batch: 3 };
 
 /**
  * Calls `spawn` with the calling thread under `policy`, then puts the thread's own
- * policy back. fork() copies the calling thread's policy, so the child starts under it
- * with no window (as `chrt --batch 0 COMMAND` would); libuv forks in this thread.
- * Returns what spawn returned and, if the policy could not be set (a seccomp profile
- * refusing sched_setscheduler), the error: the child then runs under the front's own policy.
+ * policy back (spawnAroundFork: the child starts under it, as `chrt --batch 0 COMMAND`
+ * would). The error, if any: the policy refused (a seccomp profile refusing
+ * sched_setscheduler; the child runs under the front's own) or not restored.
  */
 export function spawnUnderPolicy<T>(policy: SchedPolicy, spawn: () => T): { result: T; error: NodeJS.ErrnoException | null } {
   const wanted = POLICY_NUMBER[policy];
-  let ownPolicy: number, ownPriority: number;
-  try {
-    [ownPolicy, ownPriority] = threadSched();
-    if (ownPolicy !== wanted) setThreadSched(wanted, 0);
-  } catch (err) {
-    return { result: spawn(), error: err as NodeJS.ErrnoException };
-  }
-  if (ownPolicy === wanted) return { result: spawn(), error: null };
-  let restoreError: NodeJS.ErrnoException | null = null;
-  let result: T;
-  try {
-    result = spawn();
-  } finally {
-    try {
-      setThreadSched(ownPolicy, ownPriority);
-    } catch (err) {
-      restoreError = err as NodeJS.ErrnoException; // the front's own thread stays under `policy`: the caller warns
-    }
-  }
-  return { result, error: restoreError };
+  return spawnAroundFork(() => {
+    const [ownPolicy, ownPriority] = threadSched();
+    if (ownPolicy === wanted) return null;
+    setThreadSched(wanted, 0);
+    return () => setThreadSched(ownPolicy, ownPriority);
+  }, spawn);
 }
