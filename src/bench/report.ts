@@ -145,11 +145,12 @@ function usPerRequest(secPer1000: number): number {
   return secPer1000 * 1000;
 }
 
-/** "131 (97 %)": the whole machine's busy CPU per request, and how busy it was; "-" where not measured. */
+/** The load side's CPU per request (µs); "-" where not measured. */
 function loadCpuText(m: CellMetrics): string {
   return m.cpuLoadSecPer1000 == null ? '-' : fmtInt(usPerRequest(m.cpuLoadSecPer1000));
 }
 
+/** "131 (97 %)": the whole machine's busy CPU per request, and how busy it was; "-" where not measured. */
 function machineCpuText(m: CellMetrics): string {
   if (m.cpuMachineSecPer1000 == null) return '-';
   return `${fmtInt(usPerRequest(m.cpuMachineSecPer1000))}${m.machineBusyPct == null ? '' : ` (${Math.round(m.machineBusyPct)} %)`}`;
