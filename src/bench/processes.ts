@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { cpuSeconds } from '../stats/proc.js';
+import { cpuSeconds, statFields } from '../stats/proc.js';
 
 export function which(cmd: string): string | null {
   for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin', '/sbin'])) {
@@ -101,12 +101,11 @@ function parentsByPid(): Map<number, number[]> {
   const children = new Map<number, number[]>();
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid);
-      if (list) list.push(Number(name)); else children.set(ppid, [Number(name)]);
-    } catch { /* gone */ }
+    const f = statFields(name);
+    if (f === null) continue; // gone
+    const ppid = Number(f[1]);
+    const list = children.get(ppid);
+    if (list) list.push(Number(name)); else children.set(ppid, [Number(name)]);
   }
   return children;
 }

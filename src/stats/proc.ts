@@ -1,17 +1,24 @@
 // CPU seconds and resident memory of processes, and the machine's CPU, from /proc (bench cells, --max-rss).
 import fs from 'node:fs';
 
-const CLK_TCK = 100; // Linux USER_HZ: /proc/PID/stat times are in 1/100 s on every mainstream kernel
+/** Linux USER_HZ: /proc/PID/stat times are in 1/100 s on every mainstream kernel. */
+export const CLK_TCK = 100;
+
+/**
+ * The fields of /proc/PID/stat (or /proc/self/stat) after the command name, which may hold
+ * spaces and parentheses: [0] is field 3 (state), so field N of proc(5) is [N - 3]. Null when
+ * the process is gone.
+ */
+export function statFields(pid: number | string): string[] | null {
+  let stat: string;
+  try { stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1'); } catch { return null; }
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
 
 /** utime + stime of a process in seconds (0 when it is gone). */
 export function cpuSeconds(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime (fields 14, 15)
-  } catch {
-    return 0;
-  }
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / CLK_TCK : 0; // utime, stime (fields 14, 15)
 }
 
 /**
@@ -20,13 +27,8 @@ export function cpuSeconds(pid: number): number {
  * difference is its CPU and ours.
  */
 export function ownAndReapedCpuSeconds(): number {
-  try {
-    const stat = fs.readFileSync('/proc/self/stat', 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK; // fields 14-17
-  } catch {
-    return 0;
-  }
+  const f = statFields('self');
+  return f ? (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK : 0; // fields 14-17
 }
 
 /**
@@ -61,11 +63,8 @@ export function childPids(pid: number): number[] {
   const out: number[] = [];
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(name));
-    } catch { /* gone */ }
+    const f = statFields(name); // null: gone
+    if (f !== null && Number(f[1]) === pid) out.push(Number(name));
   }
   return out;
 }

@@ -3,7 +3,7 @@
 // read between two samples shows the same figures). CPU % is over the last interval.
 import fs from 'node:fs';
 
-const CLK_TCK = 100; // Linux USER_HZ: /proc/PID/stat times are in 1/100 s on every mainstream kernel
+import { CLK_TCK, statFields } from './proc.js';
 
 export interface ProcessFigures {
   pid: number;
@@ -38,9 +38,9 @@ function btime(): number {
 }
 
 export function readProcess(pid: number): ProcRead | null {
+  const f = statFields(pid);
+  if (f === null) return null; // gone
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     // utime, stime, starttime, policy: fields 14, 15, 22, 41 of stat(5)
     const policy = Number(f[38]);

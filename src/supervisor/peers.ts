@@ -4,6 +4,7 @@
 // included, e.g. php-cgi's PHP_FCGI_CHILDREN). Used at start, reload and scale
 // (off the request path): a /proc walk costs about a millisecond per hundred processes.
 import fs from 'node:fs';
+import { statFields } from '../stats/proc.js';
 
 /** Processes whose process group is one of `groups` (each child leads its own group). */
 function membersOf(groups: ReadonlySet<number>): Array<{ pid: number; group: number }> {
@@ -13,10 +14,8 @@ function membersOf(groups: ReadonlySet<number>): Array<{ pid: number; group: num
   for (const name of entries) {
     const c = name.charCodeAt(0);
     if (c < 48 || c > 57) continue;
-    let stat: string;
-    try { stat = fs.readFileSync(`/proc/${name}/stat`, 'latin1'); } catch { continue; }
-    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so read after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = statFields(name); // state ppid pgrp ...
+    if (fields === null) continue; // gone
     const group = Number(fields[2]);
     if (groups.has(group)) out.push({ pid: Number(name), group });
   }
