@@ -1,9 +1,9 @@
 // The processes start under SCHED_BATCH (or the policy asked for), set around fork so
 // there is no window, and the front's own thread keeps its policy. Read back from the
 // kernel: /proc/PID/stat field 41 (0 SCHED_OTHER, 3 SCHED_BATCH).
-import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { setThreadSched, threadSched } from '../src/native/sock.js';
+import { statFields } from '../src/stats/proc.js';
 import { spawnUnderPolicy } from '../src/supervisor/schedPolicy.js';
 import { PY_HELLO, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
 import { spawn, spawnSync } from 'node:child_process';
@@ -11,10 +11,9 @@ import { spawn, spawnSync } from 'node:child_process';
 const SCHED_OTHER = 0;
 const SCHED_BATCH = 3;
 
-/** The scheduling policy of thread/process `pid` (fields after the last ')': state is field 3, policy 41). */
+/** The scheduling policy of thread/process `pid`: field 41 of /proc/PID/stat. */
 function policyOf(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+  return Number(statFields(pid)![41 - 3]);
 }
 
 let front: TestFront | null = null;
