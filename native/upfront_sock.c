@@ -10,9 +10,10 @@
 //     accepted end (sock_diag UNIX_DIAG_PEER), found in that process's /proc/PID/fd.
 //     (SO_PEERCRED cannot: on a connect()ed unix socket it names the process that
 //     called listen(), which is upfront for every child.)
-//  5. the calling thread's CPU scheduling policy (sched_getscheduler/sched_setscheduler
-//     on tid 0): set around spawn() so that a child starts under SCHED_BATCH (fork copies
-//     the calling thread's policy), as `chrt --batch 0 COMMAND` would, with no window.
+//  5. a thread's CPU scheduling policy (sched_getscheduler/sched_setscheduler on a tid,
+//     0: the calling thread): set around spawn() so that a child starts under SCHED_BATCH
+//     (fork copies the calling thread's policy), as `chrt --batch 0 COMMAND` would, with
+//     no window; and on each of the front's own threads (`chrt --batch -a -p 0 PID`).
 //  6. the calling thread's CPU affinity (sched_getaffinity/sched_setaffinity on tid 0):
 //     set around spawn() so that a child starts on its CPU (fork copies the mask), as
 //     `taskset -c CPU COMMAND` would.
@@ -182,12 +183,18 @@ static napi_value PeerInode(napi_env env, napi_callback_info info) {
   return nul;
 }
 
-// threadSched(): [policy, priority] of the calling thread (SCHED_RESET_ON_FORK masked out)
+// threadSched(tid = 0): [policy, priority] of thread tid, 0 the calling one (SCHED_RESET_ON_FORK masked out)
 static napi_value ThreadSched(napi_env env, napi_callback_info info) {
-  (void)info;
-  int policy = sched_getscheduler(0);
+  size_t argc = 1; napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t tid = 0;
+  if (argc >= 1 && napi_get_value_int32(env, argv[0], &tid) != napi_ok) {
+    napi_throw_type_error(env, NULL, "tid must be a number");
+    return NULL;
+  }
+  int policy = sched_getscheduler(tid);
   struct sched_param param = { 0 };
-  if (policy < 0 || sched_getparam(0, &param) != 0) return throw_errno(env, "sched_getscheduler", errno, NULL);
+  if (policy < 0 || sched_getparam(tid, &param) != 0) return throw_errno(env, "sched_getscheduler", errno, NULL);
   napi_value out, v;
   napi_create_array_with_length(env, 2, &out);
   napi_create_int32(env, policy & ~SCHED_RESET_ON_FORK, &v); napi_set_element(env, out, 0, v);
@@ -195,17 +202,18 @@ static napi_value ThreadSched(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// setThreadSched(policy: number, priority: number): void, for the calling thread
+// setThreadSched(policy: number, priority: number, tid = 0): void, for thread tid, 0 the calling one
 static napi_value SetThreadSched(napi_env env, napi_callback_info info) {
-  size_t argc = 2; napi_value argv[2];
+  size_t argc = 3; napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t policy = 0, priority = 0;
-  if (argc < 2 || napi_get_value_int32(env, argv[0], &policy) != napi_ok || napi_get_value_int32(env, argv[1], &priority) != napi_ok) {
-    napi_throw_type_error(env, NULL, "policy and priority must be numbers");
+  int32_t policy = 0, priority = 0, tid = 0;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &policy) != napi_ok || napi_get_value_int32(env, argv[1], &priority) != napi_ok
+      || (argc >= 3 && napi_get_value_int32(env, argv[2], &tid) != napi_ok)) {
+    napi_throw_type_error(env, NULL, "policy, priority (and tid) must be numbers");
     return NULL;
   }
   struct sched_param param = { .sched_priority = priority };
-  if (sched_setscheduler(0, policy, &param) != 0) return throw_errno(env, "sched_setscheduler", errno, NULL);
+  if (sched_setscheduler(tid, policy, &param) != 0) return throw_errno(env, "sched_setscheduler", errno, NULL);
   return NULL;
 }
 

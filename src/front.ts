@@ -32,6 +32,7 @@ import { RefusalWarnings } from './stats/refusalWarnings.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { Autoscaler } from './supervisor/autoscaler.js';
 import { removeStaleSocketDirs } from './supervisor/staleSocketDirs.js';
+import { putProcessUnder } from './supervisor/schedPolicy.js';
 import { StaticUpstreams } from './supervisor/staticUpstreams.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { ProcessGroupWatchdog } from './supervisor/watchdog.js';
@@ -73,6 +74,8 @@ export class Front {
   private readonly watchdog: ProcessGroupWatchdog;
   private readonly usesSocketDir: boolean;
   private stopping: Promise<void> | null = null;
+  /** Puts the front's threads back under the policy they had before start() (a front inside another program: the tests). */
+  private restoreSched: () => void = () => {};
 
   constructor(private readonly config: RunConfig, private readonly logger: Logger, private readonly hooks: FrontHooks = {}) {
     const c = config;
@@ -205,6 +208,12 @@ export class Front {
     }
     removeStaleSocketDirs(os.tmpdir(), this.logger, c.socketDir);
     if (this.usesSocketDir) this.watchdog.watchDir(c.socketDir);
+    const sched = putProcessUnder(c.frontSchedPolicy);
+    this.restoreSched = sched.restore;
+    if (sched.error) {
+      this.logger.warn({ errno: sched.error.code, sched: c.frontSchedPolicy },
+        `could not put the front under the CPU scheduling policy ${c.frontSchedPolicy} (${sched.error.message}): it runs under its own; --front-sched-policy other stops trying`);
+    }
     try {
       // Listen first: a port in use should fail before any child is spawned.
       this.address = await this.server.listen();
@@ -236,6 +245,7 @@ export class Front {
       this.server.destroyAll();
       this.accessLog?.close();
       this.releaseSocketDir();
+      this.restoreSched();
       throw err;
     }
     this.sampler.start();
@@ -334,6 +344,7 @@ export class Front {
     this.releaseSocketDir();
     this.sampler.stop();
     this.history.stop();
+    this.restoreSched();
     log.info('stopped');
   }
 

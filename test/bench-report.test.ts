@@ -261,7 +261,7 @@ describe('renderReportHtml (as text)', () => {
 
   it('says under which CPU scheduling policy each side\'s processes ran', () => {
     const html = renderReportHtml(load());
-    expect(html).toMatch(/<dt>scheduling<\/dt><dd>upfront starts its processes under SCHED_BATCH \(its default, --sched-policy\); the peers&#39; processes/);
+    expect(html).toMatch(/<dt>scheduling<\/dt><dd>upfront runs itself and starts its processes under SCHED_BATCH \(its defaults, --front-sched-policy and --sched-policy\); the peers run under the policy they start with, their fronts and their processes/);
   });
 });
 

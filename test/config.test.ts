@@ -24,7 +24,7 @@ describe('validateRunConfig', () => {
     const c = validateRunConfig({ command: cmd, 'read-timeout': '2s', 'max-body-size': '1m', 'queue-size': '8' });
     expect(c).toMatchObject({
       readTimeout: 2000, maxBodySize: 1024 * 1024, queueSize: 8, procs: 1, maxProcs: 1, socket: 'per-process',
-      overflow: 'queue', policy: 'least-conn', keepConn: true, pipelineDepth: 16, env: {}, upstream: [], schedPolicy: 'batch',
+      overflow: 'queue', policy: 'least-conn', keepConn: true, pipelineDepth: 16, env: {}, upstream: [], schedPolicy: 'batch', frontSchedPolicy: 'batch',
       listen: { kind: 'tcp', host: '127.0.0.1', port: 8080 }, admin: { kind: 'tcp', host: '127.0.0.1', port: 8081 },
     });
     expect(c.socketDir).toBe(path.join(os.tmpdir(), `upfront-${process.pid}`));
@@ -61,6 +61,7 @@ describe('validateRunConfig', () => {
     [{ command: cmd, user: 'nosuchuser-upfront' }, expect.stringMatching(/^user: --user nosuchuser-upfront/)],
     [{ command: cmd, procs: '3:2' }, expect.stringMatching(/^procs: expected a whole number from 0 to 1024, or MIN:MAX/)],
     [{ command: cmd, 'sched-policy': 'fifo' }, 'sched-policy: expected batch or other'],
+    [{ command: cmd, 'front-sched-policy': 'idle' }, 'front-sched-policy: expected batch or other'],
     [{ command: cmd, 'cpu-affinity': '0-1' }, 'cpu-affinity: expected auto or none'],
   ] as const) {
     it(`refuses ${JSON.stringify(input)}`, () => {

@@ -1,10 +1,13 @@
 // The processes start under SCHED_BATCH (or the policy asked for), set around fork so
-// there is no window, and the front's own thread keeps its policy. Read back from the
-// kernel: /proc/PID/stat field 41 (0 SCHED_OTHER, 3 SCHED_BATCH).
+// there is no window; the front puts its own threads under SCHED_BATCH (or the policy
+// asked for) while it runs. Read back from the kernel: /proc/PID/stat field 41 (0
+// SCHED_OTHER, 3 SCHED_BATCH). The fronts here run inside the test process: their threads are its.
+import fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { setThreadSched, threadSched } from '../src/native/sock.js';
 import { statFields } from '../src/stats/proc.js';
-import { spawnUnderPolicy } from '../src/supervisor/schedPolicy.js';
+import { putProcessUnder, spawnUnderPolicy } from '../src/supervisor/schedPolicy.js';
 import { PY_HELLO, request, startTestFront, waitUntil, type TestFront } from './helpers.js';
 import { spawn, spawnSync } from 'node:child_process';
 
@@ -16,21 +19,43 @@ function policyOf(pid: number): number {
   return Number(statFields(pid)![41 - 3]);
 }
 
+/** The policy of each thread of this process, from /proc/self/task/TID/stat. */
+function ownThreadPolicies(): number[] {
+  const out: number[] = [];
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    let stat: string;
+    try { stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'latin1'); } catch { continue; } // ended meanwhile
+    out.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]));
+  }
+  return out;
+}
+
 let front: TestFront | null = null;
 afterEach(async () => { await front?.stop(); front = null; });
 
 describe('the processes\' CPU scheduling policy', () => {
-  it('by default every process, restarted ones too, runs under SCHED_BATCH; the front stays SCHED_OTHER', async () => {
+  it('by default every process, restarted ones too, and every thread of the front run under SCHED_BATCH; stopped, the front\'s threads get their own back', async () => {
+    expect(new Set(ownThreadPolicies())).toEqual(new Set([SCHED_OTHER]));
     front = await startTestFront({ procs: 2, 'restart-backoff': 50, command: ['python3', PY_HELLO] });
     const f = front;
     expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
     const pids = f.pool.backends.map((b) => b.pid!);
     expect(pids.map(policyOf)).toEqual([SCHED_BATCH, SCHED_BATCH]);
-    expect(policyOf(process.pid)).toBe(SCHED_OTHER);
+    expect(new Set(ownThreadPolicies())).toEqual(new Set([SCHED_BATCH]));
     process.kill(pids[0], 'SIGKILL');
     await waitUntil(() => f.pool.backends[0].state === 'ready' && f.pool.backends[0].pid !== pids[0], 'b0 restarted');
     expect(policyOf(f.pool.backends[0].pid!)).toBe(SCHED_BATCH);
-    expect(policyOf(process.pid)).toBe(SCHED_OTHER);
+    expect(policyOf(process.pid)).toBe(SCHED_BATCH);
+    await f.stop();
+    front = null;
+    expect(new Set(ownThreadPolicies())).toEqual(new Set([SCHED_OTHER]));
+  });
+
+  it('front-sched-policy other: the front\'s threads stay SCHED_OTHER, its processes still start under SCHED_BATCH', async () => {
+    front = await startTestFront({ procs: 1, 'front-sched-policy': 'other', command: ['python3', PY_HELLO] });
+    expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
+    expect(new Set(ownThreadPolicies())).toEqual(new Set([SCHED_OTHER]));
+    expect(policyOf(front.pool.backends[0].pid!)).toBe(SCHED_BATCH);
   });
 
   it('sched-policy other: the processes run under SCHED_OTHER', async () => {
@@ -47,11 +72,30 @@ describe('the processes\' CPU scheduling policy', () => {
     let s = await stats();
     await waitUntil(async () => (s = await stats()).pools[0].backends.every((b) => b.process !== null), 'the processes sampled');
     expect(s.pools[0].backends.map((b) => b.process!.schedPolicy)).toEqual(['batch', 'batch']);
-    expect(s.front.schedPolicy).toBe('other');
+    expect(s.front.schedPolicy).toBe('batch');
     // read from the kernel, not from the flag: a process moved to SCHED_OTHER shows it
     const pid = f.pool.backends[1].pid!;
     expect(spawnSync('chrt', ['-o', '-p', '0', String(pid)]).status).toBe(0);
     await waitUntil(async () => (s = await stats()).pools[0].backends[1].process!.schedPolicy === 'other', 'b1 shows other');
+  });
+
+  it('putProcessUnder: every thread moves, a thread started after inherits it, restore() gives each its own back', async () => {
+    const { restore, error } = putProcessUnder('batch');
+    let worker: Worker | null = null;
+    try {
+      expect(error).toBeNull();
+      expect(new Set(ownThreadPolicies())).toEqual(new Set([SCHED_BATCH]));
+      const before = new Set(fs.readdirSync('/proc/self/task'));
+      worker = new Worker('setInterval(() => {}, 1000)', { eval: true });
+      await new Promise((resolve) => worker!.once('online', resolve));
+      const started = fs.readdirSync('/proc/self/task').filter((t) => !before.has(t));
+      expect(started.length).toBeGreaterThan(0);
+      for (const tid of started) expect(threadSched(Number(tid))[0]).toBe(SCHED_BATCH);
+    } finally {
+      restore();
+      await worker?.terminate();
+    }
+    expect(new Set(ownThreadPolicies())).toEqual(new Set([SCHED_OTHER]));
   });
 
   it('spawnUnderPolicy: the child gets the policy, the calling thread gets its own back, whichever it was', async () => {

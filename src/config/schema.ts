@@ -184,6 +184,8 @@ export const runSchema = z.object({
   'socket-fd': z.enum(['0', 'systemd'], { message: 'expected 0 or systemd' }).prefault('0'),
   // SCHED_BATCH by default: a woken app does not preempt the front (supervisor/schedPolicy.ts).
   'sched-policy': z.enum(['batch', 'other'], { message: 'expected batch or other' }).prefault('batch'),
+  // SCHED_BATCH by default: the front woken by bytes does not preempt the app or client on its core (supervisor/schedPolicy.ts).
+  'front-sched-policy': z.enum(['batch', 'other'], { message: 'expected batch or other' }).prefault('batch'),
   // auto: each process bound to one CPU, spread over the front's (supervisor/cpuAffinity.ts).
   'cpu-affinity': z.enum(['auto', 'none'], { message: 'expected auto or none' }).prefault('none'),
   protocol: z.enum(['fastcgi', 'http'], { message: 'expected fastcgi or http' }).prefault('fastcgi'),

@@ -1,7 +1,7 @@
 // The small native addon (native/upfront_sock.c): listening unix sockets the parent
 // never accepts on, the kernel's accept queues (sock_diag), and the accepted end of a
 // connection (sock_diag): whether the app accepted it yet, and which process serves it;
-// the calling thread's CPU scheduling policy and affinity (the children inherit both at fork).
+// a thread's CPU scheduling policy (the front's own threads; the children inherit the forking thread's at fork) and affinity.
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,8 +11,8 @@ interface SockAddon {
   closeFd(fd: number): void;
   acceptQueues(): Array<[number, string, number, number]>;
   peerInode(fd: number): [number, number] | null;
-  threadSched(): [number, number];
-  setThreadSched(policy: number, priority: number): void;
+  threadSched(tid?: number): [number, number];
+  setThreadSched(policy: number, priority: number, tid?: number): void;
   threadAffinity(): number[];
   setThreadAffinity(cpus: number[]): void;
 }
@@ -27,9 +27,9 @@ try {
 }
 
 export const listenUnix = addon.listenUnix;
-/** The calling thread's scheduling policy (SCHED_OTHER 0, SCHED_BATCH 3, ...) and priority. */
+/** A thread's scheduling policy (SCHED_OTHER 0, SCHED_BATCH 3, ...) and priority; tid 0 or none: the calling thread. */
 export const threadSched = addon.threadSched;
-/** Sets the calling thread's policy and priority (sched_setscheduler(0, ...)); throws with the errno. */
+/** Sets a thread's policy and priority (sched_setscheduler(tid, ...); tid 0 or none: the calling thread); throws with the errno. */
 export const setThreadSched = addon.setThreadSched;
 /** The CPUs the calling thread may run on (sched_getaffinity(0)), ascending. */
 export const threadAffinity = addon.threadAffinity;
