@@ -7,7 +7,8 @@
 # excluded); req/s and p99.
 #
 #   bench/sched.sh [PROCS=2] [ROUNDS=4] [SETTING...]     (default: batch other)
-#   a SETTING is a policy name, or flags for `run`: bench/sched.sh 4 8 "--cpu-affinity none" "--cpu-affinity auto"
+#   a SETTING is a policy name, flags for `run` (bench/sched.sh 4 8 "--cpu-affinity none" "--cpu-affinity auto"),
+#   or the path of another checkout to run its build with default flags (bench/sched.sh 4 6 "$PWD" /tmp/wt-idea)
 set -euo pipefail
 n=${1:-2}; rounds=${2:-4}; shift $(( $# < 2 ? $# : 2 ))
 [ $# -gt 0 ] || set -- batch other
@@ -29,9 +30,11 @@ busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; } #
 echo "# git $(git rev-parse --short HEAD), -n $n, $rounds rounds, wrk -t2 -c200 -d6s /Hello/100; per request: CPU µs, apps' context switches"
 for r in $(seq 1 "$rounds"); do
   for setting in "$@"; do
-    if [ "${setting#-}" = "$setting" ]; then flags=(--sched-policy "$setting"); else read -ra flags <<< "$setting"; fi
+    cli=./dist/cli.js; flags=()
+    if [ "${setting#/}" != "$setting" ]; then cli=$setting/dist/cli.js
+    elif [ "${setting#-}" = "$setting" ]; then flags=(--sched-policy "$setting"); else read -ra flags <<< "$setting"; fi
     port=$(free_port)
-    ./dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" "${flags[@]}" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
+    "$cli" run --listen 127.0.0.1:$port --admin off -n "$n" "${flags[@]}" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
     wait_ok http://127.0.0.1:$port/Hello/1
     # shellcheck disable=SC2207 # pids are words
     apps=($(pgrep -P $upid -f hello.py))
