@@ -42,7 +42,8 @@ static napi_value throw_errno(napi_env env, const char *syscall, int err, const 
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
   napi_create_error(env, NULL, m, &e);
   const char *name = err == EADDRINUSE ? "EADDRINUSE" : err == EACCES ? "EACCES" : err == ENOENT ? "ENOENT"
-                   : err == ENAMETOOLONG ? "ENAMETOOLONG" : err == EINVAL ? "EINVAL" : err == EPERM ? "EPERM" : "EIO";
+                   : err == ENAMETOOLONG ? "ENAMETOOLONG" : err == EINVAL ? "EINVAL" : err == EPERM ? "EPERM"
+                   : err == ESRCH ? "ESRCH" : "EIO";
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
   napi_set_named_property(env, e, "code", code);
   napi_create_int32(env, -err, &errnoV);

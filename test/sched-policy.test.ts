@@ -98,6 +98,18 @@ describe('the processes\' CPU scheduling policy', () => {
     expect(new Set(ownThreadPolicies())).toEqual(new Set([SCHED_OTHER]));
   });
 
+  it('a thread that is gone: the native calls say ESRCH (what putProcessUnder skips)', async () => {
+    const child = spawn('true', { stdio: 'ignore' });
+    await new Promise((resolve) => child.once('exit', resolve));
+    const gone = child.pid!; // reaped: no such thread now
+    let err: NodeJS.ErrnoException | null = null;
+    try { threadSched(gone); } catch (e) { err = e as NodeJS.ErrnoException; }
+    expect(err?.code).toBe('ESRCH');
+    err = null;
+    try { setThreadSched(SCHED_BATCH, 0, gone); } catch (e) { err = e as NodeJS.ErrnoException; }
+    expect(err?.code).toBe('ESRCH');
+  });
+
   it('spawnUnderPolicy: the child gets the policy, the calling thread gets its own back, whichever it was', async () => {
     const own = threadSched();
     try {

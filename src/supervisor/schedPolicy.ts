@@ -6,7 +6,8 @@
 // client, on its core; the front woken by a client's or an app's bytes leaves that app
 // running, and writes a batch of answers and requests per turn instead of being switched
 // in and out once per response. Measured on the seed load (bench/RESULTS.md, 2026-12-02):
-// the apps' policy lowered p99 at 2 and 4 processes; the front's raised req/s and lowered p99 at 2 and 4.
+// the apps' policy lowered p99 at 2 and 4 processes; the front's raised req/s by 4-5.5 % and
+// lowered p99 at 1, 2 and 4 (bench/results/front-sched-20261202.md).
 import fs from 'node:fs';
 import { setThreadSched, threadSched } from '../native/sock.js';
 import { spawnAroundFork } from './aroundFork.js';
@@ -55,7 +56,9 @@ export function putProcessUnder(policy: SchedPolicy): { restore: () => void; err
   }
   const restore = (): void => {
     for (const [tid, own, priority] of moved) {
-      try { setThreadSched(own, priority, tid); } catch { /* the thread is gone */ }
+      // Only a thread still ours: a tid freed by a thread that ended may name another's by now.
+      if (!fs.existsSync(`/proc/self/task/${tid}`)) continue;
+      try { setThreadSched(own, priority, tid); } catch { /* it ended meanwhile */ }
     }
     moved.length = 0;
   };
