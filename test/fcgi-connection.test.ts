@@ -224,6 +224,33 @@ describe('FastCGI over a real socket, the test as the application', () => {
     expect(rec.error).toMatchObject({ notStarted: true });
   });
 
+  it('FCGI_OVERLOADED on one kept connection: the next request goes to another idle one first', async () => {
+    let armed = false;
+    let refusing: net.Socket | null = null;
+    const { app, transport } = await setup((r) => {
+      if (armed && refusing === null) refusing = r.socket;
+      if (r.socket === refusing) r.respond('', 2); // FCGI_OVERLOADED: this child's threads are all busy
+      else r.respond(`\r\n${r.params.PATH_INFO}`);
+    }, { slots: 2 });
+    const a = new Recorder();
+    const b = new Recorder();
+    transport.dispatch(request('/a'), a);
+    transport.dispatch(request('/b'), b);
+    await Promise.all([a.done, b.done]);
+    expect(app.connections).toHaveLength(2);
+    armed = true;
+    const refused = new Recorder();
+    transport.dispatch(request('/c'), refused);
+    await refused.done;
+    expect(refused.calls).toEqual(['start', 'error:overloaded', 'release']);
+    const next = new Recorder();
+    transport.dispatch(request('/d'), next);
+    await next.done;
+    expect(next.calls).toEqual(['start', 'head', 'body', 'end', 'release']);
+    expect(next.body).toBe('/d');
+    expect(transport.figures).toEqual({ connectionsOpened: 2, openConnections: 2 });
+  });
+
   it('nobody listening: a connect error with nginx\'s wording and the errno', async () => {
     const { app, transport, connectErrors } = await setup(() => {});
     await app.close();

@@ -23,9 +23,8 @@ function policyOf(pid: number): number {
 function ownThreadPolicies(): number[] {
   const out: number[] = [];
   for (const tid of fs.readdirSync('/proc/self/task')) {
-    let stat: string;
-    try { stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'latin1'); } catch { continue; } // ended meanwhile
-    out.push(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]));
+    const fields = statFields(`self/task/${tid}`);
+    if (fields !== null) out.push(Number(fields[41 - 3])); // null: it ended meanwhile
   }
   return out;
 }

@@ -58,6 +58,8 @@ export interface ConnectionOwner {
   onUsable(conn: FcgiConnection): void;
   /** A probe connection was answered: the application serves it. */
   onServed(conn: FcgiConnection): void;
+  /** The application answered FCGI_OVERLOADED on it: it took no request more there just now. */
+  onOverloaded(conn: FcgiConnection): void;
   onClose(conn: FcgiConnection): void;
 }
 
@@ -590,6 +592,7 @@ export class FcgiConnection implements RecordSink {
       this.settling = true;
       setTimeout(this.settle, FIRST_SETTLE_MS);
     }
+    if (protocolStatus === ProtocolStatus.Overloaded) this.owner.onOverloaded(this);
     if (wasActive && !request.abandoned) {
       if (protocolStatus === ProtocolStatus.RequestComplete) {
         if (!request.headSeen) {

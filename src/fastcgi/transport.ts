@@ -171,6 +171,20 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     this.events.onDrain();
   }
 
+  /**
+   * The app refused a request there for want of a thread. On a shared socket the kernel
+   * bound this connection to one child, which may still be full while another has room:
+   * the next requests try the other connections first (idle ones are taken in order).
+   */
+  onOverloaded(conn: FcgiConnection): void {
+    if (this.caps.multiplexed) return;
+    const i = this.connections.indexOf(conn);
+    if (i >= 0 && i < this.connections.length - 1) {
+      this.connections.splice(i, 1);
+      this.connections.push(conn);
+    }
+  }
+
   private readonly onProbeTimeout = (): void => {
     this.probeTimer = null;
     let served = 0;
