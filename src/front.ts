@@ -32,11 +32,15 @@ import { RefusalWarnings } from './stats/refusalWarnings.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { Autoscaler } from './supervisor/autoscaler.js';
 import { removeStaleSocketDirs } from './supervisor/staleSocketDirs.js';
+import { putProcessAtNice } from './supervisor/frontNice.js';
 import { putProcessUnder } from './supervisor/schedPolicy.js';
 import { StaticUpstreams } from './supervisor/staticUpstreams.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { ProcessGroupWatchdog } from './supervisor/watchdog.js';
 import type { BackendAddress } from './transport.js';
+
+/** The front's nice when --front-nice is not given (supervisor/frontNice.ts says why). */
+const DEFAULT_FRONT_NICE = -10;
 
 export const SERVER_SOFTWARE = 'upfront/0.1';
 
@@ -209,11 +213,19 @@ export class Front {
     removeStaleSocketDirs(os.tmpdir(), this.logger, c.socketDir);
     if (this.usesSocketDir) this.watchdog.watchDir(c.socketDir);
     const sched = putProcessUnder(c.frontSchedPolicy);
-    this.restoreSched = sched.restore;
     if (sched.error) {
       this.logger.warn({ errno: sched.error.code, sched: c.frontSchedPolicy },
         `could not put the front under the CPU scheduling policy ${c.frontSchedPolicy} (${sched.error.message}): it runs under its own; --front-sched-policy other stops trying`);
     }
+    const niceWanted = c.frontNice ?? DEFAULT_FRONT_NICE;
+    const nice = putProcessAtNice(niceWanted);
+    if (nice.error) {
+      // The default asks for what an unprivileged user may not have: said, not warned.
+      const level = c.frontNice === undefined ? 'info' : 'warn';
+      this.logger[level]({ errno: nice.error.code, nice: niceWanted },
+        `could not set the front's nice to ${niceWanted} (${nice.error.message}): it keeps its own; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${niceWanted}) allows it, --front-nice 0 stops trying`);
+    }
+    this.restoreSched = () => { nice.restore(); sched.restore(); };
     try {
       // Listen first: a port in use should fail before any child is spawned.
       this.address = await this.server.listen();

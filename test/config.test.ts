@@ -62,6 +62,8 @@ describe('validateRunConfig', () => {
     [{ command: cmd, procs: '3:2' }, expect.stringMatching(/^procs: expected a whole number from 0 to 1024, or MIN:MAX/)],
     [{ command: cmd, 'sched-policy': 'fifo' }, 'sched-policy: expected batch or other'],
     [{ command: cmd, 'front-sched-policy': 'idle' }, 'front-sched-policy: expected batch or other'],
+    [{ command: cmd, 'front-nice': 30 }, 'front-nice: expected a whole number from -20 to 19, got 30'],
+    [{ command: cmd, 'front-nice': 'high' }, 'front-nice: expected a whole number from -20 to 19, got "high"'],
     [{ command: cmd, 'cpu-affinity': '0-1' }, 'cpu-affinity: expected auto or none'],
   ] as const) {
     it(`refuses ${JSON.stringify(input)}`, () => {

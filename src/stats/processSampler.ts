@@ -16,9 +16,11 @@ export interface ProcessFigures {
   startTime: number;
   /** Its CPU scheduling policy as the kernel has it (sched(7)): other, batch, idle, fifo, rr, deadline. */
   schedPolicy: string;
+  /** Its nice as the kernel has it (its main thread's). */
+  nice: number;
 }
 
-interface ProcRead { cpuSeconds: number; startTicks: number; rssBytes: number; schedPolicy: string }
+interface ProcRead { cpuSeconds: number; startTicks: number; rssBytes: number; schedPolicy: string; nice: number }
 
 const SCHED_POLICIES = ['other', 'fifo', 'rr', 'batch', 'iso', 'idle', 'deadline'];
 
@@ -42,10 +44,10 @@ export function readProcess(pid: number): ProcRead | null {
   if (f === null) return null; // gone
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    // utime, stime, starttime, policy: fields 14, 15, 22, 41 of stat(5)
+    // utime, stime, nice, starttime, policy: fields 14, 15, 19, 22, 41 of stat(5)
     const policy = Number(f[38]);
     return { cpuSeconds: (Number(f[11]) + Number(f[12])) / CLK_TCK, startTicks: Number(f[19]), rssBytes: m ? Number(m[1]) * 1024 : 0,
-      schedPolicy: SCHED_POLICIES[policy] ?? String(policy) };
+      schedPolicy: SCHED_POLICIES[policy] ?? String(policy), nice: Number(f[16]) };
   } catch {
     return null; // gone
   }
@@ -68,7 +70,7 @@ export class ProcessSampler {
       // A pid reused by a new process starts afresh.
       const same = before !== undefined && before.startTime === startTime;
       const cpuPercent = same && elapsedSec > 0 ? Math.max(0, ((r.cpuSeconds - before.cpuSeconds) / elapsedSec) * 100) : 0;
-      next.set(pid, { pid, rssBytes: r.rssBytes, cpuSeconds: r.cpuSeconds, cpuPercent: Math.round(cpuPercent * 10) / 10, startTime, schedPolicy: r.schedPolicy });
+      next.set(pid, { pid, rssBytes: r.rssBytes, cpuSeconds: r.cpuSeconds, cpuPercent: Math.round(cpuPercent * 10) / 10, startTime, schedPolicy: r.schedPolicy, nice: r.nice });
     }
     this.figures = next;
     this.sampledAt = now;

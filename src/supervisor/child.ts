@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Logger } from 'pino';
 import { spawnOnCpu } from './cpuAffinity.js';
+import { spawnAtStartNice } from './frontNice.js';
 import { spawnUnderPolicy, type SchedPolicy } from './schedPolicy.js';
 import { ProcessGroupWatchdog } from './watchdog.js';
 
@@ -39,6 +40,7 @@ export interface ChildExit {
 
 /** A refused scheduling policy or CPU is said once per front, not at every restart. */
 let schedWarned = false;
+let niceWarned = false;
 let cpuWarned = false;
 
 /** How long an exited child's output pipes may take to drain before its exit is reported anyway. */
@@ -73,8 +75,14 @@ export class Child {
       detached: true,
     });
     // Both set on this thread around fork(): the child starts on its CPU, under its policy.
-    const onCpu = spawnOnCpu(spec.cpu, () => spawnUnderPolicy(spec.schedPolicy, start));
-    const { result, error } = onCpu.result;
+    const onCpu = spawnOnCpu(spec.cpu, () => spawnUnderPolicy(spec.schedPolicy, () => spawnAtStartNice(start)));
+    const { result: atNice, error } = onCpu.result;
+    const result = atNice.result;
+    if (atNice.error && !niceWarned) {
+      niceWarned = true;
+      log.warn({ backend: backendId, pid: result.pid, errno: atNice.error.code },
+        `could not put the front's nice back after starting a backend (${atNice.error.message}): the front runs at the nice its processes start at`);
+    }
     this.process = result;
     if (onCpu.error && !cpuWarned) {
       cpuWarned = true;

@@ -1,0 +1,133 @@
+// The front's nice (--front-nice, default -10) while it runs, its processes at the nice the
+// front was started with, and a refusal. Read back from the kernel: /proc/PID/stat field 19.
+// The fronts here run inside the test process (a vitest fork of its own): their threads are its.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it } from 'vitest';
+import { statFields } from '../src/stats/proc.js';
+import { putProcessAtNice, spawnAtStartNice } from '../src/supervisor/frontNice.js';
+import { PY_HELLO, ROOT, request, startTestFront, waitUntil, which, type TestFront } from './helpers.js';
+
+/** The nice of process/thread `pid` ("self/task/TID" for a thread of this process). */
+function niceOf(pid: number | string): number {
+  return Number(statFields(pid)![19 - 3]);
+}
+
+/** The nice of each thread of this process. */
+function ownThreadNices(): Set<number> {
+  const out = new Set<number>();
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    const fields = statFields(`self/task/${tid}`);
+    if (fields !== null) out.add(Number(fields[19 - 3])); // null: it ended meanwhile
+  }
+  return out;
+}
+
+let front: TestFront | null = null;
+afterEach(async () => { await front?.stop(); front = null; });
+
+describe('the front\'s nice', () => {
+  it('by default every thread of the front runs at nice -10, its processes (a restarted one too) at the nice it was started with; stopped, the threads get their own back', async () => {
+    expect(ownThreadNices()).toEqual(new Set([0]));
+    front = await startTestFront({ procs: 2, 'restart-backoff': 50, admin: '127.0.0.1:0', command: ['python3', PY_HELLO] });
+    const f = front;
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+    expect(ownThreadNices()).toEqual(new Set([-10]));
+    const pids = f.pool.backends.map((b) => b.pid!);
+    expect(pids.map(niceOf)).toEqual([0, 0]);
+    process.kill(pids[0], 'SIGKILL');
+    await waitUntil(() => f.pool.backends[0].state === 'ready' && f.pool.backends[0].pid !== pids[0], 'b0 restarted');
+    expect(niceOf(f.pool.backends[0].pid!)).toBe(0);
+    expect(niceOf(process.pid)).toBe(-10);
+    // /stats: as the kernel has it
+    type Stats = { front: { nice: number }; pools: Array<{ backends: Array<{ process: { nice: number } | null }> }> };
+    let s: Stats | null = null;
+    await waitUntil(async () => (s = JSON.parse((await request(`http://${f.adminAddress}/stats`)).body.toString()) as Stats).pools[0].backends.every((b) => b.process !== null), 'the processes sampled');
+    expect(s!.front.nice).toBe(-10);
+    expect(s!.pools[0].backends.map((b) => b.process!.nice)).toEqual([0, 0]);
+    await f.stop();
+    front = null;
+    expect(ownThreadNices()).toEqual(new Set([0]));
+  });
+
+  it('front-nice 5: the front at 5, its processes still at the nice it was started with', async () => {
+    front = await startTestFront({ procs: 1, 'front-nice': 5, command: ['python3', PY_HELLO] });
+    expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
+    expect(ownThreadNices()).toEqual(new Set([5]));
+    expect(niceOf(front.pool.backends[0].pid!)).toBe(0);
+  });
+
+  it('putProcessAtNice: every thread moves, a thread started after inherits it, restore() gives each its own back', async () => {
+    const { restore, error } = putProcessAtNice(-3);
+    let worker: Worker | null = null;
+    try {
+      expect(error).toBeNull();
+      expect(ownThreadNices()).toEqual(new Set([-3]));
+      const before = new Set(fs.readdirSync('/proc/self/task'));
+      worker = new Worker('setInterval(() => {}, 1000)', { eval: true });
+      await new Promise((resolve) => worker!.once('online', resolve));
+      const started = fs.readdirSync('/proc/self/task').filter((t) => !before.has(t));
+      expect(started.length).toBeGreaterThan(0);
+      for (const tid of started) expect(niceOf(`self/task/${tid}`)).toBe(-3);
+      // a child started through spawnAtStartNice gets the nice from before, the thread keeps -3
+      const { result: child, error: spawnError } = spawnAtStartNice(() => spawn('sleep', ['5'], { stdio: 'ignore' }));
+      try {
+        expect(spawnError).toBeNull();
+        expect(niceOf(child.pid!)).toBe(0);
+        expect(os.getPriority()).toBe(-3);
+      } finally {
+        child.kill('SIGKILL');
+        await new Promise((resolve) => child.once('exit', resolve));
+      }
+    } finally {
+      restore();
+      await worker?.terminate();
+    }
+    expect(ownThreadNices()).toEqual(new Set([0]));
+    // nothing changed any more: spawnAtStartNice leaves the child at the caller's
+    const { result: child } = spawnAtStartNice(() => spawn('sleep', ['5'], { stdio: 'ignore' }));
+    expect(niceOf(child.pid!)).toBe(0);
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+  });
+
+  // Root without CAP_SYS_NICE may not lower its nice (EACCES), as an unprivileged user may not.
+  it.skipIf(process.getuid?.() !== 0 || which('setpriv') === null)('refused (no CAP_SYS_NICE): the front keeps its nice and serves; said at info by default, a warning when asked for', async () => {
+    const run = async (extra: string[]): Promise<{ log: string; nices: Set<number> }> => {
+      const proc: ChildProcess = spawn('setpriv', ['--bounding-set', '-sys_nice', '--inh-caps', '-sys_nice', '--', process.execPath, path.join(ROOT, 'dist/cli.js'), 'run',
+        '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '1', ...extra, '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      proc.stdout!.on('data', (c) => { out += c; });
+      proc.stderr!.on('data', (c) => { err += c; });
+      const exited = new Promise((r) => proc.once('exit', r));
+      try {
+        await waitUntil(() => /serving on (http:\/\/\S+)/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', 20_000);
+        expect(proc.exitCode).toBeNull();
+        const base = /serving on (http:\/\/\S+)/.exec(err)![1];
+        expect((await request(`${base}/Hello/1`)).status).toBe(200);
+        const nices = new Set(fs.readdirSync(`/proc/${proc.pid}/task`).map((t) => niceOf(`${proc.pid}/task/${t}`)));
+        return { log: out, nices };
+      } finally {
+        proc.kill('SIGTERM');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+    };
+    const byDefault = await run([]);
+    expect(byDefault.nices).toEqual(new Set([0]));
+    const said = byDefault.log.split('\n').filter((l) => l.includes('could not set the front\'s nice')).map((l) => JSON.parse(l) as { level: number; errno: string; msg: string });
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatchObject({ level: 30, errno: 'EACCES' });
+    expect(said[0].msg).toMatch(/could not set the front's nice to -10 \(.*EACCES.*\): it keeps its own; CAP_SYS_NICE or a matching RLIMIT_NICE .* --front-nice 0 stops trying/);
+    const asked = await run(['--front-nice', '-5']);
+    expect(asked.nices).toEqual(new Set([0]));
+    const warned = asked.log.split('\n').filter((l) => l.includes('could not set the front\'s nice')).map((l) => JSON.parse(l) as { level: number; errno: string });
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ level: 40, errno: 'EACCES' });
+  }, 60_000);
+});
