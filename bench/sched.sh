@@ -3,8 +3,8 @@
 # setting in each round (`./dist/cli.js run -n PROCS --sched-policy P`, or the flags given;
 # settings alternate, so a slow minute weighs on all), 2 s of wrk to warm up, then 6 s of `wrk -t2 -c200 --latency
 # /Hello/100`. Per request: the front's and the apps' CPU, the apps' voluntary (ran dry)
-# and involuntary (preempted) context switches; the machine's busy share (/proc/stat, steal
-# excluded); req/s and p99.
+# and involuntary (preempted) context switches, the front's main thread's involuntary ones;
+# the machine's busy share (/proc/stat, steal excluded); req/s and p99.
 #
 #   bench/sched.sh [PROCS=2] [ROUNDS=4] [SETTING...]     (default: batch other)
 #   a SETTING is a policy name, flags for `run` (bench/sched.sh 4 8 "--cpu-affinity none" "--cpu-affinity auto"),
@@ -39,15 +39,15 @@ for r in $(seq 1 "$rounds"); do
     # shellcheck disable=SC2207 # pids are words
     apps=($(pgrep -P $upid -f hello.py))
     wrk -t2 -c200 -d2s http://127.0.0.1:$port/Hello/100 >/dev/null
-    f0=$(cpu_ticks $upid); a0=$(cpu_ticks "${apps[@]}"); read -r v0 i0 < <(switches "${apps[@]}"); read -r b0 idle0 < <(busy)
+    f0=$(cpu_ticks $upid); a0=$(cpu_ticks "${apps[@]}"); read -r v0 i0 < <(switches "${apps[@]}"); read -r b0 idle0 < <(busy); read -r _ fi0 < <(switches "$upid")
     wrk -t2 -c200 -d6s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
-    f1=$(cpu_ticks $upid); a1=$(cpu_ticks "${apps[@]}"); read -r v1 i1 < <(switches "${apps[@]}"); read -r b1 idle1 < <(busy)
+    f1=$(cpu_ticks $upid); a1=$(cpu_ticks "${apps[@]}"); read -r v1 i1 < <(switches "${apps[@]}"); read -r b1 idle1 < <(busy); read -r _ fi1 < <(switches "$upid")
     req=$(wrk_requests < "$out/wrk")
     awk -v r="$r" -v p="$setting" -v req="$req" -v hz="$(getconf CLK_TCK)" -v f=$((f1 - f0)) -v a=$((a1 - a0)) -v v=$((v1 - v0)) -v i=$((i1 - i0)) \
-        -v b=$((b1 - b0)) -v idle=$((idle1 - idle0)) -v rps="$(wrk_rps < "$out/wrk")" \
+        -v b=$((b1 - b0)) -v idle=$((idle1 - idle0)) -v fi=$((fi1 - fi0)) -v rps="$(wrk_rps < "$out/wrk")" \
         -v p99="$(wrk_p99 < "$out/wrk")" -v errs="$(grep -E 'Socket errors|Non-2xx' "$out/wrk" | tr -s ' ' | tr '\n' ' ')" \
-      'BEGIN { printf "%d %-6s %6.0f req/s  p99 %-8s front %5.1f µs  apps %5.1f µs  apps ran dry %.3f, preempted %.3f  machine %4.1f %% busy %s\n",
-               r, p, rps, p99, f / hz * 1e6 / req, a / hz * 1e6 / req, v / req, i / req, b * 100 / (b + idle), errs }'
+      'BEGIN { printf "%d %-6s %6.0f req/s  p99 %-8s front %5.1f µs  apps %5.1f µs  apps ran dry %.3f, preempted %.3f  front preempted %.3f  machine %4.1f %% busy %s\n",
+               r, p, rps, p99, f / hz * 1e6 / req, a / hz * 1e6 / req, v / req, i / req, fi / req, b * 100 / (b + idle), errs }'
     kill -INT $upid; wait $upid 2>/dev/null || true; upid=
   done
 done
