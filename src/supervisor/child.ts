@@ -74,14 +74,14 @@ export class Child {
       // stops the children in order, after in-flight requests.
       detached: true,
     });
-    // Both set on this thread around fork(): the child starts on its CPU, under its policy.
+    // Set on this thread around fork(): the child starts on its CPU, under its policy, at the nice the front started at.
     const onCpu = spawnOnCpu(spec.cpu, () => spawnUnderPolicy(spec.schedPolicy, () => spawnAtStartNice(start)));
     const { result: atNice, error } = onCpu.result;
     const result = atNice.result;
     if (atNice.error && !niceWarned) {
       niceWarned = true;
       log.warn({ backend: backendId, pid: result.pid, errno: atNice.error.code },
-        `could not put the front's nice back after starting a backend (${atNice.error.message}): the front runs at the nice its processes start at`);
+        `could not move the front's nice around starting a backend (${atNice.error.message}): the backend or the front runs at the other's nice`);
     }
     this.process = result;
     if (onCpu.error && !cpuWarned) {
