@@ -1,14 +1,14 @@
 // The front's nice value (its CPU weight), as nginx's `worker_priority`. By default -10:
-// under the seed load a wrk thread woken by an answer preempted the front 0.2-0.8 times a
-// request (perf sched: 98 % of its preemptions), each a switch out and back in the middle
-// of a turn that refills every app; at nice -10 the front is preempted ~0.005 times a
-// request, spends fewer µs on each and serves 12 % more at 2 and 4 processes
-// (bench/results/front-nice-20261202.md). Its processes start at the nice the front was
-// started with (set around fork, as the scheduling policy is): the apps do not take the
-// front's weight.
+// under the seed load a wrk thread woken by an answer preempted the front 0.25-0.8 times a
+// request (98 % of its preemptions, the sched_switch tracepoint), each a switch out and back
+// in the middle of a turn that refills every app; at nice -10 it is preempted ~0.01 times a
+// request and served 2.5-12 % more at 2 and 4 processes, p99 level at 1 and 4 but 0.6-3.3 ms
+// higher at 2 (bench/results/front-nice-20261202.md). Its processes start at the nice the
+// front was started with (set around fork, as the scheduling policy is): the apps do not
+// take the front's weight.
 import os from 'node:os';
-import fs from 'node:fs';
 import { spawnAroundFork } from './aroundFork.js';
+import { putEveryThread } from './everyThread.js';
 
 /** The nice of the thread that forks the processes before the front changed it; null: unchanged. */
 let startedAt: number | null = null;
@@ -33,41 +33,31 @@ function errnoError(err: unknown): NodeJS.ErrnoException {
  * the refusal, if any (EACCES without CAP_SYS_NICE or RLIMIT_NICE: the threads keep theirs).
  */
 export function putProcessAtNice(nice: number): { restore: () => void; error: NodeJS.ErrnoException | null } {
-  const moved: Array<[tid: number, own: number]> = [];
-  let error: NodeJS.ErrnoException | null = null;
   const self = niceOf();
-  for (const name of fs.readdirSync('/proc/self/task')) {
-    const tid = Number(name);
-    try {
-      const own = niceOf(tid);
-      if (own === nice) continue;
-      os.setPriority(tid, nice);
-      moved.push([tid, own]);
-    } catch (err) {
-      const e = errnoError(err);
-      if (e.code === 'ESRCH') continue; // the thread ended meanwhile
-      error = e;
-      break;
-    }
+  const put = putEveryThread<number>({
+    read: (tid) => { try { return niceOf(tid); } catch (err) { throw errnoError(err); } },
+    isWanted: (own) => own === nice,
+    setWanted: (tid) => { try { os.setPriority(tid, nice); } catch (err) { throw errnoError(err); } },
+    putBack: (tid, own) => os.setPriority(tid, own),
+  });
+  if (put.error !== null) {
+    put.restore();
+    return { restore: put.restore, error: put.error };
   }
-  if (error === null && self !== nice && startedAt === null) startedAt = self;
+  if (self !== nice && startedAt === null) startedAt = self;
+  let forgetStart = put.moved > 0;
   const restore = (): void => {
-    for (const [tid, own] of moved) {
-      // Only a thread still ours: a tid freed by a thread that ended may name another's by now.
-      if (!fs.existsSync(`/proc/self/task/${tid}`)) continue;
-      try { os.setPriority(tid, own); } catch { /* it ended meanwhile */ }
-    }
-    if (moved.length > 0) startedAt = null;
-    moved.length = 0;
+    put.restore();
+    if (forgetStart) startedAt = null;
+    forgetStart = false;
   };
-  if (error !== null) restore();
-  return { restore, error };
+  return { restore, error: null };
 }
 
 /**
  * Calls `spawn` with the calling thread at the nice the front was started with (when the
  * front changed its own), then puts the front's back: the child starts there, as under
- * `nice -n N COMMAND`. The error, if any: the front's nice not restored.
+ * `nice -n N COMMAND`. The error, if any: the thread's nice not moved there, or not back.
  */
 export function spawnAtStartNice<T>(spawn: () => T): { result: T; error: NodeJS.ErrnoException | null } {
   return spawnAroundFork(() => {

@@ -8,9 +8,9 @@
 // in and out once per response. Measured on the seed load (bench/RESULTS.md, 2026-12-02):
 // the apps' policy lowered p99 at 2 and 4 processes; the front's raised req/s by 4-5.5 % and
 // lowered p99 at 1, 2 and 4 (bench/results/front-sched-20261202.md).
-import fs from 'node:fs';
 import { setThreadSched, threadSched } from '../native/sock.js';
 import { spawnAroundFork } from './aroundFork.js';
+import { putEveryThread } from './everyThread.js';
 
 export type SchedPolicy = 'batch' | 'other';
 
@@ -39,28 +39,11 @@ export function spawnUnderPolicy<T>(policy: SchedPolicy, spawn: () => T): { resu
  */
 export function putProcessUnder(policy: SchedPolicy): { restore: () => void; error: NodeJS.ErrnoException | null } {
   const wanted = POLICY_NUMBER[policy];
-  const moved: Array<[tid: number, policy: number, priority: number]> = [];
-  let error: NodeJS.ErrnoException | null = null;
-  for (const name of fs.readdirSync('/proc/self/task')) {
-    const tid = Number(name);
-    try {
-      const [own, priority] = threadSched(tid);
-      if (own === wanted) continue;
-      setThreadSched(wanted, 0, tid);
-      moved.push([tid, own, priority]);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') continue; // the thread ended meanwhile
-      error = err as NodeJS.ErrnoException;
-      break;
-    }
-  }
-  const restore = (): void => {
-    for (const [tid, own, priority] of moved) {
-      // Only a thread still ours: a tid freed by a thread that ended may name another's by now.
-      if (!fs.existsSync(`/proc/self/task/${tid}`)) continue;
-      try { setThreadSched(own, priority, tid); } catch { /* it ended meanwhile */ }
-    }
-    moved.length = 0;
-  };
+  const { restore, error } = putEveryThread<[policy: number, priority: number]>({
+    read: (tid) => threadSched(tid),
+    isWanted: ([own]) => own === wanted,
+    setWanted: (tid) => setThreadSched(wanted, 0, tid),
+    putBack: (tid, [own, priority]) => setThreadSched(own, priority, tid),
+  });
   return { restore, error };
 }
