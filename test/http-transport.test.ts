@@ -607,4 +607,23 @@ describe.skipIf(!wrk)('learned slots over HTTP (defaults: auto is 8 slots)', () 
     expect(b, JSON.stringify(b)).toMatchObject({ slots: 8, slotsLearned: null });
     expect(b.maxInflight).toBe(8);
   }, 60_000);
+
+  it('a concurrent app accepting slowly (150 ms between accepts): connections it takes late are no evidence of a limit', async () => {
+    // Each accept is growth (one more at once than before), which starts the evidence over:
+    // the 8 slots are reached over ~1.2 s, with probes seen waiting in the accept queue all along.
+    front = await startTestFront({
+      procs: 1, protocol: 'http', 'log-level': 'info',
+      command: [SYSTEM_PYTHON, path.join(ROOT, 'test/fixtures/slow-accept-http.py'), '{socket}', '--accept-gap-ms', '150'],
+    });
+    expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
+    const l = await load(`${front.url}/Hello/100`, 3);
+    expect(l.failures, l.out).toBe(0);
+    const f = front;
+    await waitUntil(() => f.pool.inflight === 0, 'the requests wrk left end', 5000);
+    await new Promise((r) => setTimeout(r, 2 * PROBE_MS));
+    const b = (await getStats(front)).pools[0].backends[0];
+    expect(b, JSON.stringify(b)).toMatchObject({ slots: 8, slotsLearned: null });
+    expect(b.maxInflight, 'it was given all 8 once it had taken them').toBe(8);
+    expect(front.log.lines.filter((x) => x.change !== undefined), 'no change of slots logged').toEqual([]);
+  }, 60_000);
 });
