@@ -8,7 +8,11 @@
 #
 #   bench/sched.sh [PROCS=2] [ROUNDS=4] [SETTING...]     (default: batch other)
 #   a SETTING is a policy name, flags for `run` (bench/sched.sh 4 8 "--cpu-affinity none" "--cpu-affinity auto"),
-#   or the path of another checkout to run its build with default flags (bench/sched.sh 4 6 "$PWD" /tmp/wt-idea)
+#   or the path of another checkout to run its build with default flags (bench/sched.sh 4 6 "$PWD" /tmp/wt-idea),
+#   default (the flags' defaults), or session:N — default flags, the front started in a session of its own and N written to its session's nice
+#   (/proc/PID/autogroup) once it serves. SETSID=1 starts every front in a session of its own, as `upfront bench` does:
+#   under autogroup scheduling (sched(7)) a nice counts only within a session, and a front started here otherwise
+#   shares this script's session with wrk.
 set -euo pipefail
 n=${1:-2}; rounds=${2:-4}; shift $(( $# < 2 ? $# : 2 ))
 [ $# -gt 0 ] || set -- batch other
@@ -30,12 +34,16 @@ busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; } #
 echo "# git $(git rev-parse --short HEAD), -n $n, $rounds rounds, wrk -t2 -c200 -d6s /Hello/100; per request: CPU µs, apps' context switches"
 for r in $(seq 1 "$rounds"); do
   for setting in "$@"; do
-    cli=./dist/cli.js; flags=()
+    cli=./dist/cli.js; flags=(); session=; own=${SETSID:-}
     if [ "${setting#/}" != "$setting" ]; then cli=$setting/dist/cli.js
+    elif [ "${setting#session:}" != "$setting" ]; then session=${setting#session:}; own=1
+    elif [ "$setting" = default ]; then :
     elif [ "${setting#-}" = "$setting" ]; then flags=(--sched-policy "$setting"); else read -ra flags <<< "$setting"; fi
     port=$(free_port)
-    "$cli" run --listen 127.0.0.1:$port --admin off -n "$n" "${flags[@]}" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
+    ${own:+setsid} "$cli" run --listen 127.0.0.1:$port --admin off -n "$n" "${flags[@]}" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
     wait_ok http://127.0.0.1:$port/Hello/1
+    [ -z "$own" ] || upid=$(pgrep -f -- "--listen 127.0.0.1:$port " | head -1) # setsid may have forked
+    [ -z "$session" ] || echo "$session" > "/proc/$upid/autogroup"
     # shellcheck disable=SC2207 # pids are words
     apps=($(pgrep -P $upid -f hello.py))
     wrk -t2 -c200 -d2s http://127.0.0.1:$port/Hello/100 >/dev/null
@@ -48,6 +56,7 @@ for r in $(seq 1 "$rounds"); do
         -v p99="$(wrk_p99 < "$out/wrk")" -v errs="$(grep -E 'Socket errors|Non-2xx' "$out/wrk" | tr -s ' ' | tr '\n' ' ')" \
       'BEGIN { printf "%d %-6s %6.0f req/s  p99 %-8s front %5.1f µs  apps %5.1f µs  apps ran dry %.3f, preempted %.3f  front preempted %.3f  machine %4.1f %% busy %s\n",
                r, p, rps, p99, f / hz * 1e6 / req, a / hz * 1e6 / req, v / req, i / req, fi / req, b * 100 / (b + idle), errs }'
-    kill -INT $upid; wait $upid 2>/dev/null || true; upid=
+    kill -INT $upid; wait $upid 2>/dev/null || true
+    while kill -0 $upid 2>/dev/null; do sleep 0.1; done; upid=   # not our child when setsid forked
   done
 done

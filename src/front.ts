@@ -32,7 +32,7 @@ import { RefusalWarnings } from './stats/refusalWarnings.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { Autoscaler } from './supervisor/autoscaler.js';
 import { removeStaleSocketDirs } from './supervisor/staleSocketDirs.js';
-import { putProcessAtNice } from './supervisor/frontNice.js';
+import { putProcessAtNice, putSessionAtNice } from './supervisor/frontNice.js';
 import { putProcessUnder } from './supervisor/schedPolicy.js';
 import { StaticUpstreams } from './supervisor/staticUpstreams.js';
 import { Supervisor } from './supervisor/supervisor.js';
@@ -225,7 +225,14 @@ export class Front {
       this.logger[level]({ errno: nice.error.code, nice: niceWanted },
         `could not set the front's nice to ${niceWanted} (${nice.error.message}): it keeps its own; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${niceWanted}) allows it, --front-nice 0 stops trying`);
     }
-    this.restoreSched = () => { nice.restore(); sched.restore(); };
+    // The same privilege: where the threads' nice was refused, the session's is too.
+    const session = nice.error ? { restore: () => {}, error: null } : putSessionAtNice(niceWanted);
+    if (session.error) {
+      const level = c.frontNice === undefined ? 'info' : 'warn';
+      this.logger[level]({ errno: session.error.code, nice: niceWanted },
+        `could not set the nice of the front's session to ${niceWanted} (${session.error.message}): under autogroup scheduling its own nice then counts only within its session; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${niceWanted}) allows it, --front-nice 0 stops trying`);
+    }
+    this.restoreSched = () => { session.restore(); nice.restore(); sched.restore(); };
     try {
       // Listen first: a port in use should fail before any child is spawned.
       this.address = await this.server.listen();

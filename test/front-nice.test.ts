@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { statFields } from '../src/stats/proc.js';
+import { sessionNiceOf, statFields } from '../src/stats/proc.js';
 import { putProcessAtNice, spawnAtStartNice } from '../src/supervisor/frontNice.js';
 import { PY_HELLO, ROOT, request, startTestFront, waitUntil, which, type TestFront } from './helpers.js';
 
@@ -48,6 +48,8 @@ describe('the front\'s nice', () => {
     await waitUntil(async () => (s = JSON.parse((await request(`http://${f.adminAddress}/stats`)).body.toString()) as Stats).pools[0].backends.every((b) => b.process !== null), 'the processes sampled');
     expect(s!.front.nice).toBe(-10);
     expect(s!.pools[0].backends.map((b) => b.process!.nice)).toEqual([0, 0]);
+    // This front does not lead its session (the test runner's): the session's nice is left alone.
+    expect(sessionNiceOf('self')).toBe(0);
     await f.stop();
     front = null;
     expect(ownThreadNices()).toEqual(new Set([0]));
@@ -93,6 +95,42 @@ describe('the front\'s nice', () => {
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));
   });
+
+  // Under autogroup scheduling a thread's nice counts only within its session (sched(7)); the
+  // apps lead sessions of their own. A front leading its session (as systemd, setsid and
+  // `upfront bench` start it) gives the session its nice; the apps' sessions stay as they were.
+  it.skipIf(sessionNiceOf('self') === null)('a front leading its own session: the session at nice -10 too, its processes\' sessions at 0; /stats says both', async () => {
+    const proc: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
+      '-n', '2', '--log-level', 'warn', '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    let err = '';
+    proc.stderr!.on('data', (c) => { err += c; });
+    const exited = new Promise((r) => proc.once('exit', r));
+    try {
+      await waitUntil(() => /\/stats/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', 20_000);
+      expect(proc.exitCode, err).toBeNull();
+      expect(statFields(proc.pid!)![6 - 3], 'it leads its session').toBe(String(proc.pid));
+      expect(sessionNiceOf(proc.pid!)).toBe(-10);
+      expect(niceOf(proc.pid!)).toBe(-10);
+      const base = /serving on (http:\/\/\S+)/.exec(err)![1];
+      expect((await request(`${base}/Hello/1`)).status).toBe(200);
+      const stats = /(http:\/\/\S+\/stats)/.exec(err)![1];
+      type Stats = { front: { nice: number; sessionNice: number | null }; pools: Array<{ backends: Array<{ process: { pid: number; nice: number; sessionNice: number | null } | null }> }> };
+      let s: Stats | null = null;
+      await waitUntil(async () => (s = JSON.parse((await request(stats)).body.toString()) as Stats).pools[0].backends.every((b) => b.process !== null), 'the processes sampled');
+      expect(s!.front).toMatchObject({ nice: -10, sessionNice: -10 });
+      expect(s!.pools[0].backends.map((b) => [b.process!.nice, b.process!.sessionNice])).toEqual([[0, 0], [0, 0]]);
+      for (const b of s!.pools[0].backends) {
+        expect(statFields(b.process!.pid)![6 - 3], 'each app leads a session of its own').toBe(String(b.process!.pid));
+        expect(sessionNiceOf(b.process!.pid)).toBe(0);
+      }
+    } finally {
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    expect(sessionNiceOf('self'), 'the test runner\'s session untouched').toBe(0);
+  }, 60_000);
 
   // Root without CAP_SYS_NICE may not lower its nice (EACCES), as an unprivileged user may not.
   it.skipIf(process.getuid?.() !== 0 || which('setpriv') === null)('refused (no CAP_SYS_NICE): the front keeps its nice and serves; said at info by default, a warning when asked for', async () => {

@@ -15,6 +15,19 @@ export function statFields(pid: number | string): string[] | null {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
+/**
+ * The nice of a process's session under autogroup scheduling (`/proc/PID/autogroup` reads
+ * `/autogroup-25 nice 0`), or null without it (no CONFIG_SCHED_AUTOGROUP) or when it is gone.
+ */
+export function sessionNiceOf(pid: number | 'self'): number | null {
+  try {
+    const m = /nice (-?\d+)/.exec(fs.readFileSync(`/proc/${pid}/autogroup`, 'latin1'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** utime + stime of a process in seconds (0 when it is gone). */
 export function cpuSeconds(pid: number): number {
   const f = statFields(pid);

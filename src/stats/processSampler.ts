@@ -3,7 +3,7 @@
 // read between two samples shows the same figures). CPU % is over the last interval.
 import fs from 'node:fs';
 
-import { CLK_TCK, statFields } from './proc.js';
+import { CLK_TCK, sessionNiceOf, statFields } from './proc.js';
 
 export interface ProcessFigures {
   pid: number;
@@ -18,9 +18,15 @@ export interface ProcessFigures {
   schedPolicy: string;
   /** Its nice as the kernel has it (its main thread's). */
   nice: number;
+  /**
+   * Its session's nice (/proc/PID/autogroup), null without autogroup scheduling: with it,
+   * `nice` counts only against threads of the same session, this against other sessions.
+   */
+  sessionNice: number | null;
 }
 
-interface ProcRead { cpuSeconds: number; startTicks: number; rssBytes: number; schedPolicy: string; nice: number }
+interface ProcRead { cpuSeconds: number; startTicks: number; rssBytes: number; schedPolicy: string; nice: number; sessionNice: number | null }
+
 
 const SCHED_POLICIES = ['other', 'fifo', 'rr', 'batch', 'iso', 'idle', 'deadline'];
 
@@ -47,7 +53,7 @@ export function readProcess(pid: number): ProcRead | null {
     // utime, stime, nice, starttime, policy: fields 14, 15, 19, 22, 41 of stat(5)
     const policy = Number(f[38]);
     return { cpuSeconds: (Number(f[11]) + Number(f[12])) / CLK_TCK, startTicks: Number(f[19]), rssBytes: m ? Number(m[1]) * 1024 : 0,
-      schedPolicy: SCHED_POLICIES[policy] ?? String(policy), nice: Number(f[16]) };
+      schedPolicy: SCHED_POLICIES[policy] ?? String(policy), nice: Number(f[16]), sessionNice: sessionNiceOf(pid) };
   } catch {
     return null; // gone
   }
@@ -70,7 +76,7 @@ export class ProcessSampler {
       // A pid reused by a new process starts afresh.
       const same = before !== undefined && before.startTime === startTime;
       const cpuPercent = same && elapsedSec > 0 ? Math.max(0, ((r.cpuSeconds - before.cpuSeconds) / elapsedSec) * 100) : 0;
-      next.set(pid, { pid, rssBytes: r.rssBytes, cpuSeconds: r.cpuSeconds, cpuPercent: Math.round(cpuPercent * 10) / 10, startTime, schedPolicy: r.schedPolicy, nice: r.nice });
+      next.set(pid, { pid, rssBytes: r.rssBytes, cpuSeconds: r.cpuSeconds, cpuPercent: Math.round(cpuPercent * 10) / 10, startTime, schedPolicy: r.schedPolicy, nice: r.nice, sessionNice: r.sessionNice });
     }
     this.figures = next;
     this.sampledAt = now;

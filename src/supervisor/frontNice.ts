@@ -5,8 +5,12 @@
 // request and served 2.5-12 % more at 2 and 4 processes, p99 level at 1 and 4 but 0.6-3.3 ms
 // higher at 2 (bench/results/front-nice-20261202.md). Its processes start at the nice the
 // front was started with (set around fork, as the scheduling policy is): the apps do not
-// take the front's weight.
+// take the front's weight. Under autogroup scheduling those A/Bs (fronts started inside the
+// load tool's session) were the only case where a thread's nice counts against the load
+// tool; a front leading its own session sets the session's nice too (putSessionAtNice).
+import fs from 'node:fs';
 import os from 'node:os';
+import { sessionNiceOf, statFields } from '../stats/proc.js';
 import { spawnAroundFork } from './aroundFork.js';
 import { putEveryThread } from './everyThread.js';
 
@@ -70,4 +74,42 @@ export function spawnAtStartNice<T>(spawn: () => T): { result: T; error: NodeJS.
       try { os.setPriority(0, own); } catch (err) { throw errnoError(err); }
     };
   }, spawn);
+}
+
+const AUTOGROUP = '/proc/self/autogroup';
+
+/** Whether this process leads its session (field 6 of /proc/self/stat is its own pid). */
+function leadsSession(): boolean {
+  return Number(statFields('self')?.[3]) === process.pid;
+}
+
+/**
+ * Under autogroup scheduling (kernel.sched_autogroup_enabled, on by default in most
+ * distributions' kernels) every session is a task group, and a thread's nice counts only
+ * against the threads of its own session (sched(7)): not against the apps, each in a
+ * session of its own (they are spawned with setsid), nor a load tool started elsewhere.
+ * What those see is the session's nice, `/proc/self/autogroup`. A front that leads its
+ * session (as systemd, `setsid` or `upfront bench` start it) sets that one too; a front
+ * started inside a shell's session leaves the shell's alone (`applied` false). Lowering
+ * it needs CAP_SYS_NICE or a matching RLIMIT_NICE, as for a thread (EPERM otherwise).
+ */
+export function putSessionAtNice(nice: number): { restore: () => void; applied: boolean; error: NodeJS.ErrnoException | null } {
+  const none = { restore: () => {}, applied: false, error: null };
+  const own = sessionNiceOf('self');
+  if (own === null || !leadsSession()) return none;
+  if (own === nice) return { ...none, applied: true };
+  try {
+    fs.writeFileSync(AUTOGROUP, String(nice));
+  } catch (err) {
+    return { ...none, error: err as NodeJS.ErrnoException };
+  }
+  let moved = true;
+  const restore = (): void => {
+    if (!moved) return;
+    moved = false;
+    // EAGAIN: the kernel takes one such write every 100 ms from a process without
+    // CAP_SYS_ADMIN; the session ends with the front anyway (its processes lead their own).
+    try { fs.writeFileSync(AUTOGROUP, String(own)); } catch { /* see above */ }
+  };
+  return { restore, applied: true, error: null };
 }
