@@ -32,15 +32,13 @@ import { RefusalWarnings } from './stats/refusalWarnings.js';
 import type { StatsSources } from './stats/snapshot.js';
 import { Autoscaler } from './supervisor/autoscaler.js';
 import { removeStaleSocketDirs } from './supervisor/staleSocketDirs.js';
-import { putProcessAtNice, putSessionAtNice } from './supervisor/frontNice.js';
+import { niceForProcesses, putProcessAtNice, SessionNice } from './supervisor/frontNice.js';
 import { putProcessUnder } from './supervisor/schedPolicy.js';
 import { StaticUpstreams } from './supervisor/staticUpstreams.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { ProcessGroupWatchdog } from './supervisor/watchdog.js';
 import type { BackendAddress } from './transport.js';
 
-/** The front's nice when --front-nice is not given (supervisor/frontNice.ts says why). */
-const DEFAULT_FRONT_NICE = -10;
 
 export const SERVER_SOFTWARE = 'upfront/0.1';
 
@@ -80,6 +78,11 @@ export class Front {
   private stopping: Promise<void> | null = null;
   /** Puts the front's threads back under the policy they had before start() (a front inside another program: the tests). */
   private restoreSched: () => void = () => {};
+  /** Puts the front's threads back at the nice they had before start(). */
+  private restoreThreadsNice: () => void = () => {};
+  private readonly sessionNice = new SessionNice();
+  /** The nice the front is at (or asked for and was refused). */
+  private nice: number | null = null;
 
   constructor(private readonly config: RunConfig, private readonly logger: Logger, private readonly hooks: FrontHooks = {}) {
     const c = config;
@@ -217,22 +220,8 @@ export class Front {
       this.logger.warn({ errno: sched.error.code, sched: c.frontSchedPolicy },
         `could not put the front under the CPU scheduling policy ${c.frontSchedPolicy} (${sched.error.message}): it runs under its own; --front-sched-policy other stops trying`);
     }
-    const niceWanted = c.frontNice ?? DEFAULT_FRONT_NICE;
-    const nice = putProcessAtNice(niceWanted);
-    if (nice.error) {
-      // The default asks for what an unprivileged user may not have: said, not warned.
-      const level = c.frontNice === undefined ? 'info' : 'warn';
-      this.logger[level]({ errno: nice.error.code, nice: niceWanted },
-        `could not set the front's nice to ${niceWanted} (${nice.error.message}): it keeps its own; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${niceWanted}) allows it, --front-nice 0 stops trying`);
-    }
-    // The same privilege: where the threads' nice was refused, the session's is too.
-    const session = nice.error ? { restore: () => {}, error: null } : putSessionAtNice(niceWanted);
-    if (session.error) {
-      const level = c.frontNice === undefined ? 'info' : 'warn';
-      this.logger[level]({ errno: session.error.code, nice: niceWanted },
-        `could not set the nice of the front's session to ${niceWanted} (${session.error.message}): under autogroup scheduling its own nice then counts only within its session; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${niceWanted}) allows it, --front-nice 0 stops trying`);
-    }
-    this.restoreSched = () => { session.restore(); nice.restore(); sched.restore(); };
+    this.putAtNice(this.processesFed(c.procs));
+    this.restoreSched = () => { this.restoreNice(); sched.restore(); };
     try {
       // Listen first: a port in use should fail before any child is spawned.
       this.address = await this.server.listen();
@@ -293,7 +282,46 @@ export class Front {
   async scale(procs: number, reason: string): Promise<{ from: number; to: number }> {
     if (!this.supervisor) throw new Error('no spawned backends to scale (this upfront only has --upstream backends)');
     if (!Number.isInteger(procs) || procs < 1 || procs > 1024) throw new Error(`procs: expected a whole number from 1 to 1024, got ${JSON.stringify(procs)}`);
-    return this.supervisor.scale(procs, reason);
+    const outcome = await this.supervisor.scale(procs, reason);
+    this.putAtNice(this.processesFed(outcome.to));
+    return outcome;
+  }
+
+  /** The processes the front feeds with `procs` spawned: at most max-procs under the autoscaler, and the upstreams. */
+  private processesFed(procs: number): number {
+    const c = this.config;
+    return (c.maxProcs > c.procs ? Math.max(procs, c.maxProcs) : procs) + c.upstream.length;
+  }
+
+  /**
+   * The front's threads and, where it leads its session, the session at --front-nice, or
+   * without it at the weight of the `fed` processes (supervisor/frontNice.ts says why).
+   */
+  private putAtNice(fed: number): void {
+    const c = this.config;
+    const wanted = c.frontNice ?? niceForProcesses(fed);
+    if (wanted === this.nice) return;
+    this.nice = wanted;
+    this.restoreThreadsNice();
+    const threads = putProcessAtNice(wanted);
+    this.restoreThreadsNice = threads.restore;
+    // The same privilege: where the threads' nice was refused, the session's is too.
+    const error = threads.error ?? this.sessionNice.put(wanted).error;
+    if (error) {
+      // The default asks for what an unprivileged user may not have: said, not warned.
+      const level = c.frontNice === undefined ? 'info' : 'warn';
+      this.logger[level]({ errno: error.code, nice: wanted },
+        `could not set the front's nice to ${wanted} (${error.message}): it keeps its own; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${wanted}) allows it, --front-nice 0 stops trying`);
+    } else {
+      this.logger.debug({ nice: wanted, processes: fed }, `the front runs at nice ${wanted}`);
+    }
+  }
+
+  private restoreNice(): void {
+    this.sessionNice.restore();
+    this.restoreThreadsNice();
+    this.restoreThreadsNice = () => {};
+    this.nice = null;
   }
 
   /** The TLS certificate re-read, then a rolling reload of the spawned processes, with the command line of a re-read config. */

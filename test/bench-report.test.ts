@@ -261,7 +261,7 @@ describe('renderReportHtml (as text)', () => {
 
   it('says under which CPU scheduling policy each side\'s processes ran', () => {
     const html = renderReportHtml(load());
-    expect(html).toMatch(/<dt>scheduling<\/dt><dd>upfront runs itself and starts its processes under SCHED_BATCH \(its defaults, --front-sched-policy and --sched-policy\), itself at nice -10 \(its threads and, as it leads a session of its own here, its session: under autogroup scheduling the nice of a thread counts only within its session\) and its processes at the nice it was started with \(--front-nice, like the worker_priority of nginx, which the peers leave at 0\); the peers run under the policy they start with, their fronts and their processes/);
+    expect(html).toMatch(/<dt>scheduling<\/dt><dd>upfront runs itself and starts its processes under SCHED_BATCH \(its defaults, --front-sched-policy and --sched-policy\), itself at the weight of its processes \(nice -3 for 2, -6 for 4; its threads and, as it leads a session of its own here, its session: under autogroup scheduling the nice of a thread counts only within its session\) and its processes at the nice it was started with \(--front-nice, like the worker_priority of nginx, which the peers leave at 0\); the peers run under the policy they start with, their fronts and their processes/);
   });
 });
 

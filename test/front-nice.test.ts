@@ -1,5 +1,5 @@
-// The front's nice (--front-nice, default -10) while it runs, its processes at the nice the
-// front was started with, and a refusal. Read back from the kernel: /proc/PID/stat field 19.
+// The front's nice (--front-nice; by default the weight of the processes it feeds: -3 for 2,
+// -6 for 4) while it runs, its processes at the nice the front was started with, and a refusal. Read back from the kernel: /proc/PID/stat field 19.
 // The fronts here run inside the test process (a vitest fork of its own): their threads are its.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sessionNiceOf, statFields } from '../src/stats/proc.js';
-import { putProcessAtNice, spawnAtStartNice } from '../src/supervisor/frontNice.js';
+import { niceForProcesses, putProcessAtNice, spawnAtStartNice } from '../src/supervisor/frontNice.js';
 import { PY_HELLO, ROOT, request, startTestFront, waitUntil, which, type TestFront } from './helpers.js';
 
 /** The nice of process/thread `pid` ("self/task/TID" for a thread of this process). */
@@ -30,27 +30,45 @@ let front: TestFront | null = null;
 afterEach(async () => { await front?.stop(); front = null; });
 
 describe('the front\'s nice', () => {
-  it('by default every thread of the front runs at nice -10, its processes (a restarted one too) at the nice it was started with; stopped, the threads get their own back', async () => {
+  it('niceForProcesses: the weight of N nice-0 processes (~1.25x a step), at most -10', () => {
+    expect([1, 2, 3, 4, 8, 9, 16, 1024].map(niceForProcesses)).toEqual([0, -3, -5, -6, -9, -10, -10, -10]);
+  });
+
+  it('by default every thread of the front runs at the weight of its processes (nice -3 for 2), they (a restarted one too) at the nice it was started with; stopped, the threads get their own back', async () => {
     expect(ownThreadNices()).toEqual(new Set([0]));
     front = await startTestFront({ procs: 2, 'restart-backoff': 50, admin: '127.0.0.1:0', command: ['python3', PY_HELLO] });
     const f = front;
     expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
-    expect(ownThreadNices()).toEqual(new Set([-10]));
+    expect(ownThreadNices()).toEqual(new Set([-3]));
     const pids = f.pool.backends.map((b) => b.pid!);
     expect(pids.map(niceOf)).toEqual([0, 0]);
     process.kill(pids[0], 'SIGKILL');
     await waitUntil(() => f.pool.backends[0].state === 'ready' && f.pool.backends[0].pid !== pids[0], 'b0 restarted');
     expect(niceOf(f.pool.backends[0].pid!)).toBe(0);
-    expect(niceOf(process.pid)).toBe(-10);
+    expect(niceOf(process.pid)).toBe(-3);
     // /stats: as the kernel has it
     type Stats = { front: { nice: number }; pools: Array<{ backends: Array<{ process: { nice: number } | null }> }> };
     let s: Stats | null = null;
     await waitUntil(async () => (s = JSON.parse((await request(`http://${f.adminAddress}/stats`)).body.toString()) as Stats).pools[0].backends.every((b) => b.process !== null), 'the processes sampled');
-    expect(s!.front.nice).toBe(-10);
+    expect(s!.front.nice).toBe(-3);
     expect(s!.pools[0].backends.map((b) => b.process!.nice)).toEqual([0, 0]);
     // This front does not lead its session (the test runner's): the session's nice is left alone.
     expect(sessionNiceOf('self')).toBe(0);
     await f.stop();
+    front = null;
+    expect(ownThreadNices()).toEqual(new Set([0]));
+  });
+
+  it('scaled, the front follows the weight of its processes: 1 → 0, 4 → -6, 2 → -3; its processes stay at 0', async () => {
+    front = await startTestFront({ procs: 1, command: ['python3', PY_HELLO] });
+    expect((await request(`${front.url}/Hello/1`)).status).toBe(200);
+    expect(ownThreadNices()).toEqual(new Set([0]));
+    await front.scale(4, 'test');
+    expect(ownThreadNices()).toEqual(new Set([-6]));
+    expect(front.pool.backends.map((b) => niceOf(b.pid!))).toEqual([0, 0, 0, 0]);
+    await front.scale(2, 'test');
+    expect(ownThreadNices()).toEqual(new Set([-3]));
+    await front.stop();
     front = null;
     expect(ownThreadNices()).toEqual(new Set([0]));
   });
@@ -99,9 +117,9 @@ describe('the front\'s nice', () => {
   // Under autogroup scheduling a thread's nice counts only within its session (sched(7)); the
   // apps lead sessions of their own. A front leading its session (as systemd, setsid and
   // `upfront bench` start it) gives the session its nice; the apps' sessions stay as they were.
-  it.skipIf(sessionNiceOf('self') === null)('a front leading its own session: the session at nice -10 too, its processes\' sessions at 0; /stats says both', async () => {
+  it.skipIf(sessionNiceOf('self') === null)('a front leading its own session: the session at its nice too (-6 for 4 processes), its processes\' sessions at 0; /stats says both', async () => {
     const proc: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
-      '-n', '2', '--log-level', 'warn', '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+      '-n', '4', '--log-level', 'warn', '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let err = '';
     proc.stderr!.on('data', (c) => { err += c; });
     const exited = new Promise((r) => proc.once('exit', r));
@@ -109,16 +127,16 @@ describe('the front\'s nice', () => {
       await waitUntil(() => /\/stats/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', 20_000);
       expect(proc.exitCode, err).toBeNull();
       expect(statFields(proc.pid!)![6 - 3], 'it leads its session').toBe(String(proc.pid));
-      expect(sessionNiceOf(proc.pid!)).toBe(-10);
-      expect(niceOf(proc.pid!)).toBe(-10);
+      expect(sessionNiceOf(proc.pid!)).toBe(-6);
+      expect(niceOf(proc.pid!)).toBe(-6);
       const base = /serving on (http:\/\/\S+)/.exec(err)![1];
       expect((await request(`${base}/Hello/1`)).status).toBe(200);
       const stats = /(http:\/\/\S+\/stats)/.exec(err)![1];
       type Stats = { front: { nice: number; sessionNice: number | null }; pools: Array<{ backends: Array<{ process: { pid: number; nice: number; sessionNice: number | null } | null }> }> };
       let s: Stats | null = null;
       await waitUntil(async () => (s = JSON.parse((await request(stats)).body.toString()) as Stats).pools[0].backends.every((b) => b.process !== null), 'the processes sampled');
-      expect(s!.front).toMatchObject({ nice: -10, sessionNice: -10 });
-      expect(s!.pools[0].backends.map((b) => [b.process!.nice, b.process!.sessionNice])).toEqual([[0, 0], [0, 0]]);
+      expect(s!.front).toMatchObject({ nice: -6, sessionNice: -6 });
+      expect(s!.pools[0].backends.map((b) => [b.process!.nice, b.process!.sessionNice])).toEqual([[0, 0], [0, 0], [0, 0], [0, 0]]);
       for (const b of s!.pools[0].backends) {
         expect(statFields(b.process!.pid)![6 - 3], 'each app leads a session of its own').toBe(String(b.process!.pid));
         expect(sessionNiceOf(b.process!.pid)).toBe(0);
@@ -136,7 +154,7 @@ describe('the front\'s nice', () => {
   it.skipIf(process.getuid?.() !== 0 || which('setpriv') === null)('refused (no CAP_SYS_NICE): the front keeps its nice and serves; said at info by default, a warning when asked for', async () => {
     const run = async (extra: string[]): Promise<{ log: string; nices: Set<number> }> => {
       const proc: ChildProcess = spawn('setpriv', ['--bounding-set', '-sys_nice', '--inh-caps', '-sys_nice', '--', process.execPath, path.join(ROOT, 'dist/cli.js'), 'run',
-        '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '1', ...extra, '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+        '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '4', ...extra, '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       proc.stdout!.on('data', (c) => { out += c; });
@@ -161,7 +179,7 @@ describe('the front\'s nice', () => {
     const said = byDefault.log.split('\n').filter((l) => l.includes('could not set the front\'s nice')).map((l) => JSON.parse(l) as { level: number; errno: string; msg: string });
     expect(said).toHaveLength(1);
     expect(said[0]).toMatchObject({ level: 30, errno: 'EACCES' });
-    expect(said[0].msg).toMatch(/could not set the front's nice to -10 \(.*EACCES.*\): it keeps its own; CAP_SYS_NICE or a matching RLIMIT_NICE .* --front-nice 0 stops trying/);
+    expect(said[0].msg).toMatch(/could not set the front's nice to -6 \(.*EACCES.*\): it keeps its own; CAP_SYS_NICE or a matching RLIMIT_NICE .* --front-nice 0 stops trying/);
     const asked = await run(['--front-nice', '-5']);
     expect(asked.nices).toEqual(new Set([0]));
     const warned = asked.log.split('\n').filter((l) => l.includes('could not set the front\'s nice')).map((l) => JSON.parse(l) as { level: number; errno: string });

@@ -883,7 +883,7 @@ ${metaList([
   ['load', s.load],
   ['concurrency', String(s.concurrency)],
   ['backlog', s.backlog !== undefined ? `${s.backlog} (every front's backend sockets)` : 'not recorded'],
-  ['scheduling', 'upfront runs itself and starts its processes under SCHED_BATCH (its defaults, --front-sched-policy and --sched-policy), itself at nice -10 (its threads and, as it leads a session of its own here, its session: under autogroup scheduling the nice of a thread counts only within its session) and its processes at the nice it was started with (--front-nice, like the worker_priority of nginx, which the peers leave at 0); the peers run under the policy they start with, their fronts and their processes (spawn-fcgi\'s, or the bench\'s for --protocol http): SCHED_OTHER unless the bench or COMMAND is wrapped in chrt'],
+  ['scheduling', 'upfront runs itself and starts its processes under SCHED_BATCH (its defaults, --front-sched-policy and --sched-policy), itself at the weight of its processes (nice -3 for 2, -6 for 4; its threads and, as it leads a session of its own here, its session: under autogroup scheduling the nice of a thread counts only within its session) and its processes at the nice it was started with (--front-nice, like the worker_priority of nginx, which the peers leave at 0); the peers run under the policy they start with, their fronts and their processes (spawn-fcgi\'s, or the bench\'s for --protocol http): SCHED_OTHER unless the bench or COMMAND is wrapped in chrt'],
   ['duration', `${s.durationSec} s (+ ${s.warmupSec} s warm-up)`],
   ['repeats', String(s.repeat)],
   ['cells', `${results.cells.length} (${failed.length} failed, ${marked.length} with failed requests)`],

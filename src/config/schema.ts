@@ -186,7 +186,7 @@ export const runSchema = z.object({
   'sched-policy': z.enum(['batch', 'other'], { message: 'expected batch or other' }).prefault('batch'),
   // SCHED_BATCH by default: the front woken by bytes does not preempt the app or client on its core (supervisor/schedPolicy.ts).
   'front-sched-policy': z.enum(['batch', 'other'], { message: 'expected batch or other' }).prefault('batch'),
-  // The front's nice (nginx's worker_priority); unset: -10, quietly kept where the kernel refuses (supervisor/frontNice.ts).
+  // The front's nice (nginx's worker_priority); unset: the weight of its processes (niceForProcesses), quietly kept where the kernel refuses (supervisor/frontNice.ts).
   'front-nice': int(-20, 19).optional(),
   // auto: each process bound to one CPU, spread over the front's (supervisor/cpuAffinity.ts).
   'cpu-affinity': z.enum(['auto', 'none'], { message: 'expected auto or none' }).prefault('none'),

@@ -1,4 +1,5 @@
-// The front's nice value (its CPU weight), as nginx's `worker_priority`. By default -10:
+// The front's nice value (its CPU weight), as nginx's `worker_priority`. By default the weight
+// of the processes it feeds (niceForProcesses). Why a lower nice at all: with -10 (64a2ce0),
 // under the seed load a wrk thread woken by an answer preempted the front 0.25-0.8 times a
 // request (98 % of its preemptions, the sched_switch tracepoint), each a switch out and back
 // in the middle of a turn that refills every app; at nice -10 it is preempted ~0.01 times a
@@ -78,6 +79,20 @@ export function spawnAtStartNice<T>(spawn: () => T): { result: T; error: NodeJS.
 
 const AUTOGROUP = '/proc/self/autogroup';
 
+/**
+ * The front's nice when --front-nice is not given: as much CPU weight as the processes it
+ * feeds (each nice step is ~1.25x, so N processes' weight is nice -log(N)/log(1.25)):
+ * 0 for one, -3 for 2, -6 for 4, -9 for 8, at most -10. Every request of every app passes
+ * through the front: while it waits for a core, all of them may run dry. With one app it
+ * is one of two stages of a pipeline and more weight only takes the app's CPU. Measured
+ * with fronts in sessions of their own (bench/results/session-nice-20261202.md): at 2
+ * processes -3 served more than -10 (5 of 6 rounds), at 4 -6 as much as -10, and both
+ * far more than 0; at 1, 0 cost the front less CPU per request than -10.
+ */
+export function niceForProcesses(n: number): number {
+  return n <= 1 ? 0 : Math.max(-10, -Math.round(Math.log(n) / Math.log(1.25)));
+}
+
 /** Whether this process leads its session (field 6 of /proc/self/stat is its own pid). */
 function leadsSession(): boolean {
   return Number(statFields('self')?.[3]) === process.pid;
@@ -93,23 +108,29 @@ function leadsSession(): boolean {
  * started inside a shell's session leaves the shell's alone (`applied` false). Lowering
  * it needs CAP_SYS_NICE or a matching RLIMIT_NICE, as for a thread (EPERM otherwise).
  */
-export function putSessionAtNice(nice: number): { restore: () => void; applied: boolean; error: NodeJS.ErrnoException | null } {
-  const none = { restore: () => {}, applied: false, error: null };
-  const own = sessionNiceOf('self');
-  if (own === null || !leadsSession()) return none;
-  if (own === nice) return { ...none, applied: true };
-  try {
-    fs.writeFileSync(AUTOGROUP, String(nice));
-  } catch (err) {
-    return { ...none, error: err as NodeJS.ErrnoException };
+export class SessionNice {
+  /** The session's nice before the front changed it; null: not changed. */
+  private own: number | null = null;
+
+  put(nice: number): { applied: boolean; error: NodeJS.ErrnoException | null } {
+    const now = sessionNiceOf('self');
+    if (now === null || !leadsSession()) return { applied: false, error: null };
+    if (now === nice) return { applied: true, error: null };
+    try {
+      fs.writeFileSync(AUTOGROUP, String(nice));
+    } catch (err) {
+      return { applied: false, error: err as NodeJS.ErrnoException };
+    }
+    if (this.own === null) this.own = now;
+    return { applied: true, error: null };
   }
-  let moved = true;
-  const restore = (): void => {
-    if (!moved) return;
-    moved = false;
+
+  restore(): void {
+    if (this.own === null) return;
+    const own = this.own;
+    this.own = null;
     // EAGAIN: the kernel takes one such write every 100 ms from a process without
     // CAP_SYS_ADMIN; the session ends with the front anyway (its processes lead their own).
     try { fs.writeFileSync(AUTOGROUP, String(own)); } catch { /* see above */ }
-  };
-  return { restore, applied: true, error: null };
+  }
 }
