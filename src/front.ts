@@ -39,7 +39,6 @@ import { Supervisor } from './supervisor/supervisor.js';
 import { ProcessGroupWatchdog } from './supervisor/watchdog.js';
 import type { BackendAddress } from './transport.js';
 
-
 export const SERVER_SOFTWARE = 'upfront/0.1';
 
 export interface FrontHooks {

@@ -27,7 +27,6 @@ export interface ProcessFigures {
 
 interface ProcRead { cpuSeconds: number; startTicks: number; rssBytes: number; schedPolicy: string; nice: number; sessionNice: number | null }
 
-
 const SCHED_POLICIES = ['other', 'fifo', 'rr', 'batch', 'iso', 'idle', 'deadline'];
 
 let bootTime: number | null = null;

@@ -8,7 +8,7 @@
 // front was started with (set around fork, as the scheduling policy is): the apps do not
 // take the front's weight. Under autogroup scheduling those A/Bs (fronts started inside the
 // load tool's session) were the only case where a thread's nice counts against the load
-// tool; a front leading its own session sets the session's nice too (putSessionAtNice).
+// tool; a front leading its own session sets the session's nice too (SessionNice).
 import fs from 'node:fs';
 import os from 'node:os';
 import { sessionNiceOf, statFields } from '../stats/proc.js';
