@@ -305,7 +305,7 @@ export class Front {
     const threads = putProcessAtNice(wanted);
     this.restoreThreadsNice = threads.restore;
     // The same privilege: where the threads' nice was refused, the session's is too.
-    const error = threads.error ?? this.sessionNice.put(wanted).error;
+    const error = threads.error ?? this.sessionNice.put(wanted);
     if (error) {
       // The default asks for what an unprivileged user may not have: said, not warned.
       const level = c.frontNice === undefined ? 'info' : 'warn';

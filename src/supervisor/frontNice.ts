@@ -105,24 +105,24 @@ function leadsSession(): boolean {
  * session of its own (they are spawned with setsid), nor a load tool started elsewhere.
  * What those see is the session's nice, `/proc/self/autogroup`. A front that leads its
  * session (as systemd, `setsid` or `upfront bench` start it) sets that one too; a front
- * started inside a shell's session leaves the shell's alone (`applied` false). Lowering
+ * started inside a shell's session leaves the shell's alone. Lowering
  * it needs CAP_SYS_NICE or a matching RLIMIT_NICE, as for a thread (EPERM otherwise).
  */
 export class SessionNice {
   /** The session's nice before the front changed it; null: not changed. */
   private own: number | null = null;
 
-  put(nice: number): { applied: boolean; error: NodeJS.ErrnoException | null } {
+  /** Sets the session's nice where the front leads one; returns the refusal, if any. */
+  put(nice: number): NodeJS.ErrnoException | null {
     const now = sessionNiceOf('self');
-    if (now === null || !leadsSession()) return { applied: false, error: null };
-    if (now === nice) return { applied: true, error: null };
+    if (now === null || now === nice || !leadsSession()) return null;
     try {
       fs.writeFileSync(AUTOGROUP, String(nice));
     } catch (err) {
-      return { applied: false, error: err as NodeJS.ErrnoException };
+      return err as NodeJS.ErrnoException;
     }
     if (this.own === null) this.own = now;
-    return { applied: true, error: null };
+    return null;
   }
 
   restore(): void {
