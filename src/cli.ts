@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/usr/bin/env -S node --max-semi-space-size=8 --initial-old-space-size=64
 // upfront's command line: parses flags, loads the config, hands over. Thin on purpose.
 // The shebang's node flags are the front's (whoever starts this file with an explicit node
 // reads them from here: nodeFlags.ts). V8's young generation at 8 MiB a semi-space, not 16:

@@ -147,7 +147,7 @@ describe('graceful stop', () => {
 describe('started as the bin', () => {
   it('node runs with the flags of its shebang (the ones the bench reads), and serves', async () => {
     const flags = shebangNodeFlags(CLI);
-    expect(flags).toContain('--max-semi-space-size=8');
+    expect(flags).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--initial-old-space-size=64']));
     const r = runCli(['run', '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '1', '--', 'python3', PY_HELLO], true);
     const [, base] = await waitForOutput(r.proc, /serving on (http:\/\/[\d.:]+)/, r.stderr);
     // env execs node in the same process: its argv is node, the flags, the file, the arguments.
