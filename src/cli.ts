@@ -1,11 +1,12 @@
 #!/usr/bin/env -S node --max-semi-space-size=8 --initial-old-space-size=64
 // upfront's command line: parses flags, loads the config, hands over. Thin on purpose.
 // The shebang's node flags are the front's (whoever starts this file with an explicit node
-// reads them from here: nodeFlags.ts). V8's young generation at 8 MiB a semi-space, not 16:
-// with 16, the old generation's headroom (~23 MiB over ~15 live) is smaller than the young
-// generation, and V8 then starts a full mark-compact after nearly every scavenge under load
-// (3 per 10k requests, each with ~10 ms of marking steps on the main thread and concurrent
-// marking on the other core); with 8, rarely (1 of 24 fresh fronts; bench/gc.sh, bench/RESULTS.md).
+// reads them from here: nodeFlags.ts). V8 starts a full mark-compact whenever the old
+// generation's headroom is below the young generation's capacity. With 16 MiB semi-spaces that
+// was after nearly every scavenge under load; with 8 it still was, ~6 a second, once V8's first
+// full collection (~14 s into the load) set the limit ~15 MiB over the ~15 MiB live. The 64 MiB
+// floor keeps the headroom above it: each storm cost milliseconds of marking on the thread every
+// request waits for (bench/gc.sh, bench/RESULTS.md).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
