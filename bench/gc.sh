@@ -27,7 +27,7 @@ for r in $(seq 1 "$rounds"); do
     # shellcheck disable=SC2086 # the flags are words
     ${SETSID:+setsid} node --trace-gc-nvp $flags dist/cli.js run --listen 127.0.0.1:$port --admin off -n "$n" --log-level error -- python3 examples/python/hello.py > "$out/gc" 2>&1 & upid=$!
     wait_ok http://127.0.0.1:$port/Hello/1
-    [ -z "${SETSID:-}" ] || upid=$(pgrep -f -- "--listen 127.0.0.1:$port " | head -1) # setsid may have forked
+    [ -z "${SETSID:-}" ] || upid=$(front_pid $port)
     wrk -t2 -c200 -d2s http://127.0.0.1:$port/Hello/100 >/dev/null
     lines=$(wc -l < "$out/gc"); cpu0=$(cpu_ticks $upid)
     wrk -t2 -c200 -d"${duration}s" --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
@@ -38,7 +38,6 @@ for r in $(seq 1 "$rounds"); do
         if (g == "mc") { mc++; mcp += p } else if (g == "s") { s++; sp += p } }
       END { printf "%d %-26s mark-compact %5.2f (%5.1f ms)  scavenge %5.2f (%5.1f ms)  front %5.1f µs/req  %6.0f req/s  p99 %s\n",
             r, label, mc * 1e4 / req, mcp * 1e4 / req, s * 1e4 / req, sp * 1e4 / req, cpu / hz * 1e6 / req, rps, p99 }'
-    kill -INT $upid; wait $upid 2>/dev/null || true
-    while kill -0 $upid 2>/dev/null; do sleep 0.1; done; upid=   # not our child when setsid forked
+    stop_front $upid; upid=
   done
 done

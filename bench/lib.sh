@@ -25,3 +25,12 @@ cpu_ticks() {
 wrk_requests() { grep -oP '^\s+\K\d+(?= requests in)'; }
 wrk_rps() { grep -oP '(?<=Requests/sec:)\s+\S+' | tr -d ' '; }
 wrk_p99() { awk '/ 99%/ { print $2 }'; }
+
+# The pid of the front serving on 127.0.0.1:PORT: not $! when setsid forked to start it.
+front_pid() { pgrep -f -- "--listen 127.0.0.1:$1 " | head -1; }
+
+# SIGINT to the front PID, then wait until it is gone (it is not this shell's child when setsid forked).
+stop_front() {
+  kill -INT "$1"; wait "$1" 2>/dev/null || true
+  while kill -0 "$1" 2>/dev/null; do sleep 0.1; done
+}

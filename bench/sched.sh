@@ -42,7 +42,7 @@ for r in $(seq 1 "$rounds"); do
     port=$(free_port)
     ${own:+setsid} "$cli" run --listen 127.0.0.1:$port --admin off -n "$n" "${flags[@]}" --log-level error -- python3 examples/python/hello.py >/dev/null 2>&1 & upid=$!
     wait_ok http://127.0.0.1:$port/Hello/1
-    [ -z "$own" ] || upid=$(pgrep -f -- "--listen 127.0.0.1:$port " | head -1) # setsid may have forked
+    [ -z "$own" ] || upid=$(front_pid $port)
     [ -z "$session" ] || echo "$session" > "/proc/$upid/autogroup"
     # shellcheck disable=SC2207 # pids are words
     apps=($(pgrep -P $upid -f hello.py))
@@ -56,7 +56,6 @@ for r in $(seq 1 "$rounds"); do
         -v p99="$(wrk_p99 < "$out/wrk")" -v errs="$(grep -E 'Socket errors|Non-2xx' "$out/wrk" | tr -s ' ' | tr '\n' ' ')" \
       'BEGIN { printf "%d %-6s %6.0f req/s  p99 %-8s front %5.1f µs  apps %5.1f µs  apps ran dry %.3f, preempted %.3f  front preempted %.3f  machine %4.1f %% busy %s\n",
                r, p, rps, p99, f / hz * 1e6 / req, a / hz * 1e6 / req, v / req, i / req, fi / req, b * 100 / (b + idle), errs }'
-    kill -INT $upid; wait $upid 2>/dev/null || true
-    while kill -0 $upid 2>/dev/null; do sleep 0.1; done; upid=   # not our child when setsid forked
+    stop_front $upid; upid=
   done
 done
