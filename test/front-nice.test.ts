@@ -30,13 +30,15 @@ let front: TestFront | null = null;
 afterEach(async () => { await front?.stop(); front = null; });
 
 describe('the front\'s nice', () => {
+  // The test runner's own session nice, read before any front runs: null where the kernel has no autogroup.
+  const runnersSession = sessionNiceOf('self');
+
   it('niceForProcesses: the weight of N nice-0 processes (~1.25x a step), at most -10', () => {
     expect([1, 2, 3, 4, 8, 9, 16, 1024].map(niceForProcesses)).toEqual([0, -3, -5, -6, -9, -10, -10, -10]);
   });
 
   it('by default every thread of the front runs at the weight of its processes (nice -3 for 2), they (a restarted one too) at the nice it was started with; stopped, the threads get their own back', async () => {
     expect(ownThreadNices()).toEqual(new Set([0]));
-    const runnersSession = sessionNiceOf('self'); // null where the kernel has no autogroup
     front = await startTestFront({ procs: 2, 'restart-backoff': 50, admin: '127.0.0.1:0', command: ['python3', PY_HELLO] });
     const f = front;
     expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
@@ -118,7 +120,6 @@ describe('the front\'s nice', () => {
   // Under autogroup scheduling a thread's nice counts only within its session (sched(7)); the
   // apps lead sessions of their own. A front leading its session (as systemd, setsid and
   // `upfront bench` start it) gives the session its nice; the apps' sessions stay as they were.
-  const runnersSession = sessionNiceOf('self');
   it.skipIf(runnersSession === null)('a front leading its own session: the session at its nice too (-6 for 4 processes), its processes\' sessions at 0; /stats says both', async () => {
     const proc: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
       '-n', '4', '--log-level', 'warn', '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
