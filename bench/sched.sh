@@ -1,12 +1,12 @@
 #!/bin/bash
 # The processes' CPU scheduling policy (or placement) under the seed load: a fresh front per
 # setting in each round (`./dist/cli.js run -n PROCS --sched-policy P`, or the flags given;
-# settings alternate, so a slow minute weighs on all), 2 s of wrk to warm up, then 6 s of `wrk -t2 -c200 --latency
+# settings alternate, so a slow minute weighs on all), 2 s of wrk to warm up, then DURATION s (default 6) of `wrk -t2 -c200 --latency
 # /Hello/100`. Per request: the front's and the apps' CPU, the apps' voluntary (ran dry)
 # and involuntary (preempted) context switches, the front's main thread's involuntary ones;
 # the machine's busy share (/proc/stat, steal excluded); req/s and p99.
 #
-#   bench/sched.sh [PROCS=2] [ROUNDS=4] [SETTING...]     (default: batch other)
+#   [DURATION=6] bench/sched.sh [PROCS=2] [ROUNDS=4] [SETTING...]     (default: batch other)
 #   a SETTING is a policy name, flags for `run` (bench/sched.sh 4 8 "--cpu-affinity none" "--cpu-affinity auto"),
 #   or the path of another checkout to run its build with default flags (bench/sched.sh 4 6 "$PWD" /tmp/wt-idea),
 #   default (the flags' defaults), or session:N — default flags, the front started in a session of its own and N written to its session's nice
@@ -14,7 +14,7 @@
 #   under autogroup scheduling (sched(7)) a nice counts only within a session, and a front started here otherwise
 #   shares this script's session with wrk.
 set -euo pipefail
-n=${1:-2}; rounds=${2:-4}; shift $(( $# < 2 ? $# : 2 ))
+n=${1:-2}; rounds=${2:-4}; duration=${DURATION:-6}; shift $(( $# < 2 ? $# : 2 ))
 [ $# -gt 0 ] || set -- batch other
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -31,7 +31,7 @@ switches() { # PID...: voluntary and involuntary context switches, summed
   echo "$v $i"
 }
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; } # busy and idle (+iowait) ticks
-echo "# git $(git rev-parse --short HEAD), -n $n, $rounds rounds, wrk -t2 -c200 -d6s /Hello/100; per request: CPU µs, apps' context switches"
+echo "# git $(git rev-parse --short HEAD), -n $n, $rounds rounds, wrk -t2 -c200 -d${duration}s /Hello/100; per request: CPU µs, apps' context switches"
 for r in $(seq 1 "$rounds"); do
   for setting in "$@"; do
     cli=./dist/cli.js; flags=(); session=; own=${SETSID:-}
@@ -48,7 +48,7 @@ for r in $(seq 1 "$rounds"); do
     apps=($(pgrep -P $upid -f hello.py))
     wrk -t2 -c200 -d2s http://127.0.0.1:$port/Hello/100 >/dev/null
     f0=$(cpu_ticks $upid); a0=$(cpu_ticks "${apps[@]}"); read -r v0 i0 < <(switches "${apps[@]}"); read -r b0 idle0 < <(busy); read -r _ fi0 < <(switches "$upid")
-    wrk -t2 -c200 -d6s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
+    wrk -t2 -c200 -d${duration}s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
     f1=$(cpu_ticks $upid); a1=$(cpu_ticks "${apps[@]}"); read -r v1 i1 < <(switches "${apps[@]}"); read -r b1 idle1 < <(busy); read -r _ fi1 < <(switches "$upid")
     req=$(wrk_requests < "$out/wrk")
     awk -v r="$r" -v p="$setting" -v req="$req" -v hz="$(getconf CLK_TCK)" -v f=$((f1 - f0)) -v a=$((a1 - a0)) -v v=$((v1 - v0)) -v i=$((i1 - i0)) \
