@@ -309,8 +309,11 @@ export class Front {
     if (error) {
       // The default asks for what an unprivileged user may not have: said, not warned.
       const level = c.frontNice === undefined ? 'info' : 'warn';
+      // Only the session's write refused: the threads did move, but under autogroup their nice counts only within the session.
+      const outcome = threads.error ? `could not set the front's nice to ${wanted} (${error.message}): it keeps its own`
+        : `the front's threads run at nice ${wanted}, but its session's nice could not be set (${error.message}): against other sessions it keeps its own`;
       this.logger[level]({ errno: error.code, nice: wanted },
-        `could not set the front's nice to ${wanted} (${error.message}): it keeps its own; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${wanted}) allows it, --front-nice 0 stops trying`);
+        `${outcome}; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${wanted}) allows it, --front-nice 0 stops trying`);
     } else {
       this.logger.debug({ nice: wanted, processes: fed }, `the front runs at nice ${wanted}`);
     }
