@@ -312,8 +312,9 @@ export class Front {
       // Only the session's write refused: the threads did move, but under autogroup their nice counts only within the session.
       const outcome = threads.error ? `could not set the front's nice to ${wanted} (${error.message}): it keeps its own`
         : `the front's threads run at nice ${wanted}, but its session's nice could not be set (${error.message}): against other sessions it keeps its own`;
-      this.logger[level]({ errno: error.code, nice: wanted },
-        `${outcome}; CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${wanted}) allows it, --front-nice 0 stops trying`);
+      const remedy = error.code === 'EAGAIN' ? 'the kernel takes one session nice write every 100 ms from processes without CAP_SYS_ADMIN, and another came first'
+        : `CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${wanted}) allows it`;
+      this.logger[level]({ errno: error.code, nice: wanted }, `${outcome}; ${remedy}, --front-nice 0 stops trying`);
     } else {
       this.logger.debug({ nice: wanted, processes: fed }, `the front runs at nice ${wanted}`);
     }
