@@ -189,4 +189,36 @@ describe('the front\'s nice', () => {
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatchObject({ level: 40, errno: 'EACCES' });
   }, 60_000);
+
+  // The kernel takes one autogroup nice write every 100 ms from processes without CAP_SYS_ADMIN, all of them together
+  // (kernel/sched/autogroup.c): a helper without it writing its own session's nice in a loop keeps that window shut.
+  it.skipIf(process.getuid?.() !== 0 || which('setpriv') === null || sessionNiceOf('self') === null)('the session write refused with EAGAIN while the threads moved: said so, the threads at the weight of the processes', async () => {
+    const noAdmin = ['--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--'];
+    const helper = spawn('setpriv', [...noAdmin, 'sh', '-c', 'while :; do echo 0 > /proc/self/autogroup; done 2>/dev/null'], { detached: true, stdio: 'ignore' });
+    const proc: ChildProcess = spawn('setpriv', [...noAdmin, process.execPath, path.join(ROOT, 'dist/cli.js'), 'run',
+      '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '4', '--', 'python3', PY_HELLO], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout!.on('data', (c) => { out += c; });
+    proc.stderr!.on('data', (c) => { err += c; });
+    const exited = new Promise((r) => proc.once('exit', r));
+    try {
+      await waitUntil(() => /serving on (http:\/\/\S+)/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', 20_000);
+      expect(proc.exitCode).toBeNull();
+      const base = /serving on (http:\/\/\S+)/.exec(err)![1];
+      expect((await request(`${base}/Hello/1`)).status).toBe(200);
+      expect(new Set(fs.readdirSync(`/proc/${proc.pid}/task`).map((t) => niceOf(`${proc.pid}/task/${t}`)))).toEqual(new Set([-6]));
+      expect(sessionNiceOf(proc.pid!), 'its session kept its own').toBe(0);
+      const said = out.split('\n').filter((l) => l.includes('its session\'s nice could not be set')).map((l) => JSON.parse(l) as { level: number; errno: string; msg: string });
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatchObject({ level: 30, errno: 'EAGAIN' });
+      expect(said[0].msg).toMatch(/^the front's threads run at nice -6, but its session's nice could not be set \(.*EAGAIN.*\): against other sessions it keeps its own; the kernel takes one session nice write every 100 ms from processes without CAP_SYS_ADMIN, and another came first, --front-nice 0 stops trying$/);
+    } finally {
+      process.kill(-helper.pid!, 'SIGKILL');
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  }, 60_000);
 });
