@@ -26,6 +26,33 @@ function ownThreadNices(): Set<number> {
   return out;
 }
 
+/**
+ * `upfront run -n 4 EXTRA` as root without `capability` (setpriv), in a session of its own when `ownSession`:
+ * once it has served /Hello/1, its threads' nices and its session's, then its log (stdout) after it stopped.
+ */
+async function runWithoutCapability(capability: string, extra: string[], ownSession = false): Promise<{ log: string; nices: Set<number>; sessionNice: number | null }> {
+  const proc: ChildProcess = spawn('setpriv', ['--bounding-set', `-${capability}`, '--inh-caps', `-${capability}`, '--', process.execPath, path.join(ROOT, 'dist/cli.js'), 'run',
+    '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '4', ...extra, '--', 'python3', PY_HELLO], { cwd: ROOT, detached: ownSession, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (c) => { out += c; });
+  proc.stderr!.on('data', (c) => { err += c; });
+  const exited = new Promise((r) => proc.once('exit', r));
+  try {
+    await waitUntil(() => /serving on (http:\/\/\S+)/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', 20_000);
+    expect(proc.exitCode).toBeNull();
+    const base = /serving on (http:\/\/\S+)/.exec(err)![1];
+    expect((await request(`${base}/Hello/1`)).status).toBe(200);
+    const nices = new Set(fs.readdirSync(`/proc/${proc.pid}/task`).map((t) => niceOf(`${proc.pid}/task/${t}`)));
+    return { log: out, nices, sessionNice: sessionNiceOf(proc.pid!) };
+  } finally {
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
 let front: TestFront | null = null;
 afterEach(async () => { await front?.stop(); front = null; });
 
@@ -155,28 +182,7 @@ describe('the front\'s nice', () => {
 
   // Root without CAP_SYS_NICE may not lower its nice (EACCES), as an unprivileged user may not.
   it.skipIf(process.getuid?.() !== 0 || which('setpriv') === null)('refused (no CAP_SYS_NICE): the front keeps its nice and serves; said at info by default, a warning when asked for', async () => {
-    const run = async (extra: string[]): Promise<{ log: string; nices: Set<number> }> => {
-      const proc: ChildProcess = spawn('setpriv', ['--bounding-set', '-sys_nice', '--inh-caps', '-sys_nice', '--', process.execPath, path.join(ROOT, 'dist/cli.js'), 'run',
-        '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '4', ...extra, '--', 'python3', PY_HELLO], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      proc.stdout!.on('data', (c) => { out += c; });
-      proc.stderr!.on('data', (c) => { err += c; });
-      const exited = new Promise((r) => proc.once('exit', r));
-      try {
-        await waitUntil(() => /serving on (http:\/\/\S+)/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', 20_000);
-        expect(proc.exitCode).toBeNull();
-        const base = /serving on (http:\/\/\S+)/.exec(err)![1];
-        expect((await request(`${base}/Hello/1`)).status).toBe(200);
-        const nices = new Set(fs.readdirSync(`/proc/${proc.pid}/task`).map((t) => niceOf(`${proc.pid}/task/${t}`)));
-        return { log: out, nices };
-      } finally {
-        proc.kill('SIGTERM');
-        const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
-    };
+    const run = (extra: string[]) => runWithoutCapability('sys_nice', extra);
     const byDefault = await run([]);
     expect(byDefault.nices).toEqual(new Set([0]));
     const said = byDefault.log.split('\n').filter((l) => l.includes('could not set the front\'s nice')).map((l) => JSON.parse(l) as { level: number; errno: string; msg: string });
@@ -193,32 +199,18 @@ describe('the front\'s nice', () => {
   // The kernel takes one autogroup nice write every 100 ms from processes without CAP_SYS_ADMIN, all of them together
   // (kernel/sched/autogroup.c): a helper without it writing its own session's nice in a loop keeps that window shut.
   it.skipIf(process.getuid?.() !== 0 || which('setpriv') === null || sessionNiceOf('self') === null)('the session write refused with EAGAIN while the threads moved: said so, the threads at the weight of the processes', async () => {
-    const noAdmin = ['--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--'];
-    const helper = spawn('setpriv', [...noAdmin, 'sh', '-c', 'while :; do echo 0 > /proc/self/autogroup; done 2>/dev/null'], { detached: true, stdio: 'ignore' });
-    const proc: ChildProcess = spawn('setpriv', [...noAdmin, process.execPath, path.join(ROOT, 'dist/cli.js'), 'run',
-      '--listen', '127.0.0.1:0', '--admin', 'off', '-n', '4', '--', 'python3', PY_HELLO], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout!.on('data', (c) => { out += c; });
-    proc.stderr!.on('data', (c) => { err += c; });
-    const exited = new Promise((r) => proc.once('exit', r));
+    const helper = spawn('setpriv', ['--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--', 'sh', '-c', 'while :; do echo 0 > /proc/self/autogroup; done 2>/dev/null'], { detached: true, stdio: 'ignore' });
+    let ran: Awaited<ReturnType<typeof runWithoutCapability>>;
     try {
-      await waitUntil(() => /serving on (http:\/\/\S+)/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', 20_000);
-      expect(proc.exitCode).toBeNull();
-      const base = /serving on (http:\/\/\S+)/.exec(err)![1];
-      expect((await request(`${base}/Hello/1`)).status).toBe(200);
-      expect(new Set(fs.readdirSync(`/proc/${proc.pid}/task`).map((t) => niceOf(`${proc.pid}/task/${t}`)))).toEqual(new Set([-6]));
-      expect(sessionNiceOf(proc.pid!), 'its session kept its own').toBe(0);
-      const said = out.split('\n').filter((l) => l.includes('its session\'s nice could not be set')).map((l) => JSON.parse(l) as { level: number; errno: string; msg: string });
-      expect(said).toHaveLength(1);
-      expect(said[0]).toMatchObject({ level: 30, errno: 'EAGAIN' });
-      expect(said[0].msg).toMatch(/^the front's threads run at nice -6, but its session's nice could not be set \(.*EAGAIN.*\): against other sessions it keeps its own; the kernel takes one session nice write every 100 ms from processes without CAP_SYS_ADMIN, and another came first, --front-nice 0 stops trying$/);
+      ran = await runWithoutCapability('sys_admin', [], true);
     } finally {
       process.kill(-helper.pid!, 'SIGKILL');
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
     }
+    expect(ran.nices).toEqual(new Set([-6]));
+    expect(ran.sessionNice, 'its session kept its own').toBe(0);
+    const said = ran.log.split('\n').filter((l) => l.includes('its session\'s nice could not be set')).map((l) => JSON.parse(l) as { level: number; errno: string; msg: string });
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatchObject({ level: 30, errno: 'EAGAIN' });
+    expect(said[0].msg).toMatch(/^the front's threads run at nice -6, but its session's nice could not be set \(.*EAGAIN.*\): against other sessions it keeps its own; the kernel takes one session nice write every 100 ms from processes without CAP_SYS_ADMIN, and another came first, --front-nice 0 stops trying$/);
   }, 60_000);
 });
