@@ -40,6 +40,9 @@ import { ProcessGroupWatchdog } from './supervisor/watchdog.js';
 import type { BackendAddress } from './transport.js';
 
 export const SERVER_SOFTWARE = 'upfront/0.1';
+/** Tries of the session's nice write refused with EAGAIN (the kernel's 100 ms window), and the wait between them. */
+const SESSION_NICE_ATTEMPTS = 10;
+const SESSION_NICE_RETRY_MS = 150;
 
 export interface FrontHooks {
   /** Re-reads the config (file + flags) for a reload; the new command line applies to the new processes. */
@@ -80,6 +83,8 @@ export class Front {
   /** Puts the front's threads back at the nice they had before start(). */
   private restoreThreadsNice: () => void = () => {};
   private readonly sessionNice = new SessionNice();
+  /** A pending retry of the session's nice write (EAGAIN). */
+  private sessionNiceRetry: NodeJS.Timeout | null = null;
   /** The nice the front is at (or asked for and was refused). */
   private nice: number | null = null;
 
@@ -301,26 +306,55 @@ export class Front {
     const wanted = c.frontNice ?? niceForProcesses(fed);
     if (wanted === this.nice) return;
     this.nice = wanted;
+    this.stopSessionNiceRetry();
     this.restoreThreadsNice();
     const threads = putProcessAtNice(wanted);
     this.restoreThreadsNice = threads.restore;
-    // The same privilege: where the threads' nice was refused, the session's is too.
-    const error = threads.error ?? this.sessionNice.put(wanted);
-    if (error) {
-      // The default asks for what an unprivileged user may not have: said, not warned.
-      const level = c.frontNice === undefined ? 'info' : 'warn';
-      // Only the session's write refused: the threads did move, but under autogroup their nice counts only within the session.
-      const outcome = threads.error ? `could not set the front's nice to ${wanted} (${error.message}): it keeps its own`
-        : `the front's threads run at nice ${wanted}, but its session's nice could not be set (${error.message}): against other sessions it keeps its own`;
-      const remedy = error.code === 'EAGAIN' ? 'the kernel takes one session nice write every 100 ms from processes without CAP_SYS_ADMIN, and another came first'
-        : `CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${wanted}) allows it`;
-      this.logger[level]({ errno: error.code, nice: wanted }, `${outcome}; ${remedy}, --front-nice 0 stops trying`);
-    } else {
-      this.logger.debug({ nice: wanted, processes: fed }, `the front runs at nice ${wanted}`);
+    if (threads.error) {
+      // The same privilege: where the threads' nice was refused, the session's is too.
+      this.sayNiceRefused(threads.error, `could not set the front's nice to ${wanted} (${threads.error.message}): it keeps its own`);
+      return;
     }
+    this.putSessionAtNice(wanted, fed, 1);
+  }
+
+  /**
+   * The session's nice. EAGAIN is the kernel's 100 ms window for processes without CAP_SYS_ADMIN,
+   * shared by all of them: another write came first, and a later try usually finds it open.
+   */
+  private putSessionAtNice(wanted: number, fed: number, attempt: number): void {
+    this.sessionNiceRetry = null;
+    const error = this.sessionNice.put(wanted);
+    if (error === null) {
+      this.logger.debug({ nice: wanted, processes: fed, attempt }, `the front runs at nice ${wanted}`);
+      return;
+    }
+    if (error.code === 'EAGAIN' && attempt < SESSION_NICE_ATTEMPTS) {
+      this.logger.debug({ errno: error.code, nice: wanted, attempt }, `the session's nice write was refused (EAGAIN: the kernel's 100 ms window), trying again in ${SESSION_NICE_RETRY_MS} ms`);
+      this.sessionNiceRetry = setTimeout(() => this.putSessionAtNice(wanted, fed, attempt + 1), SESSION_NICE_RETRY_MS).unref();
+      return;
+    }
+    // Only the session's write refused: the threads did move, but under autogroup their nice counts only within the session.
+    const tried = attempt > 1 ? ` (${attempt} tries over ${((attempt - 1) * SESSION_NICE_RETRY_MS / 1000).toFixed(1)} s)` : '';
+    this.sayNiceRefused(error, `the front's threads run at nice ${wanted}, but its session's nice could not be set${tried} (${error.message}): against other sessions it keeps its own`);
+  }
+
+  private sayNiceRefused(error: NodeJS.ErrnoException, outcome: string): void {
+    const wanted = this.nice!;
+    // The default asks for what an unprivileged user may not have: said, not warned.
+    const level = this.config.frontNice === undefined ? 'info' : 'warn';
+    const remedy = error.code === 'EAGAIN' ? 'the kernel takes one session nice write every 100 ms from processes without CAP_SYS_ADMIN, and another came first each time'
+      : `CAP_SYS_NICE or a matching RLIMIT_NICE (systemd LimitNICE=${wanted}) allows it`;
+    this.logger[level]({ errno: error.code, nice: wanted }, `${outcome}; ${remedy}, --front-nice 0 stops trying`);
+  }
+
+  private stopSessionNiceRetry(): void {
+    if (this.sessionNiceRetry !== null) clearTimeout(this.sessionNiceRetry);
+    this.sessionNiceRetry = null;
   }
 
   private restoreNice(): void {
+    this.stopSessionNiceRetry();
     this.sessionNice.restore();
     this.restoreThreadsNice();
     this.restoreThreadsNice = () => {};
