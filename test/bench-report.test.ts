@@ -199,6 +199,9 @@ describe('renderTerminalTable', () => {
     expect(html).toContain('<td data-label="front µs">87</td><td data-label="backends µs">448</td><td data-label="load side µs">21</td><td data-label="the rest µs">94</td><td data-label="machine µs">650</td><td data-label="busy %">96.6</td>');
     // a cell from before the load side was measured: its budget says so
     expect(html).toMatch(/<td data-label="procs">1<\/td><td data-label="front" class="l">nginx<\/td><td data-label="front µs">41<\/td><td data-label="backends µs">452<\/td><td data-label="load side µs">-<\/td><td data-label="the rest µs">-<\/td><td data-label="machine µs">-<\/td><td data-label="busy %">-<\/td>/);
+    // All cells carries them too, beside the front's and the backends'
+    expect(html).toContain('<td data-label="front CPU µs/req">87</td><td data-label="backend CPU µs/req">448</td><td data-label="load side CPU µs/req">21</td><td data-label="machine CPU µs/req">650</td>');
+    expect(html).toMatch(/<td data-label="front CPU µs\/req">41<\/td><td data-label="backend CPU µs\/req">452<\/td><td data-label="load side CPU µs\/req">-<\/td><td data-label="machine CPU µs\/req">-<\/td>/);
   });
 
   it('has no marker or footnote when every request succeeded, and names skipped fronts', () => {

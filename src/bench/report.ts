@@ -649,6 +649,7 @@ table.cells { border-collapse: collapse; font-size: 12.5px; width: 100%; }
 table.cells th, table.cells td { border-bottom: 1px solid #e5e5e5; padding: 4px 6px; text-align: right; white-space: nowrap; }
 table.cells th { background: #f6f6f6; font-weight: 600; white-space: normal; vertical-align: bottom; min-width: 3.5em; }
 div.table-wrap { overflow-x: auto; }
+#all-cells { font-size: 12px; } #all-cells th, #all-cells td { padding: 4px 4px; } #all-cells th { min-width: 3em; }
 table.cells td.l, table.cells th.l { text-align: left; }
 table.cells tr.failed td { color: #a33; background: #fdf3f3; }
 table.cells tr.has-failures td { background: #fff6e5; }
@@ -695,7 +696,7 @@ function failuresCell(c: Cell): string {
 }
 
 const CELL_COLUMNS = ['front', 'overflow', 'procs', 'switches', 'req/s median [min–max]', 'failed requests (all runs)', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms',
-  'EAGAIN', 'accept-queue max', 'front-queue max', 'front CPU µs/req', 'backend CPU µs/req', 'front MB', 'backends MB'];
+  'EAGAIN', 'accept-queue max', 'front-queue max', 'front CPU µs/req', 'backend CPU µs/req', 'load side CPU µs/req', 'machine CPU µs/req', 'front MB', 'backends MB'];
 
 function cellRow(c: Cell): string {
   return labelled(cellRowHtml(c), ok(c) ? CELL_COLUMNS : [...CELL_COLUMNS.slice(0, 4), 'failed']);
@@ -721,6 +722,8 @@ function cellRowHtml(c: Cell): string {
     td(fmtOpt(m.frontQueueMax)) +
     td(fmtInt(usPerRequest(m.cpuFrontSecPer1000))) +
     td(fmtInt(usPerRequest(m.cpuBackendSecPer1000))) +
+    td(m.cpuLoadSecPer1000 == null ? '-' : fmtInt(usPerRequest(m.cpuLoadSecPer1000))) +
+    td(m.cpuMachineSecPer1000 == null ? '-' : fmtInt(usPerRequest(m.cpuMachineSecPer1000))) +
     td(fmtFixed(m.memFrontMb, 1)) +
     td(fmtFixed(m.memBackendMb, 1)) +
     `</tr>`
