@@ -41,6 +41,7 @@ async function runWithoutCapability(capability: string, extra: string[], ownSess
   proc.stderr!.on('data', (c) => { err += c; });
   const exited = new Promise((r) => proc.once('exit', r));
   const alongside = meanwhile(() => out);
+  alongside.catch(() => {}); // awaited below; a failure before that is the banner's
   try {
     await waitUntil(() => /serving on (http:\/\/\S+)/.test(err) || proc.exitCode !== null, 'the CLI prints its banner', 20_000);
     expect(proc.exitCode).toBeNull();
@@ -202,7 +203,9 @@ describe('the front\'s nice', () => {
 
   // The kernel takes one autogroup nice write every 100 ms from processes without CAP_SYS_ADMIN, all of them together
   // (kernel/sched/autogroup.c): a helper without it writing its own session's nice in a loop keeps that window shut.
-  const windowShutter = () => spawn('setpriv', ['--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--', 'sh', '-c', 'while :; do echo 0 > /proc/self/autogroup; done 2>/dev/null'], { detached: true, stdio: 'ignore' });
+  // It writes -20 (it keeps CAP_SYS_NICE): its session then outweighs a busy machine's others, so it is on a core
+  // when the window opens and the front's ten tries find it shut.
+  const windowShutter = () => spawn('setpriv', ['--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--', 'sh', '-c', 'while :; do echo -20 > /proc/self/autogroup; done 2>/dev/null'], { detached: true, stdio: 'ignore' });
   const stopShutter = (helper: ChildProcess) => { try { process.kill(-helper.pid!, 'SIGKILL'); } catch { /* stopped already */ } };
   const canShut = process.getuid?.() === 0 && which('setpriv') !== null && sessionNiceOf('self') !== null;
 
@@ -210,17 +213,30 @@ describe('the front\'s nice', () => {
     const helper = windowShutter();
     let ran: Awaited<ReturnType<typeof runWithoutCapability>>;
     try {
-      ran = await runWithoutCapability('sys_admin', [], true,
-        (log) => waitUntil(() => log().includes('its session\'s nice could not be set'), 'the front gives up on its session\'s nice', 20_000));
+      ran = await runWithoutCapability('sys_admin', ['--log-level', 'debug'], true,
+        (log) => waitUntil(() => log().includes('its session\'s nice could not be set') || log().includes('"msg":"the front runs at nice -6"'), 'the front sets its session\'s nice or gives up', 20_000));
     } finally {
       stopShutter(helper);
     }
     expect(ran.nices).toEqual(new Set([-6]));
-    expect(ran.sessionNice, 'its session kept its own').toBe(0);
-    const said = ran.log.split('\n').filter((l) => l.includes('its session\'s nice could not be set')).map((l) => JSON.parse(l) as { level: number; errno: string; msg: string });
-    expect(said).toHaveLength(1);
-    expect(said[0]).toMatchObject({ level: 30, errno: 'EAGAIN' });
-    expect(said[0].msg).toMatch(/^the front's threads run at nice -6, but its session's nice could not be set \(10 tries over 1\.4 s\) \(.*EAGAIN.*\): against other sessions it keeps its own; the kernel takes one session nice write every 100 ms from processes without CAP_SYS_ADMIN, and another came first each time, --front-nice 0 stops trying$/);
+    const lines = ran.log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; errno?: string; attempt?: number; msg: string });
+    const retried = lines.filter((l) => l.msg.includes('trying again in 150 ms'));
+    expect(retried.map((l) => [l.level, l.errno, l.attempt])).toEqual(retried.map((_, i) => [20, 'EAGAIN', i + 1]));
+    const said = lines.filter((l) => l.msg.includes('its session\'s nice could not be set'));
+    const set = lines.filter((l) => l.msg === 'the front runs at nice -6');
+    if (retried.length === 9 && set.length === 0) {
+      expect(ran.sessionNice, 'its session kept its own').toBe(0);
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatchObject({ level: 30, errno: 'EAGAIN' });
+      expect(said[0].msg).toMatch(/^the front's threads run at nice -6, but its session's nice could not be set \(10 tries over 1\.4 s\) \(.*EAGAIN.*\): against other sessions it keeps its own; the kernel takes one session nice write every 100 ms from processes without CAP_SYS_ADMIN, and another came first each time, --front-nice 0 stops trying$/);
+    } else {
+      // The helper was off its core when a window opened (a busy machine): a later try took it, as it should.
+      expect(retried.length, 'refused at least once').toBeGreaterThan(0);
+      expect(set).toHaveLength(1);
+      expect(set[0].attempt).toBe(retried.length + 1);
+      expect(ran.sessionNice).toBe(-6);
+      expect(said).toHaveLength(0);
+    }
   }, 60_000);
 
   it.skipIf(!canShut)('the session write refused with EAGAIN, then the window opens: a later try sets it, nothing said above debug', async () => {
