@@ -52,7 +52,9 @@ export async function waitReady(port: number, urlPath: string, what: string, cau
   let last = 'no answer';
   for (;;) {
     try {
-      const r = await get({ host: '127.0.0.1', port, path: urlPath });
+      // A slow answer is still an answer: a probe given up on may yet reach the app (a cold app, a busy
+      // machine), and the next one then finds it a request further on.
+      const r = await get({ host: '127.0.0.1', port, path: urlPath }, Math.max(1000, deadline - Date.now()));
       if (r.status === 200) return;
       last = `answered ${r.status}`;
     } catch (err) {
