@@ -58,6 +58,11 @@ async function runWithoutCapability(capability: string, extra: string[], ownSess
   }
 }
 
+/** The front's log (pino's JSON lines on stdout), parsed. */
+function logLines(log: string): Array<{ level: number; errno?: string; attempt?: number; msg: string }> {
+  return log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; errno?: string; attempt?: number; msg: string });
+}
+
 let front: TestFront | null = null;
 afterEach(async () => { await front?.stop(); front = null; });
 
@@ -219,7 +224,7 @@ describe('the front\'s nice', () => {
       stopShutter(helper);
     }
     expect(ran.nices).toEqual(new Set([-6]));
-    const lines = ran.log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; errno?: string; attempt?: number; msg: string });
+    const lines = logLines(ran.log);
     const retried = lines.filter((l) => l.msg.includes('trying again in 150 ms'));
     expect(retried.map((l) => [l.level, l.errno, l.attempt])).toEqual(retried.map((_, i) => [20, 'EAGAIN', i + 1]));
     const said = lines.filter((l) => l.msg.includes('its session\'s nice could not be set'));
@@ -253,7 +258,7 @@ describe('the front\'s nice', () => {
     }
     expect(ran.nices).toEqual(new Set([-6]));
     expect(ran.sessionNice, 'its session at the front\'s nice').toBe(-6);
-    const lines = ran.log.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; errno?: string; attempt?: number; msg: string });
+    const lines = logLines(ran.log);
     const set = lines.find((l) => l.msg === 'the front runs at nice -6');
     expect(set?.attempt, 'set on a later try').toBeGreaterThan(1);
     expect(lines.filter((l) => l.errno === 'EAGAIN').every((l) => l.level === 20 && l.msg.includes('trying again in 150 ms'))).toBe(true);
