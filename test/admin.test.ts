@@ -90,7 +90,7 @@ describe('admin listener', () => {
       expect(status).toMatch(new RegExp(`^${field}:\\s+\\S`, 'm'));
     }
     const statusJson = JSON.parse((await get('/status?json')).body);
-    expect(statusJson).toMatchObject({ pool: 'app', 'accepted conn': stats.acceptedConn, 'total processes': 2, 'active processes': 0, 'idle processes': 2, 'listen queue len': 1024 + 2 * 1024 });
+    expect(statusJson).toMatchObject({ pool: 'app', 'accepted conn': stats.acceptedConn, 'total processes': 2, 'active processes': 0, 'idle processes': 2, 'listen queue len': 65_536 + 2 * 1024 }); // the default --queue-size and two backlogs
   });
 
   it('upfront stats prints a table from it', async () => {

@@ -123,6 +123,30 @@ describe('the front queue', () => {
     expect((await getStats(f)).pools[0].queue.full).toBe(1);
   });
 
+  it('by default the queue holds the requests of thousands of connections: 1,100 waiting at once, every one answered 200', async () => {
+    front = await startTestFront({ procs: 1, 'pipeline-depth': 1, command: py() });
+    const f = front;
+    const app = f.pool.backends[0].pid!;
+    process.kill(app, 'SIGSTOP'); // the app holds its one slot until every request is queued
+    const many = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+    try {
+      const first = request(`${f.url}/Hello/1`, { agent: many });
+      await waitUntil(() => f.pool.inflight === 1, 'the first request holds the slot');
+      const waiting = Array.from({ length: 1100 }, (_, i) => request(`${f.url}/Hello/${1 + (i % 3)}`, { agent: many }));
+      await waitUntil(() => f.pool.queue.length + f.pool.queue.full === 1100, '1,100 requests wait in the front queue or were refused', 20_000);
+      process.kill(app, 'SIGCONT');
+      const replies = await Promise.all([first, ...waiting]);
+      expect(replies.filter((r) => r.status !== 200).map((r) => r.status)).toEqual([]);
+      expect(replies[1100].body.toString()).toContain('line 2<');
+    } finally {
+      process.kill(app, 'SIGCONT');
+      many.destroy();
+    }
+    const { queue } = (await getStats(f)).pools[0];
+    expect(queue).toMatchObject({ full: 0, timeouts: 0 });
+    expect(queue.max).toBeGreaterThanOrEqual(1100);
+  });
+
   it('overflow shed: 503 at once when every slot is busy', async () => {
     front = await startTestFront({ procs: 1, 'pipeline-depth': 1, overflow: 'shed', command: py() });
     const f = front;

@@ -7,6 +7,15 @@ import { z } from 'zod';
 import { resolveCommand } from './command.js';
 import { resolveIdentity } from './identity.js';
 
+/**
+ * Requests that may wait in the front queue before the next is answered 503 at once. A
+ * connection holds at most one request in the queue (HTTP/1.1 answers in order; an HTTP/2
+ * connection up to its 128 streams), so this counts connections more than it guards memory:
+ * with 1024, 4,000 connections of wrk drew ~333k 503s in 10 s where h2o and lighttpd answered
+ * every request (bench/results/c4000-20261203/). --queue-timeout bounds the wait either way.
+ */
+export const DEFAULT_QUEUE_SIZE = 65_536;
+
 const durationRe = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/;
 
 /** "250ms", "10s", "2m" or a number of milliseconds. */
@@ -222,7 +231,7 @@ export const runSchema = z.object({
   group: z.string().min(1).optional(),
   'server-timing': bool.prefault(false),
   'slow-request': duration.prefault(5000),
-  'queue-size': int(0, 10_000_000).prefault(1024),
+  'queue-size': int(0, 10_000_000).prefault(DEFAULT_QUEUE_SIZE),
   'queue-timeout': duration.prefault(10_000),
   retries: int(0, 10).prefault(1),
   'pipeline-depth': int(1, 64).prefault(16),
