@@ -158,6 +158,15 @@ describe('CGI response head', () => {
     }
   });
 
+  it('a head given one byte at a time, past the first buffers, parses as given whole; the limit still holds', () => {
+    const text = `Status: 201 Made\r\nX-Pad: ${'p'.repeat(5000)}\r\nX-Last: 1\r\n\r\nbody`;
+    const r = parse([...text.slice(0, -4)].concat('body'));
+    expect(r).toMatchObject({ head: { status: 201, reason: 'Made', headers: ['X-Pad', 'p'.repeat(5000), 'X-Last', '1'] }, body: 'body' });
+    const bare = parse([...'A: 1\n', '\nrest']);
+    expect(bare).toMatchObject({ head: { headers: ['A', '1'] }, body: 'rest' });
+    expect(() => parse([...`X: ${'a'.repeat(1100)}`], 1024)).toThrow(/over 1024 bytes/);
+  });
+
   it('accepts bare \\n line ends, and Location without Status means 302', () => {
     const r = parse(['Location: /there\n\n']);
     expect(r!.head.status).toBe(302);

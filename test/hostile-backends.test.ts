@@ -169,3 +169,17 @@ describe('a 1xx from a real app is never the final response (item 8)', () => {
     await expectCleanStop(cli);
   }, 30_000);
 });
+
+describe('a response head in many tiny records (fault-backend.mjs tiny-records)', () => {
+  it('a 600,000-byte head sent one byte per STDOUT record is answered whole, in linear time (once quadratic: about a minute of a blocked front)', async () => {
+    cli = await front([], [process.execPath, FAULT, 'tiny-records']);
+    const hp = cli.base.replace('http://', '');
+    const ex = await rawExchange(hp, get('/m/any', 'Connection: close\r\n'), { finalResponses: 1, timeoutMs: 20_000 });
+    expect(ex.parsed.error, describeExchange(ex)).toBeNull();
+    const [r] = finals(ex.parsed);
+    expect(r?.status, describeExchange(ex)).toBe(200);
+    expect(header(r, 'x-pad')?.length).toBe(600_000);
+    expect(r.body.toString('latin1')).toBe('ok');
+    await expectCleanStop(cli);
+  }, 30_000);
+});

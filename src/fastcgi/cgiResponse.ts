@@ -169,27 +169,43 @@ export function parseCgiHead(chunk: Buffer, maxHeadBytes: number): ParsedHead | 
 
 /** Collects STDOUT bytes until the end of a head that spans several records or reads. */
 export class CgiHeadParser {
+  // The bytes so far in a buffer that doubles as it fills: a head sent as many small
+  // records (one byte each, from a hostile or odd backend) costs linear time, not the
+  // quadratic of concatenating on every record.
   private collected: Buffer | null = null;
+  private used = 0;
 
   constructor(private readonly maxHeadBytes: number) {}
 
   push(chunk: Buffer): ParsedHead | null {
-    const prev = this.collected;
-    if (prev === null) {
+    if (this.collected === null) {
       const parsed = parseCgiHead(chunk, this.maxHeadBytes);
-      if (parsed === null) this.collected = Buffer.from(chunk);
+      if (parsed === null) {
+        this.collected = Buffer.allocUnsafe(Math.max(1024, chunk.length * 2));
+        chunk.copy(this.collected, 0);
+        this.used = chunk.length;
+      }
       return parsed;
     }
-    const data = Buffer.concat([prev, chunk]);
-    const end = findHeadEnd(data, Math.max(0, prev.length - 3));
+    const prevLength = this.used;
+    const length = prevLength + chunk.length;
+    if (length > this.collected.length) {
+      const grown = Buffer.allocUnsafe(Math.max(length, this.collected.length * 2));
+      this.collected.copy(grown, 0, 0, prevLength);
+      this.collected = grown;
+    }
+    chunk.copy(this.collected, prevLength);
+    this.used = length;
+    const data = this.collected.subarray(0, length);
+    const end = findHeadEnd(data, Math.max(0, prevLength - 3));
     if (end < 0) {
-      if (data.length > this.maxHeadBytes) throw new CgiHeadError(`backend sent a response head over ${this.maxHeadBytes} bytes without the blank line that ends it`);
-      this.collected = data;
+      if (length > this.maxHeadBytes) throw new CgiHeadError(`backend sent a response head over ${this.maxHeadBytes} bytes without the blank line that ends it`);
       return null;
     }
     if (end > this.maxHeadBytes) throw new CgiHeadError(`backend sent a response head of ${end} bytes, over the limit of ${this.maxHeadBytes}`);
     this.collected = null;
-    return { head: parseHeadBytes(data, end), bodyOffset: end + separatorLength(data, end) - prev.length };
+    this.used = 0;
+    return { head: parseHeadBytes(data, end), bodyOffset: end + separatorLength(data, end) - prevLength };
   }
 }
 
