@@ -41,6 +41,24 @@ describe('spawning', () => {
     expect(line).toMatchObject({ backend: 'b0', pid: front.pool.backends[0].pid, stream: 'FCGI_STDERR' });
   });
 
+  it('FCGI_STDERR is logged in bounded pieces: 2 KiB of a record, 16 KiB of a request, each cut said', async () => {
+    front = await startTestFront({ procs: 1, command: ['python3', PY_HELLO] });
+    const f = front;
+    expect((await request(`${f.url}/stderr/50`)).status).toBe(200); // 50 records of ~4 KB, ~200 KB
+    // The records came before the response's end: every line about them is written by now.
+    const lines = f.log.lines.filter((l) => l.stream === 'FCGI_STDERR');
+    expect(lines.map((l) => l.msg.slice(0, 20))).toEqual([0, 1, 2, 3, 4].map((i) => `hello-stderr-line ${i} `));
+    for (const l of lines) {
+      expect(l.msg.length).toBeLessThan(2048 + 200);
+      expect(l.msg).toMatch(/\[\d+ more bytes of this record not logged\]/);
+    }
+    expect(lines[4].msg).toMatch(/\[further FCGI_STDERR of this request not logged: over 16 KiB\]$/);
+    expect(lines.every((l) => l.backend === 'b0' && l.pid === f.pool.backends[0].pid)).toBe(true);
+    // The next request's stderr is logged again.
+    expect((await request(`${f.url}/stderr`)).status).toBe(200);
+    await f.log.waitFor((l) => l.msg === 'hello-stderr-line', 'the next request\'s FCGI_STDERR');
+  });
+
   it('while the only backend restarts, requests wait in the queue instead of failing', async () => {
     front = await startTestFront({ procs: 1, 'restart-backoff': 300, command: ['python3', PY_HELLO] });
     const f = front;

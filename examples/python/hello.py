@@ -23,6 +23,7 @@ nginx's stock fastcgi_params + flup give it):
     /cookies              two Set-Cookie headers
     /redirect             302 to /Hello/1
     /stderr               writes `hello-stderr-line` to wsgi.errors
+    /stderr/N             N records of 4 KB to wsgi.errors
     /pid                  the process id
     /big-headers          one ~100 KB response header
     /raise                the app raises (the server answers 500)
@@ -300,9 +301,21 @@ def redirect(environ, start_response, arg):
 
 def stderr(environ, start_response, arg):
     errors = environ['wsgi.errors']
-    errors.write('hello-stderr-line\n')
-    errors.flush()
-    return _text(start_response, '200 OK', 'wrote to wsgi.errors\n')
+    if arg is None:
+        errors.write('hello-stderr-line\n')
+        errors.flush()
+        return _text(start_response, '200 OK', 'wrote to wsgi.errors\n')
+    # /stderr/N: N records of 4 KB each, a chatty app (the front logs a bounded part)
+    try:
+        n = int(arg)
+    except ValueError:
+        return _not_found(environ, start_response)
+    if n < 0 or n > 100000:
+        return _not_found(environ, start_response)
+    for i in range(n):
+        errors.write('hello-stderr-line %d %s\n' % (i, 'e' * 4000))
+        errors.flush()
+    return _text(start_response, '200 OK', 'wrote %d records to wsgi.errors\n' % n)
 
 
 def pid(environ, start_response, arg):
@@ -332,7 +345,7 @@ ROUTES = {
     'status': (status, True),
     'cookies': (cookies, False),
     'redirect': (redirect, False),
-    'stderr': (stderr, False),
+    'stderr': (stderr, True),
     'pid': (pid, False),
     'big-headers': (big_headers, False),
     'raise': (fail, False),

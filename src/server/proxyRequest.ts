@@ -40,6 +40,9 @@ export interface ProxyContext {
 }
 
 const REFUSAL_EXTRA_TRIES = 4;
+/** FCGI_STDERR logged per record, and per request in all (nginx cuts its log lines at ~2 KB). */
+const STDERR_RECORD_MAX_BYTES = 2048;
+const STDERR_REQUEST_MAX_BYTES = 16 * 1024;
 /** A body of unknown length up to this size is sent whole with a Content-Length when it ends within one read. */
 const HOLD_MAX_BYTES = 64 * 1024;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -72,6 +75,8 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   private backendPaused = false;
   /** The file a backend named with X-Accel-Redirect / X-Sendfile, sent once its response ends. */
   private handoff: FileHandoff | null = null;
+  /** FCGI_STDERR bytes the backend sent for this request (what is logged is bounded). */
+  private stderrBytes = 0;
   /** The backend of the last attempt (kept after the release, for the access log). */
   servedBy: Backend | null = null;
   // performance.now() marks: slot granted (read by the access log), and (Server-Timing only) arrival and on the wire.
@@ -350,8 +355,16 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   }
 
   onStderr(chunk: Buffer): void {
+    // Bounded, as nginx's error log line is: an app writing megabytes to stderr (in one
+    // record or many) must not flood the log or the front's memory.
+    const before = this.stderrBytes;
+    this.stderrBytes += chunk.length;
+    if (before >= STDERR_REQUEST_MAX_BYTES) return;
     const backend = this.backend!;
-    this.ctx.log.warn({ backend: backend.id, pid: backend.pid, stream: 'FCGI_STDERR' }, chunk.toString('utf8').trimEnd());
+    let text = chunk.toString('utf8', 0, Math.min(chunk.length, STDERR_RECORD_MAX_BYTES)).trimEnd();
+    if (chunk.length > STDERR_RECORD_MAX_BYTES) text += ` [${chunk.length - STDERR_RECORD_MAX_BYTES} more bytes of this record not logged]`;
+    if (this.stderrBytes >= STDERR_REQUEST_MAX_BYTES) text += ` [further FCGI_STDERR of this request not logged: over ${STDERR_REQUEST_MAX_BYTES / 1024} KiB]`;
+    this.ctx.log.warn({ backend: backend.id, pid: backend.pid, stream: 'FCGI_STDERR' }, text);
   }
 
   onRelease(): void {
