@@ -10,7 +10,8 @@
 #   a SETTING is a policy name, flags for `run` (bench/sched.sh 4 8 "--cpu-affinity none" "--cpu-affinity auto"),
 #   or the path of another checkout to run its build with default flags (bench/sched.sh 4 6 "$PWD" /tmp/wt-idea),
 #   default (the flags' defaults), or session:N — default flags, the front started in a session of its own and N written to its session's nice
-#   (/proc/PID/autogroup) once it serves, or front-cpu:C [FLAGS] — every thread of the front bound to CPU C (taskset) once it serves. SETSID=1 starts every front in a session of its own, as `upfront bench` does:
+#   (/proc/PID/autogroup) once it serves, or app-session:N [FLAGS] — N written to each app's session's nice once the front serves
+#   (the apps lead sessions of their own), or front-cpu:C [FLAGS] — every thread of the front bound to CPU C (taskset) once it serves. SETSID=1 starts every front in a session of its own, as `upfront bench` does:
 #   under autogroup scheduling (sched(7)) a nice counts only within a session, and a front started here otherwise
 #   shares this script's session with wrk.
 set -euo pipefail
@@ -34,9 +35,10 @@ busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; } #
 echo "# git $(git rev-parse --short HEAD), -n $n, $rounds rounds, wrk -t2 -c200 -d${duration}s /Hello/100; per request: CPU µs, apps' context switches"
 for r in $(seq 1 "$rounds"); do
   for setting in "$@"; do
-    cli=./dist/cli.js; flags=(); session=; own=${SETSID:-}; fcpu=
+    cli=./dist/cli.js; flags=(); session=; own=${SETSID:-}; fcpu=; appsession=
     if [ "${setting#/}" != "$setting" ]; then cli=$setting/dist/cli.js
     elif [ "${setting#session:}" != "$setting" ]; then session=${setting#session:}; own=1
+    elif [ "${setting#app-session:}" != "$setting" ]; then rest=${setting#app-session:}; appsession=${rest%% *}; [ "$rest" = "$appsession" ] || read -ra flags <<< "${rest#* }"
     elif [ "${setting#front-cpu:}" != "$setting" ]; then rest=${setting#front-cpu:}; fcpu=${rest%% *}; [ "$rest" = "$fcpu" ] || read -ra flags <<< "${rest#* }"
     elif [ "$setting" = default ]; then :
     elif [ "${setting#-}" = "$setting" ]; then flags=(--sched-policy "$setting"); else read -ra flags <<< "$setting"; fi
@@ -48,6 +50,7 @@ for r in $(seq 1 "$rounds"); do
     [ -z "$fcpu" ] || taskset -apc "$fcpu" $upid >/dev/null
     # shellcheck disable=SC2207 # pids are words
     apps=($(pgrep -P $upid -f hello.py))
+    [ -z "$appsession" ] || for a in "${apps[@]}"; do echo "$appsession" > "/proc/$a/autogroup"; done
     wrk -t2 -c200 -d2s http://127.0.0.1:$port/Hello/100 >/dev/null
     f0=$(cpu_ticks $upid); a0=$(cpu_ticks "${apps[@]}"); read -r v0 i0 < <(switches "${apps[@]}"); read -r b0 idle0 < <(busy); read -r _ fi0 < <(switches "$upid")
     wrk -t2 -c200 -d${duration}s --latency http://127.0.0.1:$port/Hello/100 > "$out/wrk"
