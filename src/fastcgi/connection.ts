@@ -497,15 +497,19 @@ export class FcgiConnection implements RecordSink {
       this.decoder.fail(`${recordTypeName(type)} record for request id ${requestId}, which is not in flight on this connection`);
       return;
     }
-    request.lastTick = coarseNow;
     switch (type) {
       case RecordType.Stdout:
+        // Only what the client gets is progress for the read timeout: STDERR (a log line)
+        // is not, and what an aborted request still sends is discarded (the sweep's abort
+        // grace counts from the abort, however chatty the app is).
+        request.lastTick = coarseNow;
         if (content.length > 0) this.onStdout(request, content);
         return;
       case RecordType.Stderr:
         if (content.length > 0 && request.state === State.Active) request.handler.onStderr(content);
         return;
       case RecordType.EndRequest:
+        request.lastTick = coarseNow;
         this.onEndRequest(request, content);
         return;
       default:
