@@ -147,6 +147,12 @@ export class FcgiConnection implements RecordSink {
   closedAfterFirst = false;
   /** Its process is being drained (shared socket): no new request; closed once idle. */
   retired = false;
+  /**
+   * A request ended (END_REQUEST) before its STDIN was written whole: the rest of it is
+   * cut short, or still in our buffer behind an app that may never read it. Another
+   * request would wait behind it, so none goes on; it is closed once idle.
+   */
+  spoiled = false;
   /** Requests completed on this connection. */
   completed = 0;
   /**
@@ -232,7 +238,7 @@ export class FcgiConnection implements RecordSink {
 
   /** May take a new request now. */
   get usable(): boolean {
-    return this.served && !this.closed && !this.ended && !this.settling && !this.retired;
+    return this.served && !this.closed && !this.ended && !this.settling && !this.retired && !this.spoiled;
   }
 
   /**
@@ -241,7 +247,7 @@ export class FcgiConnection implements RecordSink {
    * goes elsewhere (a refusal), while one with a body could not be replayed.
    */
   usableFor(bodyless: boolean): boolean {
-    return this.served && !this.closed && !this.ended && !this.retired && (!this.settling || bodyless);
+    return this.served && !this.closed && !this.ended && !this.retired && !this.spoiled && (!this.settling || bodyless);
   }
 
   /**
@@ -570,6 +576,10 @@ export class FcgiConnection implements RecordSink {
       return;
     }
     const protocolStatus = content[4];
+    // The app answered before reading the whole body (as HTTP's keep-alive requires of a
+    // kept connection, the body must have gone out whole): what was not written, or sits
+    // in our buffer unread, would stand before the next request on this connection.
+    if (!request.stdinEnded || (request.bodyLength !== 0 && this.socket.writableLength > 0)) this.spoiled = true;
     this.requests[request.id] = undefined;
     this.inflight--;
     this.completed++;
@@ -589,7 +599,7 @@ export class FcgiConnection implements RecordSink {
     const wasActive = request.state === State.Active;
     request.state = State.Released;
     if (this.pausedBy === request) this.resumeReading(); // its client's drain no longer matters here
-    if (this.inflight === 0 && !this.proven && !this.closed) {
+    if (this.inflight === 0 && !this.proven && !this.closed && !this.spoiled) {
       // A fresh connection is not reused until the app had a moment to show it closes
       // after END_REQUEST (it ignores FCGI_KEEP_CONN); one that stays open has proven it
       // keeps connections, and is reusable at once from then on.
@@ -615,6 +625,7 @@ export class FcgiConnection implements RecordSink {
       }
     }
     request.handler.onRelease();
+    if (this.spoiled && this.inflight === 0 && !this.closed) this.destroy();
   }
 
   private readonly settle = (): void => {
