@@ -73,6 +73,8 @@ export class FcgiRequest implements RequestControl {
   bodyBytesSent = 0;
   /** The response was given up (client abort, timeout): data is discarded, END_REQUEST awaited. */
   abandoned = false;
+  /** When it was given up (coarse ms): the sweep's abort grace counts from here, whatever the app still sends. */
+  abandonedAt = 0;
   anyResponseByte = false;
   /** BEGIN_REQUEST + PARAMS of a request with a body, written with the first body bytes. */
   pendingHead: Buffer | null = null;
@@ -109,6 +111,7 @@ export class FcgiRequest implements RequestControl {
   abort(): void {
     if (this.state !== State.Active || this.abandoned) return;
     this.abandoned = true;
+    this.abandonedAt = coarseNow;
     this.connection.sendAbort(this);
   }
 }
@@ -640,6 +643,7 @@ export class FcgiConnection implements RecordSink {
     if (request.state !== State.Active) return;
     request.state = State.Finished;
     request.abandoned = true;
+    request.abandonedAt = coarseNow;
     request.handler.onError(err);
     // Tell the application to stop; a conforming one answers END_REQUEST and the connection lives on.
     this.sendAbort(request);
