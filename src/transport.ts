@@ -150,6 +150,8 @@ export interface TransportEvents {
   onConnectError(code: string): void;
   /** The backend broke the protocol outside any request's life (the transport dropped the connection). */
   onProtocolError(what: string): void;
+  /** The backend did not end a request it was told to abort; the transport closed its connection. */
+  onAbortIgnored?(what: string): void;
 }
 
 export type TransportErrorKind =

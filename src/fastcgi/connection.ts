@@ -73,6 +73,8 @@ export class FcgiRequest implements RequestControl {
   bodyBytesSent = 0;
   /** The response was given up (client abort, timeout): data is discarded, END_REQUEST awaited. */
   abandoned = false;
+  /** When it was given up (coarse ms): the sweep's abort grace counts from here, whatever the app still sends. */
+  abandonedAt = 0;
   anyResponseByte = false;
   /** BEGIN_REQUEST + PARAMS of a request with a body, written with the first body bytes. */
   pendingHead: Buffer | null = null;
@@ -109,6 +111,7 @@ export class FcgiRequest implements RequestControl {
   abort(): void {
     if (this.state !== State.Active || this.abandoned) return;
     this.abandoned = true;
+    this.abandonedAt = coarseNow;
     this.connection.sendAbort(this);
   }
 }
@@ -147,6 +150,12 @@ export class FcgiConnection implements RecordSink {
   closedAfterFirst = false;
   /** Its process is being drained (shared socket): no new request; closed once idle. */
   retired = false;
+  /**
+   * A request ended (END_REQUEST) before its STDIN was written whole: the rest of it is
+   * cut short, or still in our buffer behind an app that may never read it. Another
+   * request would wait behind it, so none goes on; it is closed once idle.
+   */
+  spoiled = false;
   /** Requests completed on this connection. */
   completed = 0;
   /**
@@ -232,7 +241,7 @@ export class FcgiConnection implements RecordSink {
 
   /** May take a new request now. */
   get usable(): boolean {
-    return this.served && !this.closed && !this.ended && !this.settling && !this.retired;
+    return this.served && !this.closed && !this.ended && !this.settling && !this.retired && !this.spoiled;
   }
 
   /**
@@ -241,7 +250,7 @@ export class FcgiConnection implements RecordSink {
    * goes elsewhere (a refusal), while one with a body could not be replayed.
    */
   usableFor(bodyless: boolean): boolean {
-    return this.served && !this.closed && !this.ended && !this.retired && (!this.settling || bodyless);
+    return this.served && !this.closed && !this.ended && !this.retired && !this.spoiled && (!this.settling || bodyless);
   }
 
   /**
@@ -503,15 +512,19 @@ export class FcgiConnection implements RecordSink {
       this.decoder.fail(`${recordTypeName(type)} record for request id ${requestId}, which is not in flight on this connection`);
       return;
     }
-    request.lastTick = coarseNow;
     switch (type) {
       case RecordType.Stdout:
+        // Only what the client gets is progress for the read timeout: STDERR (a log line)
+        // is not, and what an aborted request still sends is discarded (the sweep's abort
+        // grace counts from the abort, however chatty the app is).
+        request.lastTick = coarseNow;
         if (content.length > 0) this.onStdout(request, content);
         return;
       case RecordType.Stderr:
         if (content.length > 0 && request.state === State.Active) request.handler.onStderr(content);
         return;
       case RecordType.EndRequest:
+        request.lastTick = coarseNow;
         this.onEndRequest(request, content);
         return;
       default:
@@ -572,6 +585,10 @@ export class FcgiConnection implements RecordSink {
       return;
     }
     const protocolStatus = content[4];
+    // The app answered before reading the whole body (as HTTP's keep-alive requires of a
+    // kept connection, the body must have gone out whole): what was not written, or sits
+    // in our buffer unread, would stand before the next request on this connection.
+    if (!request.stdinEnded || (request.bodyLength !== 0 && this.socket.writableLength > 0)) this.spoiled = true;
     this.requests[request.id] = undefined;
     this.inflight--;
     this.completed++;
@@ -591,7 +608,7 @@ export class FcgiConnection implements RecordSink {
     const wasActive = request.state === State.Active;
     request.state = State.Released;
     if (this.pausedBy === request) this.resumeReading(); // its client's drain no longer matters here
-    if (this.inflight === 0 && !this.proven && !this.closed) {
+    if (this.inflight === 0 && !this.proven && !this.closed && !this.spoiled) {
       // A fresh connection is not reused until the app had a moment to show it closes
       // after END_REQUEST (it ignores FCGI_KEEP_CONN); one that stays open has proven it
       // keeps connections, and is reusable at once from then on.
@@ -617,6 +634,7 @@ export class FcgiConnection implements RecordSink {
       }
     }
     request.handler.onRelease();
+    if (this.spoiled && this.inflight === 0 && !this.closed) this.destroy();
   }
 
   private readonly settle = (): void => {
@@ -631,6 +649,7 @@ export class FcgiConnection implements RecordSink {
     if (request.state !== State.Active) return;
     request.state = State.Finished;
     request.abandoned = true;
+    request.abandonedAt = coarseNow;
     request.handler.onError(err);
     // Tell the application to stop; a conforming one answers END_REQUEST and the connection lives on.
     this.sendAbort(request);

@@ -54,6 +54,17 @@ function pipelineDepthOf(c: FcgiConnection, max: number): number {
   return Math.min(max, Math.max(2, 1 + Math.floor(PIPELINE_AHEAD_MS / c.paceMs)));
 }
 const PROBE_REFUSED_PAUSE_MS = 5000;
+/**
+ * How long a request given up (client gone, response failed) may wait for the app's
+ * END_REQUEST after FCGI_ABORT_REQUEST before its connection is closed (at most the read
+ * timeout). An app that honours the abort answers at its next read, in milliseconds, and
+ * keeps its connection; one that ignores it (an endless event stream, a long render)
+ * would hold the slot while queued requests wait out --queue-timeout (10 s by default,
+ * well below the 60 s read timeout). nginx closes the upstream connection at once on a
+ * client abort; this waits a little for the clean end, then does the same. Measured from
+ * the abort, so an app still writing does not extend it.
+ */
+const ABORT_GRACE_MS = 1000;
 
 export class FcgiTransport implements Transport, ConnectionOwner {
   readonly protocol = 'fastcgi' as const;
@@ -347,19 +358,27 @@ export class FcgiTransport implements Transport, ConnectionOwner {
   private sweep(): void {
     const tick = coarseNow;
     const limit = this.settings.readTimeoutMs;
+    const grace = Math.min(limit, ABORT_GRACE_MS);
     const multiplexed = this.caps.multiplexed;
     for (const conn of [...this.connections]) {
       if (conn.inflight === 0) continue;
       let live = 0;
       let expired: FcgiRequest | null = null;
+      let ignored: FcgiRequest | null = null;
       conn.forEachRequest((r: FcgiRequest) => {
-        if (r.abandoned) return;
+        if (r.abandoned) {
+          if (tick - r.abandonedAt > grace) ignored = r;
+          return;
+        }
         if (tick - r.lastTick <= limit) { live++; return; }
         expired = r;
       });
       if (expired === null) {
-        // Given up (client gone) and silent for two read timeouts: no END_REQUEST even after the abort.
-        if (live === 0 && this.allSilent(conn, tick, 2 * limit)) conn.destroy(new TransportError('timeout', 'backend did not end the requests it was told to abort'));
+        // An abort the app did not end within the grace. Multiplexed, the connection is
+        // closed once no live request shares it (closing would fail them); one request at a
+        // time, the requests behind it wait for it anyway: they get an error that lets a
+        // body-less one go elsewhere.
+        if (ignored !== null && (live === 0 || !multiplexed)) this.closeIgnoredAbort(conn, ignored, grace);
         continue;
       }
       const timedOut = (r: FcgiRequest, behind: boolean) => new TransportError('timeout', !r.stdinEnded
@@ -377,9 +396,15 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     }
   }
 
-  private allSilent(conn: FcgiConnection, tick: number, ms: number): boolean {
-    let silent = true;
-    conn.forEachRequest((r) => { if (tick - r.lastTick <= ms) silent = false; });
-    return silent;
+  /** The app did not end an aborted request within `grace` ms: close its connection so the slot is free. */
+  private closeIgnoredAbort(conn: FcgiConnection, r: FcgiRequest, grace: number): void {
+    const what = `did not end request ${r.id} within ${grace} ms of FCGI_ABORT_REQUEST `
+      + '(it ignores aborts); its connection was closed to free the slot';
+    conn.forEachRequest((o) => {
+      if (!o.abandoned) conn.failRequest(o, new TransportError('closed', 'the request ahead of it on the connection was aborted and the backend did not end it',
+        { notStarted: !o.anyResponseByte && o.bodyBytesSent === 0 }));
+    });
+    conn.destroy(new TransportError('timeout', 'aborted request not ended'));
+    this.events.onAbortIgnored?.(what);
   }
 }

@@ -405,8 +405,10 @@ export class HttpConnection implements ResponseSink {
 
   private readonly onData = (chunk: Buffer): void => {
     const ex = this.exchange;
-    if (ex !== null) ex.lastTick = coarseNow;
     this.feed(chunk, 0);
+    // Progress for the read timeout is bytes of the final response only: a backend
+    // trickling `102 Processing` would otherwise hold a client forever with nothing.
+    if (ex !== null && this.exchange === ex && this.decoder.finalStarted) ex.lastTick = coarseNow;
   };
 
   private readonly onDrain = (): void => {

@@ -65,6 +65,16 @@ export class ResponseDecoder {
   /** Body bytes received of a Content-Length body. */
   get lengthReceived(): number { return this.head.contentLength - this.remaining; }
   get lengthFramed(): boolean { return this.framing === Framing.Length; }
+  /**
+   * Bytes of the final response came: its head was read, or a head in pieces whose status
+   * does not start with 1 ("HTTP/1.x 2..."). Interim responses (100, 102, 103) are not the
+   * answer: they do not count as progress for the read timeout.
+   */
+  get finalStarted(): boolean {
+    if (this.headSeen) return true;
+    const b = this.headBuf;
+    return b !== null && b.length > 9 && b[9] !== 0x31;
+  }
 
   /**
    * Decodes buf[pos, end). Returns the position reached: buf.length when every byte was

@@ -117,6 +117,12 @@ export class Backend implements TransportEvents {
     this.log?.error({ backend: this.id, pid: this.pid }, `backend ${this.id} ${what}`);
   }
 
+  onAbortIgnored(what: string): void {
+    // Counted and told: an operator should know the app keeps working for clients that left.
+    this.counters.failures['abort-ignored'] = (this.counters.failures['abort-ignored'] ?? 0) + 1;
+    this.log?.warn({ backend: this.id, pid: this.pid }, `backend ${this.id} ${what}`);
+  }
+
   /** Resolves once no request is in flight here (for draining). */
   whenIdle(): Promise<void> {
     if (this.inflight === 0) return Promise.resolve();
