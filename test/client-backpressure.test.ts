@@ -1,9 +1,10 @@
-// Clients that do not take what the front sends,
+// Clients that do not take what the front sends, or announce more than it accepts,
 // against a real front (in-process) and the Python example on raw sockets:
 //   - a client that pipelines requests and never reads: the front stops starting
 //     requests (and reading) while its last answer waits for a drain, as nginx does,
 //     instead of buffering every answer; when the client reads, every answer comes, in order;
-//     a client that never reads is still cut by --send-timeout.
+//     a client that never reads is still cut by --send-timeout;
+//   - a chunk size over --max-body-size: 413 at its size line, not a wait for the body timeout.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -146,3 +147,34 @@ describe('a client that pipelines and does not read', () => {
   }, 30_000);
 });
 
+describe('a chunk size over --max-body-size', () => {
+  // Body timeout long, test bounded short: only a refusal at the size line passes.
+  const options = { procs: 1, command: ['python3', PY_HELLO], 'max-body-size': '1m', 'client-body-timeout': 30_000 };
+  const chunked = (chunks: string): string => `POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}`;
+
+  for (const [what, chunks] of [
+    ['one chunk of 0x10000000000000 bytes (2^52), a few of them sent', '10000000000000\r\nabc'],
+    ['a second chunk whose size takes the body past 1 MiB', `80000\r\n${'a'.repeat(0x80000)}\r\n80001\r\nabc`],
+  ] as const) {
+    it(`${what}: 413 at once, counted as body-too-large; the next client is served`, async () => {
+      front = await startTestFront(options);
+      const before = (await getStats(front)).frontResponses['body-too-large'] as number;
+      const ex = await rawExchange(front.address, chunked(chunks), { timeoutMs: 5000 });
+      expect(finals(ex.parsed).map((r) => r.status), ex.data.toString('latin1').slice(0, 300)).toEqual([413]);
+      expect(ex.closed, 'the front closes after its refusal').toBe(true);
+      expect(ex.ms, 'answered at the size line, not after the body timeout').toBeLessThan(3000);
+      expect((await getStats(front)).frontResponses['body-too-large']).toBe(before + 1);
+      const next = await rawExchange(front.address, get('/Hello/1', 'Connection: close\r\n'), { timeoutMs: 5000 });
+      expect(finals(next.parsed).map((r) => r.status), 'the next client is served').toEqual([200]);
+    }, 20_000);
+  }
+
+  it('a body of exactly 1 MiB in chunks is still taken', async () => {
+    front = await startTestFront(options);
+    const body = 'a'.repeat(0x80000);
+    const ex = await rawExchange(front.address, chunked(`80000\r\n${body}\r\n80000\r\n${body}\r\n0\r\n\r\n`), { finalResponses: 1, timeoutMs: 10_000 });
+    const r = finals(ex.parsed);
+    expect(r.map((x) => x.status), ex.data.toString('latin1').slice(0, 300)).toEqual([200]);
+    expect(JSON.parse(r[0].body.toString()).bytes).toBe(0x100000);
+  }, 20_000);
+});

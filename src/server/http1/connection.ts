@@ -249,8 +249,7 @@ export class Http1Connection {
         if (this.discarded > DISCARD_MAX_BYTES) this.closeNow();
         return;
       }
-      const max = this.state.limits.maxBodyBytes;
-      if (max > 0 && this.bodyTotal > max) return this.bodyFailed(ex, 413, `request body larger than ${max} bytes`);
+      // (Over maxBodyBytes was refused at the chunk's size line.)
       this.deliver(ex, pos === 0 && n === end ? buf : buf.subarray(pos, pos + n));
       return;
     }
@@ -259,6 +258,11 @@ export class Http1Connection {
     if (dec.failed) {
       if (ex === null) return this.closeNow();
       return this.bodyFailed(ex, 400, `malformed chunked body: ${dec.error}`);
+    }
+    if (dec.inData && ex !== null) {
+      // Refused at the size line (as nginx does), not after waiting for data that would cross the limit anyway.
+      const max = this.state.limits.maxBodyBytes;
+      if (max > 0 && this.bodyTotal + dec.remaining > max) return this.bodyFailed(ex, 413, `request body larger than ${max} bytes`);
     }
     if (dec.done) {
       this.body = Body.None;
