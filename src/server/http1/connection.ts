@@ -157,6 +157,9 @@ export class Http1Connection {
           if (ex !== null && (ex.sink === null || this.bodyPaused)) break;
           this.consumeBody(buf, ex);
         } else if (this.exchange !== null) break;
+        // The client has not taken the last response yet: the next one waits for 'drain'
+        // (as nginx does), else a client that pipelines and never reads grows our write buffer.
+        else if (this.socket.writableNeedDrain) break;
         else if (!this.parseHead(buf)) break;
       }
     } catch (err) {
@@ -246,8 +249,7 @@ export class Http1Connection {
         if (this.discarded > DISCARD_MAX_BYTES) this.closeNow();
         return;
       }
-      const max = this.state.limits.maxBodyBytes;
-      if (max > 0 && this.bodyTotal > max) return this.bodyFailed(ex, 413, `request body larger than ${max} bytes`);
+      // (Over maxBodyBytes was refused at the chunk's size line.)
       this.deliver(ex, pos === 0 && n === end ? buf : buf.subarray(pos, pos + n));
       return;
     }
@@ -256,6 +258,11 @@ export class Http1Connection {
     if (dec.failed) {
       if (ex === null) return this.closeNow();
       return this.bodyFailed(ex, 400, `malformed chunked body: ${dec.error}`);
+    }
+    if (dec.inData && ex !== null) {
+      // Refused at the size line (as nginx does), not after waiting for data that would cross the limit anyway.
+      const max = this.state.limits.maxBodyBytes;
+      if (max > 0 && this.bodyTotal + dec.remaining > max) return this.bodyFailed(ex, 413, `request body larger than ${max} bytes`);
     }
     if (dec.done) {
       this.body = Body.None;
@@ -297,7 +304,17 @@ export class Http1Connection {
 
   /** The unread body of an answered request is gone: on to the next request. */
   private bodyDropped(): void {
-    this.setTimer(this.rbuf !== null ? Timer.Head : Timer.Idle);
+    this.betweenRequests();
+  }
+
+  /**
+   * No request in progress: the head timer if bytes of the next one are here, else keep-alive;
+   * none while our last response waits for a drain (the send timeout runs then: a client slow
+   * to read is not idle, and its buffered answer must not be dropped by the keep-alive close).
+   */
+  private betweenRequests(): void {
+    if (this.socket.writableNeedDrain) this.setTimer(Timer.None);
+    else this.setTimer(this.rbuf !== null ? Timer.Head : Timer.Idle);
   }
 
   /** The body cannot complete: tell the sink, answer `status` if no response began, else cut. */
@@ -366,6 +383,9 @@ export class Http1Connection {
       if (ex !== null) {
         const buffered = this.rbuf === null ? 0 : this.rbuf.length - this.rpos;
         want = this.body !== Body.None && ex.sink !== null ? !this.bodyPaused : buffered < READ_AHEAD_BYTES;
+      } else if (this.body === Body.None) {
+        // No next request is started while the last response waits for a drain (process()): nothing to read for.
+        want = !this.socket.writableNeedDrain;
       }
     }
     const socket = this.socket;
@@ -439,7 +459,7 @@ export class Http1Connection {
       this.discarded = 0;
       this.bodyPaused = false;
       this.setTimer(Timer.Body);
-    } else this.setTimer(this.rbuf !== null ? Timer.Head : Timer.Idle);
+    } else this.betweenRequests();
     this.process();
   }
 
@@ -579,7 +599,14 @@ export class Http1Connection {
   private readonly onDrain = (): void => {
     this.sendDeadline = 0;
     const ex = this.exchange;
-    if (ex === null || ex.events === null) return;
+    if (ex === null) {
+      // The client took the last response: the next pipelined request may start (process() waited for this).
+      if (this.destroyed || this.closing) return;
+      if (this.body === Body.None) this.betweenRequests();
+      this.process();
+      return;
+    }
+    if (ex.events === null) return;
     try {
       ex.events.onClientDrain();
     } catch (err) {

@@ -23,7 +23,7 @@ export interface Http1Limits {
   bodyTimeoutMs: number;
   /** A kept connection with no byte of a next request for this long is closed silently. */
   keepAliveTimeoutMs: number;
-  /** 0 = unlimited. Content-Length above → 413 at once, body not read; a chunked body crossing it → 413 (or a cut), close. */
+  /** 0 = unlimited. Content-Length above → 413 at once, body not read; a chunk size that would cross it → 413 (or a cut) at its size line, close. */
   maxBodyBytes: number;
   /** A response write the client does not take for this long (socket buffer full, no drain) → cut. nginx's send_timeout. */
   sendTimeoutMs: number;
