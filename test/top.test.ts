@@ -80,7 +80,7 @@ describe.skipIf(!SCRIPT)('upfront top', () => {
     const frame = lastFrame(out);
     const pool = frame.find((l) => l.includes('POOL app'))!;
     expect(pool.startsWith(HIGHLIGHT)).toBe(true);
-    expect(pool).toMatch(/POOL app  least-conn, overflow queue  queue [1-4]\/1,024 /);
+    expect(pool).toMatch(/POOL app  least-conn, overflow queue  queue [1-4]\/65,536 /);
     const b0 = frame.find((l) => /^(\x1b\[[\d;]*m)?b0 /.test(l))!;
     expect(b0.startsWith(HIGHLIGHT)).toBe(false); // its accept queue is not near its backlog
     expect(b0).toMatch(/^b0\s+\d+\s+busy\s+[12]\/1( \+1p)?\s+\d\/1,024\s/);

@@ -464,14 +464,11 @@ export class FcgiConnection implements RecordSink {
       request.state = State.Released;
       if (wasActive) {
         let err: TransportError;
-        if (cause && (cause.kind === 'connect' || (cause.kind === 'protocol' && request.anyResponseByte))) {
-          err = new TransportError(cause.kind, cause.message, { code: cause.code, notStarted: cause.kind === 'connect' });
-        } else if (cause && cause.kind === 'protocol') {
-          // Which request a broken record belongs to is not known; one that had no byte of its
-          // answer yet may be an innocent neighbour on this connection: retried as after any
-          // close before an answer (idempotent methods, within --retries), not a 502 at once.
-          err = new TransportError('closed', `${cause.message}; the connection closed before this request was answered`,
-            { code: cause.code, notStarted: true });
+        if (cause && (cause.kind === 'connect' || cause.kind === 'protocol')) {
+          // Which request a broken record belongs to is not known: one without a byte of its
+          // answer yet may be an innocent neighbour on this connection, not started (an
+          // idempotent one is retried, within --retries, as after a close before an answer).
+          err = new TransportError(cause.kind, cause.message, { code: cause.code, notStarted: cause.kind === 'connect' || !request.anyResponseByte });
         } else {
           err = new TransportError('closed', request.anyResponseByte
             ? 'backend closed the connection in the middle of the response'

@@ -388,7 +388,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     if (!err.notStarted || this.exchange.headersSent || this.attempts > budget) return false;
     // The backend refused outright, or never read the request: safe for any method. Otherwise only idempotent ones.
     const refused = err.kind === 'connect' || err.kind === 'cant-mpx' || err.kind === 'overloaded' || err.unread;
-    if (!refused && !(err.kind === 'closed' && IDEMPOTENT.has(this.head.method))) return false;
+    if (!refused && !((err.kind === 'closed' || err.kind === 'protocol') && IDEMPOTENT.has(this.head.method))) return false;
     if (!this.bodyTouched) return true;
     // A body sent (even partly) goes again only unread and from the start (a buffered one).
     if (!err.unread || !this.body.rewind?.()) return false;
