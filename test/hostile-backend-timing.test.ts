@@ -6,7 +6,7 @@
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { alive, cliBusy, waitForCliLine } from './cliLog.js';
+import { alive, cliBusy, cliLines, cliStats, waitForCliLine } from './cliLog.js';
 import { FIXTURES, spawnCli, waitUntil, type RunningCli } from './helpers.js';
 import { finals, get, rawExchange, type RawExchange } from './rawHttp.js';
 
@@ -85,6 +85,24 @@ describe('FastCGI: a client leaves an endless response and the app ignores FCGI_
     expect(line.level).toBe(40);
     expect(line.backend).toBeDefined();
     expect(typeof line.pid).toBe('number');
+    await expectSettled(cli);
+  }, 30_000);
+});
+
+describe('FastCGI: a client leaves a request the app is silently busy with', () => {
+  it('the slot is held until the app ends it (it is busy), past the 1 s grace of a still-writing app; no connection closed, nothing counted', async () => {
+    cli = await front(['--read-timeout', '30000', '--log-format', 'json'], [process.execPath, TIMING]);
+    const hp = hostPort(cli);
+    const colon = hp.lastIndexOf(':');
+    const s = net.connect(Number(hp.slice(colon + 1)), hp.slice(0, colon));
+    s.on('error', () => {});
+    s.write(get('/busy-2500'));
+    await waitUntil(async () => (await cliBusy(cli!)) === 1, 'the request is in flight');
+    s.destroy(); // the client leaves; the app ignores the abort and stays silent
+    const next = await rawExchange(hp, get('/ok', 'Connection: close\r\n'), { finalResponses: 1, timeoutMs: 8000 });
+    expect(statusAndBody(next), show(next)).toEqual(['200 ok']);
+    expect((await cliStats(cli)).pools[0].backends[0].failures['abort-ignored']).toBeUndefined();
+    expect(cliLines(cli).filter((l) => /ignores aborts/.test(l.msg))).toEqual([]);
     await expectSettled(cli);
   }, 30_000);
 });

@@ -55,14 +55,15 @@ function pipelineDepthOf(c: FcgiConnection, max: number): number {
 }
 const PROBE_REFUSED_PAUSE_MS = 5000;
 /**
- * How long a request given up (client gone, response failed) may wait for the app's
- * END_REQUEST after FCGI_ABORT_REQUEST before its connection is closed (at most the read
- * timeout). An app that honours the abort answers at its next read, in milliseconds, and
- * keeps its connection; one that ignores it (an endless event stream, a long render)
- * would hold the slot while queued requests wait out --queue-timeout (10 s by default,
- * well below the 60 s read timeout). nginx closes the upstream connection at once on a
- * client abort; this waits a little for the clean end, then does the same. Measured from
- * the abort, so an app still writing does not extend it.
+ * How long a request given up (client gone, response failed) whose app still writes for it
+ * may wait for END_REQUEST after FCGI_ABORT_REQUEST before its connection is closed (at most
+ * the read timeout). An app that honours the abort answers at its next read, in
+ * milliseconds, and keeps its connection; one that ignores it and keeps writing (an endless
+ * event stream) would hold the slot for ever, while queued requests wait out --queue-timeout.
+ * nginx closes the upstream connection at once on a client abort; this waits a little for
+ * the clean end, then does the same: the app sees the close at its next write. Measured from
+ * the abort, so an app still writing does not extend it. An app silent after the abort may
+ * be busy with the request (a long render): its slot is held for the read timeout.
  */
 const ABORT_GRACE_MS = 1000;
 
@@ -365,9 +366,16 @@ export class FcgiTransport implements Transport, ConnectionOwner {
       let live = 0;
       let expired: FcgiRequest | null = null;
       let ignored: FcgiRequest | null = null;
+      let ignoredFor = 0;
       conn.forEachRequest((r: FcgiRequest) => {
         if (r.abandoned) {
-          if (tick - r.abandonedAt > grace) ignored = r;
+          // Still writing for it after the grace: it sees the close at its next write (and
+          // stops, as after nginx's close). Silent: it may be busy with it, so the slot is
+          // held for a read timeout, as for a request not given up.
+          if (r.lastTick > r.abandonedAt ? tick - r.abandonedAt > grace : tick - r.abandonedAt > limit) {
+            ignored = r;
+            ignoredFor = tick - r.abandonedAt;
+          }
           return;
         }
         if (tick - r.lastTick <= limit) { live++; return; }
@@ -378,7 +386,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
         // closed once no live request shares it (closing would fail them); one request at a
         // time, the requests behind it wait for it anyway: they get an error that lets a
         // body-less one go elsewhere.
-        if (ignored !== null && (live === 0 || !multiplexed)) this.closeIgnoredAbort(conn, ignored, grace);
+        if (ignored !== null && (live === 0 || !multiplexed)) this.closeIgnoredAbort(conn, ignored, ignoredFor);
         continue;
       }
       const timedOut = (r: FcgiRequest, behind: boolean) => new TransportError('timeout', !r.stdinEnded
@@ -396,10 +404,10 @@ export class FcgiTransport implements Transport, ConnectionOwner {
     }
   }
 
-  /** The app did not end an aborted request within `grace` ms: close its connection so the slot is free. */
-  private closeIgnoredAbort(conn: FcgiConnection, r: FcgiRequest, grace: number): void {
-    const what = `did not end request ${r.id} within ${grace} ms of FCGI_ABORT_REQUEST `
-      + '(it ignores aborts); its connection was closed to free the slot';
+  /** The app did not end an aborted request `ms` after the abort: close its connection so the slot is free. */
+  private closeIgnoredAbort(conn: FcgiConnection, r: FcgiRequest, ms: number): void {
+    const what = `did not end request ${r.id} ${ms} ms after FCGI_ABORT_REQUEST `
+      + `(it ignores aborts${r.lastTick > r.abandonedAt ? ' and kept writing for it' : ''}); its connection was closed to free the slot`;
     conn.forEachRequest((o) => {
       if (!o.abandoned) conn.failRequest(o, new TransportError('closed', 'the request ahead of it on the connection was aborted and the backend did not end it',
         { notStarted: !o.anyResponseByte && o.bodyBytesSent === 0 }));

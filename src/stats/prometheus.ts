@@ -13,8 +13,8 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 
 /** connect() errnos every backend reports, at 0 until seen (others appear when they happen). */
 export const KNOWN_CONNECT_ERRNOS = ['EAGAIN', 'ECONNREFUSED', 'ENOENT', 'EACCES', 'ETIMEDOUT', 'ECONNRESET', 'EMFILE'] as const;
-/** Failures after connecting, by kind (the transports' error kinds other than connect and request). */
-export const KNOWN_FAILURE_KINDS = ['closed', 'protocol', 'head', 'length', 'timeout', 'cant-mpx', 'overloaded', 'unknown-role'] as const;
+/** Failures after connecting, by kind (the transports' error kinds other than connect and request), and abort-ignored: a connection closed because the app did not end a request it was told to abort. */
+export const KNOWN_FAILURE_KINDS = ['closed', 'protocol', 'head', 'length', 'timeout', 'cant-mpx', 'overloaded', 'unknown-role', 'abort-ignored'] as const;
 
 type Labels = Record<string, string | number>;
 type Kind = 'gauge' | 'counter' | 'histogram';
