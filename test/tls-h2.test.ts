@@ -147,6 +147,11 @@ describe.skipIf(!CURL || !OPENSSL)('TLS listener: HTTP/1.1 and HTTP/2 by ALPN', 
       expect(head.body.length).toBe(0);
       const echo = await one('/x');
       expect(echo.headers.connection).toBeUndefined();
+      // A method HTTP/1.1 answers 501 is not passed to the handler over HTTP/2 either.
+      const unknown = await one('/x', 'BREW');
+      expect(unknown.status).toBe(501);
+      expect(unknown.body.toString()).toMatch(/unknown method "BREW"/);
+      expect((await one('/x', 'PROPFIND')).status).toBe(200);
       expect(h2.acceptedSessions).toBeGreaterThanOrEqual(1);
     } finally {
       session.close();

@@ -7,6 +7,7 @@
 import http2 from 'node:http2';
 import type tls from 'node:tls';
 import type { ClientConnection } from '../../transport.js';
+import { KNOWN_METHODS } from '../http1/head.js';
 import type { Http1Limits } from '../http1/server.js';
 import { H2Exchange, type H2ExchangeOwner } from './exchange.js';
 
@@ -89,6 +90,8 @@ export class H2Server implements H2ExchangeOwner {
     const method = String(headers[':method'] ?? '');
     const target = String(headers[':path'] ?? '');
     if (method === 'CONNECT' || target === '') return answer(stream, 501, 'CONNECT is not served here');
+    // As on HTTP/1.1: a method outside node's list is not passed to the app.
+    if (!KNOWN_METHODS.has(method)) return answer(stream, 501, `unknown method ${JSON.stringify(method.slice(0, 32))}`);
     if (target.length > this.limits.maxUriBytes) return answer(stream, 414, `request target longer than ${this.limits.maxUriBytes} bytes`);
     let contentLength = stream.endAfterHeaders ? 0 : -1;
     const cl = headers['content-length'];

@@ -20,7 +20,7 @@ export interface HeadLimits {
 }
 
 /** Node's method list (llhttp's, as http.METHODS shows it), minus CONNECT which is answered 501. */
-const KNOWN_METHODS = new Set(METHODS.filter((m) => m !== 'CONNECT'));
+export const KNOWN_METHODS = new Set(METHODS.filter((m) => m !== 'CONNECT'));
 /** No known method is longer; a longer token is refused without waiting for its end. */
 const MAX_METHOD_BYTES = Math.max(...METHODS.map((m) => m.length));
 
