@@ -354,7 +354,8 @@ export class FcgiTransport implements Transport, ConnectionOwner {
    * timeout means the app is stuck on that connection: it is closed and every request
    * on it gets its 504 now — one pipelined behind does not wait out another timeout, and
    * the slot is free for the queue. A multiplexed one is told FCGI_ABORT_REQUEST and the
-   * connection goes on, unless all its requests have given up and stayed silent.
+   * connection goes on. A request given up that the app does not end (ABORT_GRACE_MS)
+   * costs its connection, once no live request shares a multiplexed one.
    */
   private sweep(): void {
     const tick = coarseNow;
