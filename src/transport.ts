@@ -280,3 +280,15 @@ export class Capabilities implements CapabilityValues {
     return true;
   }
 }
+
+/**
+ * A response's headers without the fields its Connection header named: hop-by-hop too
+ * (RFC 9110 §7.6.1), whichever protocol the backend spoke. `named` is lower case.
+ */
+export function dropNamed(headers: string[], named: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!named.includes(headers[i].toLowerCase())) out.push(headers[i], headers[i + 1]);
+  }
+  return out;
+}

@@ -167,6 +167,11 @@ describe('CGI response head', () => {
     expect(() => parse([...`X: ${'a'.repeat(1100)}`], 1024)).toThrow(/over 1024 bytes/);
   });
 
+  it('drops Connection and the fields it names (hop-by-hop), keeps the rest', () => {
+    const r = parse(['Status: 200 OK\r\nConnection: X-Secret, close\r\nX-Secret: s\r\nx-other: o\r\nKeep-Alive: timeout=5\r\n\r\n']);
+    expect(r!.head.headers).toEqual(['x-other', 'o']);
+  });
+
   it('accepts bare \\n line ends, and Location without Status means 302', () => {
     const r = parse(['Location: /there\n\n']);
     expect(r!.head.status).toBe(302);

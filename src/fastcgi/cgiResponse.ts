@@ -4,7 +4,7 @@
 // straight from the record content; a head split across records is collected first.
 // What would contradict the response the front frames itself (framing, hop-by-hop
 // headers, a 1xx as final status, two different Content-Lengths) is refused or dropped.
-import type { ResponseHead } from '../transport.js';
+import { dropNamed, type ResponseHead } from '../transport.js';
 
 export class CgiHeadError extends Error {}
 
@@ -15,11 +15,11 @@ for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) { TOKEN[c] = 1; TOKEN[c + 32] = 1; }
 
 // Names the front handles itself, by length then lower-case bytes (no toLowerCase per line).
-const enum Name { Other, Status, ContentLength, Location, Dropped }
+const enum Name { Other, Status, ContentLength, Location, Dropped, Connection }
 const SPECIAL: Array<[string, Name]> = [
   ['status', Name.Status], ['content-length', Name.ContentLength], ['location', Name.Location],
   // Framing and hop-by-hop: the front's business, they would contradict what it writes.
-  ['connection', Name.Dropped], ['keep-alive', Name.Dropped], ['transfer-encoding', Name.Dropped],
+  ['connection', Name.Connection], ['keep-alive', Name.Dropped], ['transfer-encoding', Name.Dropped],
   ['proxy-connection', Name.Dropped], ['upgrade', Name.Dropped], ['trailer', Name.Dropped], ['te', Name.Dropped],
 ];
 const BY_LENGTH: Array<Array<[Buffer, Name]> | undefined> = [];
@@ -73,6 +73,8 @@ export function parseHeadBytes(buf: Buffer, end: number): ResponseHead {
   let reason: string | null = null;
   let contentLength = -1;
   let location = false;
+  /** Fields named in Connection: hop-by-hop too (RFC 9110 §7.6.1), as the HTTP transport drops them. */
+  let named: string[] | null = null;
   let i = 0;
   while (i < end) {
     let lf = buf.indexOf(0x0a, i);
@@ -134,6 +136,12 @@ export function parseHeadBytes(buf: Buffer, end: number): ResponseHead {
       }
       case Name.Dropped:
         continue;
+      case Name.Connection:
+        for (const token of buf.latin1Slice(v, ve).split(',')) {
+          const t = token.trim().toLowerCase();
+          if (t !== '' && t !== 'close' && t !== 'keep-alive') (named ??= []).push(t);
+        }
+        continue;
       case Name.Location:
         location = true;
         break;
@@ -143,7 +151,7 @@ export function parseHeadBytes(buf: Buffer, end: number): ResponseHead {
     headers.push(buf.latin1Slice(lineStart, colon), buf.latin1Slice(v, ve));
   }
   if (status === 0) status = location ? 302 : 200;
-  return { status, reason, headers, contentLength };
+  return { status, reason, headers: named === null ? headers : dropNamed(headers, named), contentLength };
 }
 
 /** The head and where the body starts in the pushed bytes. */

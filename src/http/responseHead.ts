@@ -4,6 +4,7 @@
 // and whether the connection may be kept; framing and hop-by-hop fields (and those
 // named in Connection) never reach the header list. One parser per connection,
 // rerun from the head's start when more bytes arrive (bounded by maxHeadBytes).
+import { dropNamed } from '../transport.js';
 import { COLON, CR, FIELD_VALUE, HTAB, LF, SP, TOKEN, byteName, bytesOf, equalsLower } from '../server/http1/chars.js';
 
 /** `parse` found no complete head yet. */
@@ -223,11 +224,3 @@ export class ResponseHeadParser {
   }
 }
 
-/** The fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1). */
-function dropNamed(headers: string[], named: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < headers.length; i += 2) {
-    if (!named.includes(headers[i].toLowerCase())) out.push(headers[i], headers[i + 1]);
-  }
-  return out;
-}
