@@ -172,6 +172,12 @@ describe('CGI response head', () => {
     expect(r!.head.headers).toEqual(['x-other', 'o']);
   });
 
+  it('accepts one Status said twice (the last reason phrase kept)', () => {
+    const r = parse(['Status: 404 Gone\r\nStatus: 404 Not Found\r\n\r\n']);
+    expect(r!.head.status).toBe(404);
+    expect(r!.head.reason).toBe('Not Found');
+  });
+
   it('accepts bare \\n line ends, and Location without Status means 302', () => {
     const r = parse(['Location: /there\n\n']);
     expect(r!.head.status).toBe(302);
@@ -181,6 +187,7 @@ describe('CGI response head', () => {
   it('rejects malformed heads with a reason', () => {
     expect(() => parse(['no colon here\r\n\r\n'])).toThrow(CgiHeadError);
     expect(() => parse(['Status: abc\r\n\r\n'])).toThrow(/invalid Status/);
+    expect(() => parse(['Status: 200 OK\r\nStatus: 404 Not Found\r\n\r\n'])).toThrow(/two different Status headers \(200 and 404\)/);
     expect(() => parse(['X: ' + 'a'.repeat(2000)], 1024)).toThrow(/over 1024 bytes/);
   });
 });

@@ -3,7 +3,7 @@
 // HTTP status; `Location:` without it means a redirect (302). Parsed by byte scans
 // straight from the record content; a head split across records is collected first.
 // What would contradict the response the front frames itself (framing, hop-by-hop
-// headers, a 1xx as final status, two different Content-Lengths) is refused or dropped.
+// headers, a 1xx as final status, two different Content-Lengths or Status codes) is refused or dropped.
 import { dropNamed, type ResponseHead } from '../transport.js';
 
 export class CgiHeadError extends Error {}
@@ -110,11 +110,16 @@ export function parseHeadBytes(buf: Buffer, end: number): ResponseHead {
         if (ve - v < 3 || d0 < 0 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (after < ve && buf[after] !== 0x20 && buf[after] !== 0x09)) {
           throw new CgiHeadError(`backend sent an invalid Status header ${describe(buf, v, ve)}`);
         }
-        status = d0 * 100 + d1 * 10 + d2;
-        if (status < 200) {
-          throw new CgiHeadError(status < 100 ? `backend sent Status ${status}, outside 100-999`
-            : `backend sent Status ${status}: a 1xx status cannot be the final response`);
+        const code = d0 * 100 + d1 * 10 + d2;
+        if (code < 200) {
+          throw new CgiHeadError(code < 100 ? `backend sent Status ${code}, outside 100-999`
+            : `backend sent Status ${code}: a 1xx status cannot be the final response`);
         }
+        // Which of two codes the app meant is unknowable: refused, as two Content-Lengths are.
+        if (status !== 0 && status !== code) {
+          throw new CgiHeadError(`backend sent two different Status headers (${status} and ${code})`);
+        }
+        status = code;
         let r = after;
         while (r < ve && (buf[r] === 0x20 || buf[r] === 0x09)) r++;
         reason = r < ve ? buf.latin1Slice(r, ve) : null;
