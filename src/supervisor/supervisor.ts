@@ -86,6 +86,18 @@ export class Supervisor implements BackendSource {
   private recycleTimer: NodeJS.Timeout | null = null;
   private rssTick = 0;
   private stopping = false;
+  /**
+   * The scale or reload under way, or the last: they run one after another. Two at once
+   * would each count the other's processes (a reload replaced the replacements another was
+   * starting: a SIGHUP storm doubled the processes per signal).
+   */
+  private changing: Promise<unknown> = Promise.resolve();
+  /** Changes asked for and not done yet; recycling waits while there are any. */
+  private changesPending = 0;
+  /** A reload asked for and not started yet: reloads asked meanwhile join it (one more is enough). */
+  private pendingReload: Promise<{ replaced: number; failed: number; errors: string[] }> | null = null;
+  /** Recycles under way (max-requests, max-rss): a scale or reload waits for them first. */
+  private readonly recycles = new Set<Promise<unknown>>();
   /** upfront creates the sockets (FastCGI apps take them as fd 0); else each child binds UPFRONT_SOCKET / {socket}. */
   private readonly createsSockets: boolean;
   private readonly lifecycle: ChildLifecycle;
@@ -187,8 +199,24 @@ export class Supervisor implements BackendSource {
    * get SIGTERM. Resolves once done; rejects with the reason when a new process did not
    * get ready (it is removed again: a failed scale leaves the processes as they were).
    */
-  async scale(target: number, reason: string, drainTimeoutMs = this.options.drainTimeoutMs): Promise<{ from: number; to: number }> {
-    if (this.stopping) throw new Error('upfront is stopping: cannot scale');
+  scale(target: number, reason: string, drainTimeoutMs = this.options.drainTimeoutMs): Promise<{ from: number; to: number }> {
+    if (this.stopping) return Promise.reject(new Error('upfront is stopping: cannot scale'));
+    return this.oneAtATime(() => this.scaleNow(target, reason, drainTimeoutMs));
+  }
+
+  /** Runs `change` once the changes asked before it (and recycles under way) are done. */
+  private oneAtATime<T>(change: () => Promise<T>): Promise<T> {
+    this.changesPending++;
+    const run = this.changing.then(async () => {
+      while (this.recycles.size > 0) await Promise.all(this.recycles);
+      if (this.stopping) throw new Error('upfront is stopping');
+      return change();
+    }).finally(() => { this.changesPending--; });
+    this.changing = run.catch(() => {});
+    return run;
+  }
+
+  private async scaleNow(target: number, reason: string, drainTimeoutMs: number): Promise<{ from: number; to: number }> {
     const from = this.procs;
     if (target === from) return { from, to: target };
     this.counters.scaleChanges++;
@@ -234,8 +262,22 @@ export class Supervisor implements BackendSource {
    * ready leaves its old one in place. Resolves when every swap is done, with why
    * each failed one did.
    */
-  async reload(reason: string, drainTimeoutMs = this.options.drainTimeoutMs): Promise<{ replaced: number; failed: number; errors: string[] }> {
-    if (this.stopping) throw new Error('upfront is stopping: cannot reload');
+  reload(reason: string, drainTimeoutMs = this.options.drainTimeoutMs): Promise<{ replaced: number; failed: number; errors: string[] }> {
+    if (this.stopping) return Promise.reject(new Error('upfront is stopping: cannot reload'));
+    if (this.pendingReload) {
+      this.log.info({ reason }, `reload (${reason}) joins the reload waiting for the one under way`);
+      return this.pendingReload;
+    }
+    const reload = this.oneAtATime(() => {
+      this.pendingReload = null;
+      return this.reloadNow(reason, drainTimeoutMs);
+    });
+    this.pendingReload = reload;
+    reload.catch(() => {}).finally(() => { if (this.pendingReload === reload) this.pendingReload = null; });
+    return reload;
+  }
+
+  private async reloadNow(reason: string, drainTimeoutMs: number): Promise<{ replaced: number; failed: number; errors: string[] }> {
     const old = this.managed.filter((c) => c.wanted);
     this.log.info({ procs: old.length, reason }, `reloading ${old.length} process${old.length === 1 ? '' : 'es'} (${reason})`);
     this.counters.reloads++;
@@ -291,6 +333,7 @@ export class Supervisor implements BackendSource {
   }
 
   private checkRecycle(): void {
+    if (this.changesPending > 0) return; // the next check after the scale or reload
     const checkRss = this.options.maxRssMb > 0 && ++this.rssTick % 10 === 0; // once a second
     for (const child of this.managed) {
       if (child.state !== 'ready' || child.recycling) continue;
@@ -306,7 +349,9 @@ export class Supervisor implements BackendSource {
       child.recycling = true;
       this.counters.recycles++;
       this.log.info({ backend: child.id, pid: child.pid, requests }, `backend ${child.id} ${why}: recycling it`);
-      void this.replace(child, this.options.drainTimeoutMs);
+      const recycle = this.replace(child, this.options.drainTimeoutMs);
+      this.recycles.add(recycle);
+      void recycle.finally(() => this.recycles.delete(recycle));
     }
   }
 

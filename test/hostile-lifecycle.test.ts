@@ -1,0 +1,90 @@
+// The process lifecycle under hostile use: reloads and scales asked for on top of
+// each other (a SIGHUP storm, an admin script in a loop). Real
+// processes; every wait bounded; nothing left behind.
+import fs from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PY_HELLO, pidAlive, request, spawnCli, startTestFront, waitUntil, type RunningCli, type TestFront } from './helpers.js';
+
+let front: TestFront | null = null;
+let cli: RunningCli | null = null;
+afterEach(async () => {
+  await front?.stop(); front = null;
+  await cli?.stop(); cli = null;
+});
+
+/** Keeps `workers` requests in flight until stop() is called; resolves with every status (0: no answer). */
+function load(url: string, workers: number): { stop: () => Promise<number[]>; count: () => number } {
+  let running = true;
+  const statuses: number[] = [];
+  const loops = Array.from({ length: workers }, async () => {
+    while (running) statuses.push(await request(url).then((r) => r.status, () => 0));
+  });
+  return { stop: async () => { running = false; await Promise.all(loops); return statuses; }, count: () => statuses.length };
+}
+
+/** The live children of the process `pid` (from /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+describe('reloads and scales on top of each other', () => {
+  it('5 reloads asked at once under load: the process count stays 2, zero failed requests', async () => {
+    front = await startTestFront({ procs: 2, command: ['python3', PY_HELLO] });
+    const f = front;
+    const traffic = load(`${f.url}/Hello/5`, 20);
+    await waitUntil(() => traffic.count() > 20, 'traffic flows');
+    const outcomes = await Promise.all(Array.from({ length: 5 }, () => f.reload('test')));
+    for (const o of outcomes) expect(o.failed).toBe(0);
+    const statuses = await traffic.stop();
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    // Each reload replaces the processes there are, not the ones another reload is starting.
+    expect(f.supervisor!.procs).toBe(2);
+    expect(f.supervisor!.pids()).toHaveLength(2);
+    expect(f.pool.backends).toHaveLength(2);
+    expect(f.pool.backends.every((b) => b.state === 'ready')).toBe(true);
+  });
+
+  it('scale 3 and scale 1 asked at once: the last asked wins (1 process), both succeed', async () => {
+    front = await startTestFront({ procs: 2, command: ['python3', PY_HELLO] });
+    const f = front;
+    const [up, down] = await Promise.all([f.scale(3, 'first'), f.scale(1, 'second')]);
+    expect(up).toEqual({ from: 2, to: 3 });
+    expect(down).toEqual({ from: 3, to: 1 });
+    expect(f.supervisor!.procs).toBe(1);
+    expect(f.supervisor!.pids()).toHaveLength(1);
+    expect(f.pool.backends).toHaveLength(1);
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+  });
+
+  it('a SIGHUP storm (10 signals) against `upfront run -n 2`: still 2 app processes after, and it stops cleanly', async () => {
+    cli = await spawnCli(['--listen', '127.0.0.1:0', '--admin', 'off', '--log-level', 'info', '-n', '2', '--', 'python3', PY_HELLO]);
+    const pid = cli.proc.pid!;
+    for (let i = 0; i < 10; i++) {
+      cli.proc.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Every reload asked has finished once no reload is under way and the last one said so.
+    await waitUntil(() => {
+      const out = cli!.stdout();
+      return (out.match(/"msg":"reloading /g) ?? []).length > 0
+        && (out.match(/"msg":"reloading /g) ?? []).length === (out.match(/"msg":"reload done/g) ?? []).length;
+    }, 'the reloads are done', 30_000);
+    // Not 2 ** reloads: the app processes (children that are not the watchdog's shell).
+    const apps = childrenOf(pid).filter((c) => !/^\/bin\/sh/.test(fs.readFileSync(`/proc/${c}/cmdline`, 'utf8')));
+    expect(apps).toHaveLength(2);
+    expect((await request(`${cli.base}/Hello/1`)).status).toBe(200);
+    const exited = new Promise<number | null>((r) => cli!.proc.once('exit', (code) => r(code)));
+    cli.proc.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    for (const c of apps) await waitUntil(() => !pidAlive(c), `app ${c} exited`, 5_000);
+  }, 60_000);
+});
