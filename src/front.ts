@@ -35,6 +35,7 @@ import { removeStaleSocketDirs } from './supervisor/staleSocketDirs.js';
 import { niceForProcesses, putProcessAtNice, SessionNice } from './supervisor/frontNice.js';
 import { putProcessUnder } from './supervisor/schedPolicy.js';
 import { StaticUpstreams } from './supervisor/staticUpstreams.js';
+import { makeSocketDir } from './supervisor/sockets.js';
 import { Supervisor } from './supervisor/supervisor.js';
 import { ProcessGroupWatchdog } from './supervisor/watchdog.js';
 import type { BackendAddress } from './transport.js';
@@ -218,6 +219,7 @@ export class Front {
         `backlog ${c.backlog} exceeds net.core.somaxconn (${maxBacklog}): the kernel caps it at ${maxBacklog}; raise it with sysctl -w net.core.somaxconn=${c.backlog}`);
     }
     removeStaleSocketDirs(os.tmpdir(), this.logger, c.socketDir);
+    if (this.usesSocketDir) makeSocketDir(c.socketDir, c.procs > 0);
     if (this.usesSocketDir) this.watchdog.watchDir(c.socketDir);
     const sched = putProcessUnder(c.frontSchedPolicy);
     if (sched.error) {

@@ -1,9 +1,11 @@
 // The process lifecycle under hostile use: reloads and scales asked for on top of
-// each other (a SIGHUP storm, an admin script in a loop). Real
+// each other (a SIGHUP storm, an admin script in a loop), bad socket dirs. Real
 // processes; every wait bounded; nothing left behind.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PY_HELLO, pidAlive, request, spawnCli, startTestFront, waitUntil, type RunningCli, type TestFront } from './helpers.js';
+import { PY_HELLO, ROOT, pidAlive, request, spawnCli, startTestFront, tmpDir, waitUntil, type RunningCli, type TestFront } from './helpers.js';
 
 let front: TestFront | null = null;
 let cli: RunningCli | null = null;
@@ -87,4 +89,46 @@ describe('reloads and scales on top of each other', () => {
     expect(await exited).toBe(0);
     for (const c of apps) await waitUntil(() => !pidAlive(c), `app ${c} exited`, 5_000);
   }, 60_000);
+});
+
+describe('a socket dir upfront cannot use', () => {
+  const run = (args: string[]) => {
+    const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--listen', '127.0.0.1:0', '--admin', 'off', ...args, '--', 'python3', PY_HELLO],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    proc.stderr.on('data', (c) => { err += c; });
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    return new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => proc.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stderr: err });
+    }));
+  };
+
+  it('a path that is a file: exit 2, one line naming --socket-dir, the path and the errno', async () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'a-file');
+    fs.writeFileSync(file, '');
+    const r = await run(['--socket-dir', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^upfront: socket-dir: .*a-file.*EEXIST/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('a dir under /proc (where mkdir fails ENOENT forever): an answer within 10 s, not a busy loop', async () => {
+    const r = await run(['--socket-dir', '/proc/upfront-nope']);
+    expect(r.signal).toBe(null);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^upfront: socket-dir: .*\/proc\/upfront-nope.*ENOENT/);
+  });
+
+  it('a path too long for a unix socket: exit 2, the limit and the whole path named, no dir left', async () => {
+    const dir = path.join(tmpDir(), 'x'.repeat(100));
+    const r = await run(['--socket-dir', dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(dir);
+    expect(r.stderr).toMatch(/^upfront: socket-dir: .* at most 106 bytes \(108 with its NUL; ENAMETOOLONG\)/);
+    expect(fs.existsSync(dir)).toBe(false);
+    fs.rmSync(path.dirname(dir), { recursive: true });
+  });
 });
