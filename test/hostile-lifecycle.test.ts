@@ -1,5 +1,6 @@
 // The process lifecycle under hostile use: reloads and scales asked for on top of
-// each other (a SIGHUP storm, an admin script in a loop), bad socket dirs. Real
+// each other (a SIGHUP storm, an admin script in a loop), bad socket dirs, an app
+// that floods its output. Real
 // processes; every wait bounded; nothing left behind.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -130,5 +131,19 @@ describe('a socket dir upfront cannot use', () => {
     expect(r.stderr).toMatch(/^upfront: socket-dir: .* at most 106 bytes \(108 with its NUL; ENAMETOOLONG\)/);
     expect(fs.existsSync(dir)).toBe(false);
     fs.rmSync(path.dirname(dir), { recursive: true });
+  });
+});
+
+describe('an app that writes without newlines', () => {
+  it('2 MB on stdout in one line: logged as its first 16 KiB and how much more, then the app serves', async () => {
+    const dir = tmpDir();
+    const app = path.join(dir, 'noisy.sh');
+    fs.writeFileSync(app, `#!/bin/sh\nhead -c 2000000 /dev/zero | tr '\\0' x\necho\nprintf 'tail without newline' >&2\nexec python3 ${PY_HELLO}\n`, { mode: 0o755 });
+    front = await startTestFront({ procs: 1, command: [app] });
+    const f = front;
+    const line = await f.log.waitFor((l) => l.stream === 'stdout' && l.msg.startsWith('xxx'), 'with the long stdout line');
+    expect(line.msg).toBe(`${'x'.repeat(16 * 1024)} [${2_000_000 - 16 * 1024} more bytes of this line not logged]`);
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+    fs.rmSync(dir, { recursive: true });
   });
 });

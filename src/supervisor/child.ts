@@ -2,7 +2,7 @@
 // the log line by line with backend id and pid, and its exit reported.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import readline from 'node:readline';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { spawnOnCpu } from './cpuAffinity.js';
 import { spawnAtStartNice } from './frontNice.js';
@@ -42,6 +42,45 @@ export interface ChildExit {
 let schedWarned = false;
 let niceWarned = false;
 let cpuWarned = false;
+
+/**
+ * An output line is logged with at most this many bytes, and how many more it had: an app
+ * writing without newlines (a progress bar, a binary dump) must not grow the front's memory
+ * or one log line without bound (200 MB on stdout was a 200 MB line, held whole).
+ */
+export const MAX_LINE_BYTES = 16 * 1024;
+
+/** Calls `onLine` with each line of `stream` (LF or CRLF), cut at MAX_LINE_BYTES; the last one even without its newline. */
+function eachLine(stream: Readable, onLine: (line: string) => void): void {
+  let parts: Buffer[] = [];
+  let kept = 0;
+  let dropped = 0;
+  const take = (piece: Buffer) => {
+    const room = MAX_LINE_BYTES - kept;
+    // Copied: a slice would keep its whole chunk alive, one per chunk of a line without newline.
+    if (room > 0) { const b = Buffer.from(piece.subarray(0, room)); parts.push(b); kept += b.length; }
+    dropped += Math.max(0, piece.length - room);
+  };
+  const flush = () => {
+    let line = Buffer.concat(parts).toString('utf8');
+    if (dropped === 0 && line.endsWith('\r')) line = line.slice(0, -1);
+    if (dropped > 0) line += ` [${dropped} more bytes of this line not logged]`;
+    parts = [];
+    kept = 0;
+    dropped = 0;
+    onLine(line);
+  };
+  stream.on('data', (chunk: Buffer) => {
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      take(chunk.subarray(start, nl));
+      flush();
+      start = nl + 1;
+    }
+    if (start < chunk.length) take(chunk.subarray(start));
+  });
+  stream.on('end', () => { if (kept > 0 || dropped > 0) flush(); });
+}
 
 /** How long an exited child's output pipes may take to drain before its exit is reported anyway. */
 const STDIO_DRAIN_MS = 200;
@@ -100,8 +139,7 @@ export class Child {
     if (pid !== undefined) watchdog!.track(pid);
     for (const [stream, name] of [[this.process.stdout, 'stdout'], [this.process.stderr, 'stderr']] as const) {
       if (!stream) continue;
-      const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
-      lines.on('line', (line) => {
+      eachLine(stream, (line) => {
         this.log[name === 'stderr' ? 'warn' : 'info']({ backend: backendId, pid, stream: name }, line); // stderr: the app's error stream, as FCGI_STDERR
         if (name === 'stderr' && onStderrLine) onStderrLine(line);
       });
