@@ -148,11 +148,23 @@ program.command('run')
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    // As gunicorn: SIGTTIN adds a process, SIGTTOU removes one (drained first).
+    // nginx's graceful quit (nginx -s quit): node's default would end the front at once,
+    // every request in flight cut and not a word said.
+    process.on('SIGQUIT', onSignal);
+    // nginx and gunicorn upgrade their binary on SIGUSR2; upfront has no such thing, and
+    // node's default would end the front at once.
+    process.on('SIGUSR2', () => log.warn({ signal: 'SIGUSR2' }, 'SIGUSR2: ignored (upfront has no binary upgrade; SIGHUP reloads the processes, SIGTERM stops)'));
+    // As gunicorn: SIGTTIN adds a process, SIGTTOU removes one (drained first). Counted
+    // from the last count asked, not the one running: three signals before the first
+    // change is done are three processes more, not one.
+    let asked: number | null = null;
     const step = (delta: number, sig: string) => () => {
-      const current = front.supervisor?.procs ?? 0;
-      if (current + delta < 1) return;
-      front.scale(current + delta, sig).catch((err: Error) => log.warn({ signal: sig }, `${sig}: ${err.message}`));
+      const target = (asked ?? front.supervisor?.procs ?? 0) + delta;
+      if (target < 1) return;
+      asked = target;
+      log.info({ signal: sig, procs: target }, `${sig}: ${target} process${target === 1 ? '' : 'es'} asked for`);
+      front.scale(target, sig).catch((err: Error) => log.warn({ signal: sig }, `${sig}: ${err.message}`))
+        .finally(() => { if (asked === target) asked = null; });
     };
     process.on('SIGHUP', () => {
       front.reload('SIGHUP').catch((err: Error) => log.warn({ signal: 'SIGHUP' }, `SIGHUP: ${err.message}`));

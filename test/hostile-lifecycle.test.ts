@@ -147,3 +147,38 @@ describe('an app that writes without newlines', () => {
     fs.rmSync(dir, { recursive: true });
   });
 });
+
+describe('signals an operator sends out of habit', () => {
+  it('SIGUSR2 (nginx/gunicorn: upgrade) is said and ignored; SIGQUIT (nginx: graceful quit) stops after the request in flight, exit 0', async () => {
+    cli = await spawnCli(['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--log-level', 'info', '-n', '1', '--', 'python3', PY_HELLO]);
+    const c = cli;
+    c.proc.kill('SIGUSR2');
+    await waitUntil(() => /SIGUSR2/.test(c.stdout()) || c.proc.exitCode !== null || c.proc.signalCode !== null, 'a word about SIGUSR2', 5_000);
+    expect(c.proc.signalCode).toBe(null);
+    expect((await request(`${c.base}/Hello/1`)).status).toBe(200);
+    const slow = request(`${c.base}/sleep/800`);
+    const inflight = async () => ((await (await fetch(`http://${c.admin}/stats`)).json()) as any).pools[0].backends[0].inflight;
+    await waitUntil(async () => (await inflight()) === 1, 'the request is at the app');
+    const exited = new Promise<[number | null, string | null]>((r) => c.proc.once('exit', (code, sig) => r([code, sig])));
+    c.proc.kill('SIGQUIT');
+    const reply = await slow;
+    expect(reply.status).toBe(200);
+    expect(reply.body.toString().trim()).toBe('slept 800');
+    expect(await exited).toEqual([0, null]);
+  });
+
+  it('three SIGTTIN in a row add three processes (as gunicorn), not one', async () => {
+    cli = await spawnCli(['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--log-level', 'info', '-n', '1', '--', 'python3', PY_HELLO]);
+    const c = cli;
+    // One at a time: the kernel merges a signal sent while the same one is still pending.
+    for (let i = 2; i <= 4; i++) {
+      c.proc.kill('SIGTTIN');
+      await waitUntil(() => c.stdout().includes(`"msg":"SIGTTIN: ${i} processes asked for"`), `SIGTTIN ${i - 1} is taken`, 5_000);
+    }
+    const stats = async () => ((await (await fetch(`http://${c.admin}/stats`)).json()) as any).pools[0].backends;
+    await waitUntil(async () => (await stats()).filter((b: any) => b.state === 'ready').length === 4, 'four ready backends', 20_000);
+    // And no scale beyond: the last change asked is done.
+    await waitUntil(() => (c.stdout().match(/"msg":"scaling from/g) ?? []).length === 3, 'three scale steps');
+    expect((await stats()).length).toBe(4);
+  });
+});
