@@ -249,7 +249,8 @@ program.command('scale')
     if (!/^\d+$/.test(procs) || Number(procs) < 1 || Number(procs) > 1024) fail(`procs: expected a whole number from 1 to 1024, got ${JSON.stringify(procs)}`, EXIT_USAGE);
     const token = await findAdminToken(flags.admin, flags.adminTokenFile);
     const result = await postAdmin(flags.admin, '/scale', { procs: Number(procs) }, token, ADMIN_ACTION_TIMEOUT_MS);
-    process.stdout.write(result.from === result.to ? `already ${result.to} processes\n` : `scaled from ${result.from} to ${result.to} processes\n`);
+    const processes = `process${result.to === 1 ? '' : 'es'}`;
+    process.stdout.write(result.from === result.to ? `already ${result.to} ${processes}\n` : `scaled from ${result.from} to ${result.to} ${processes}\n`);
   });
 
 program.command('reload')

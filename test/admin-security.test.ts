@@ -171,7 +171,7 @@ describe('--admin-token-file', () => {
     expect(fs.readdirSync(socketDir)).toEqual(['b0.sock']);
     const r = await request(`${admin}/scale`, { method: 'POST', body: Buffer.from('{"procs": 2}'), headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` }, agent: false });
     expect(r.status).toBe(202);
-    expect(await cli(['scale', '1', '--admin', running.admin!])).toMatchObject({ code: 0, stdout: 'scaled from 2 to 1 processes\n' });
+    expect(await cli(['scale', '1', '--admin', running.admin!])).toMatchObject({ code: 0, stdout: 'scaled from 2 to 1 process\n' });
     await running.stop();
     expect(fs.readFileSync(file, 'utf8')).toBe(token + '\n');
     expect(fs.existsSync(socketDir)).toBe(false);

@@ -182,3 +182,31 @@ describe('signals an operator sends out of habit', () => {
     expect((await stats()).length).toBe(4);
   });
 });
+
+describe('an app that ignores SIGTERM', () => {
+  it('scaled down: SIGKILL after kill-timeout, and the log says so', async () => {
+    const dir = tmpDir();
+    const app = path.join(dir, 'stubborn.py');
+    // hello.py with SIGTERM ignored, and its own handler for it never installed.
+    fs.writeFileSync(app, [
+      'import runpy, signal, sys',
+      'signal.signal(signal.SIGTERM, signal.SIG_IGN)',
+      '_install = signal.signal',
+      'signal.signal = lambda s, h: None if s == signal.SIGTERM else _install(s, h)',
+      `sys.argv = [${JSON.stringify(PY_HELLO)}]`,
+      `sys.path.insert(0, ${JSON.stringify(path.dirname(PY_HELLO))})`,
+      `runpy.run_path(${JSON.stringify(PY_HELLO)}, run_name='__main__')`,
+    ].join('\n'));
+    front = await startTestFront({ procs: 2, 'kill-timeout': 1000, command: ['python3', app] });
+    const f = front;
+    const pids = f.supervisor!.pids();
+    const started = Date.now();
+    expect(await f.scale(1, 'test')).toEqual({ from: 2, to: 1 });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    const line = await f.log.waitFor((l) => /did not exit within 1000 ms of SIGTERM/.test(l.msg), 'about the SIGKILL');
+    expect(line.msg).toMatch(/^backend b\d \(pid \d+\) did not exit within 1000 ms of SIGTERM \(kill-timeout\): sending SIGKILL/);
+    expect(pids.filter((p) => pidAlive(p))).toHaveLength(1);
+    expect((await request(`${f.url}/Hello/1`)).status).toBe(200);
+    fs.rmSync(dir, { recursive: true });
+  });
+});

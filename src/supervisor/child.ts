@@ -192,7 +192,12 @@ export class Child {
   async stop(killTimeoutMs: number): Promise<ChildExit> {
     if (this.exited) return this.exited;
     this.signal('SIGTERM');
-    const timer = setTimeout(() => this.signal('SIGKILL'), killTimeoutMs);
+    const timer = setTimeout(() => {
+      // Said: an app that ignores SIGTERM loses its requests in flight and every stop waits for it.
+      this.log.warn({ backend: this.backendId, pid: this.pid, killTimeoutMs },
+        `backend ${this.backendId} (pid ${this.pid}) did not exit within ${killTimeoutMs} ms of SIGTERM (kill-timeout): sending SIGKILL; does the app handle SIGTERM?`);
+      this.signal('SIGKILL');
+    }, killTimeoutMs);
     const exit = await this.waitExit();
     clearTimeout(timer);
     return exit; // the group went with its leader (see the exit handler)
