@@ -210,3 +210,27 @@ describe('an app that ignores SIGTERM', () => {
     fs.rmSync(dir, { recursive: true });
   });
 });
+
+describe('a new process that never accepts', () => {
+  for (const socket of ['per-process', 'shared'] as const) {
+    it(`--socket ${socket}: reload and scale fail with the start timeout as the reason, not "killed by SIGKILL"; the old processes serve`, async () => {
+      const dir = tmpDir();
+      const flag = path.join(dir, 'broken');
+      // Serves, or once the flag exists closes fd 0 (the socket) and sleeps: alive, never accepting.
+      const app = path.join(dir, 'app.sh');
+      fs.writeFileSync(app, `#!/bin/sh\n[ -e ${flag} ] && { exec 0<&-; exec sleep 60; }\nexec python3 ${PY_HELLO}\n`, { mode: 0o755 });
+      front = await startTestFront({ procs: 1, socket, 'start-timeout': 2500, command: [app] });
+      const f = front;
+      // Serving before the flag: a first start slower than the timeout (a loaded machine) is restarted, without it.
+      await waitUntil(() => f.supervisor!.children().every((c) => c.state === 'ready'), 'b0 is ready', 15_000);
+      fs.writeFileSync(flag, '');
+      const reload = await f.reload('test');
+      expect(reload.failed).toBe(1);
+      expect(reload.errors[0]).toMatch(/^new process b1 was not ready: .*before the start timeout$/);
+      await expect(f.scale(2, 'test')).rejects.toThrow(/^scaling to 2 failed: new process b2 was not ready: .*before the start timeout; 1 process run$/);
+      const r = await request(`${f.url}/Hello/1`);
+      expect(`${r.status} ${r.status === 200 ? '' : r.body.toString()}`).toBe('200 ');
+      fs.rmSync(dir, { recursive: true });
+    });
+  }
+});

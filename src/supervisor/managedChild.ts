@@ -120,10 +120,12 @@ export class ManagedChild {
         await proc.waitExit();
         return false; // lastFailure says how it ended (onExit)
       }
-      this.lastFailure = `was not ready: ${(err as Error).message}`;
-      this.log.error({ backend: this.id, pid: proc.pid }, `backend ${this.id} (pid ${proc.pid}) ${this.lastFailure}; killing it`);
+      const why = `was not ready: ${(err as Error).message}`;
+      this.log.error({ backend: this.id, pid: proc.pid }, `backend ${this.id} (pid ${proc.pid}) ${why}; killing it`);
       proc.signal('SIGKILL');
       await proc.waitExit();
+      // Its exit said "was killed by SIGKILL before it was ready": that SIGKILL was ours, this is the why.
+      this.lastFailure = why;
       return false;
     }
   }
