@@ -134,8 +134,15 @@ program.command('run')
     if (config.admin?.kind === 'tcp' && !isLoopbackName(config.admin.host)) {
       process.stderr.write(`upfront: WARNING: the admin listener ${config.admin.host}:${config.admin.port} is not on loopback: other machines can read /stats, /metrics and /status (POSTs still need the token)\n`);
     }
+    // Until the front serves (its processes may take up to start-timeout), node's defaults would
+    // end it at a SIGHUP (a `systemctl reload` just after the start) or SIGUSR2, or stop it at a
+    // SIGTTIN: each is said and ignored meanwhile. SIGTERM and SIGINT keep ending it at once.
+    const whileStarting = (sig: NodeJS.Signals) => log.warn({ signal: sig }, `${sig}: ignored, upfront is still starting; send it again once it serves`);
+    const startSignals: NodeJS.Signals[] = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU'];
+    for (const sig of startSignals) process.on(sig, whileStarting);
     // A reload re-reads the config file, so a changed command line takes effect.
     const front = await startFront(config, log, { reloadConfig: readConfig });
+    for (const sig of startSignals) process.off(sig, whileStarting);
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
       signals++;

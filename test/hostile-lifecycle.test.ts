@@ -234,3 +234,30 @@ describe('a new process that never accepts', () => {
     });
   }
 });
+
+describe('signals while upfront starts', () => {
+  it('SIGHUP while the only process is still starting: said and ignored; upfront then serves', async () => {
+    const proc = spawn(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '--listen', '127.0.0.1:0', '--admin', 'off', '--log-level', 'info',
+      '-n', '1', '--', 'sh', '-c', `sleep 1; exec python3 ${PY_HELLO}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (c) => { out += c; });
+    proc.stderr.on('data', (c) => { err += c; });
+    const exit = new Promise<[number | null, string | null]>((r) => proc.once('exit', (code, sig) => r([code, sig])));
+    try {
+      // The app is spawned (after the handlers are in place) and not ready yet.
+      await waitUntil(() => childrenOf(proc.pid!).some((c) => { try { return fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('sleep 1'); } catch { return false; } }), 'the app is spawned');
+      expect(err).not.toMatch(/serving on/);
+      proc.kill('SIGHUP');
+      await waitUntil(() => /"msg":"SIGHUP: ignored, upfront is still starting/.test(out) || proc.exitCode !== null || proc.signalCode !== null, 'a word about SIGHUP');
+      expect(proc.signalCode).toBe(null);
+      await waitUntil(() => /serving on (http:\/\/\S+)/.test(err), 'the banner', 15_000);
+      const base = /serving on (http:\/\/\S+)/.exec(err)![1];
+      expect((await request(`${base}/Hello/1`)).status).toBe(200);
+      proc.kill('SIGTERM');
+      expect(await exit).toEqual([0, null]);
+    } finally {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    }
+  });
+});
