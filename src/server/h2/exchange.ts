@@ -50,8 +50,16 @@ export class H2Exchange implements ClientExchange {
   private waitingDrain = false;
   /** Body reading stopped by us (backpressure): the client is not late. */
   private paused = false;
-  /** The stream's inactivity timeout now (0: none). */
+  /** The stream's inactivity timeout now (0: none): the request body's. */
   private timerMs = 0;
+  /**
+   * The send timeout, a timer of our own: node's stream timeout is put off by bytes
+   * sent on any stream of the session, so a client that takes nothing on one stream
+   * while it reads another would hold that stream (and its backend slot) forever.
+   */
+  private sendTimer: NodeJS.Timeout | null = null;
+  /** stream.bufferSize when the send timer was armed: less when it fires is progress. */
+  private sendBuffered = 0;
 
   constructor(private readonly stream: http2.ServerHttp2Stream, readonly connection: ClientConnection, method: string, target: string,
     rawHeaders: readonly string[], authority: string | undefined, contentLength: number, private readonly owner: H2ExchangeOwner) {
@@ -96,18 +104,50 @@ export class H2Exchange implements ClientExchange {
     stream.on('timeout', this.onTimeout);
   }
 
-  /** One inactivity timer per stream: the body timeout while the body is wanted, the send timeout while a write waits. */
+  /** The stream's inactivity timer is the body timeout while the body is wanted; the send timeout has its own (sendTimer). */
   private updateTimer(): void {
-    const o = this.owner;
-    const want = this.waitingDrain ? o.sendTimeoutMs : this.sink !== null && !this.bodyDone && !this.paused ? o.bodyTimeoutMs : 0;
+    const want = this.sink !== null && !this.bodyDone && !this.paused ? this.owner.bodyTimeoutMs : 0;
     if (want === this.timerMs || this.stream.closed) return;
     this.timerMs = want;
     this.stream.setTimeout(want);
   }
 
   private readonly onTimeout = (): void => {
-    if (this.waitingDrain) return this.destroy(); // nginx's send_timeout: the client takes nothing
     if (this.sink !== null && !this.bodyDone && !this.paused) this.bodyFailed(408, `no request body bytes for ${this.owner.bodyTimeoutMs} ms`);
+  };
+
+  /** Response bytes wait for the client (a write said wait, or the end is still buffered): the send timeout runs. */
+  private armSendTimer(): void {
+    const ms = this.owner.sendTimeoutMs;
+    if (this.sendTimer !== null || ms <= 0 || this.stream.closed) return;
+    this.sendBuffered = this.stream.bufferSize;
+    this.sendTimer = setTimeout(this.onSendTimeout, ms);
+    this.sendTimer.unref();
+  }
+
+  private clearSendTimer(): void {
+    if (this.sendTimer === null) return;
+    clearTimeout(this.sendTimer);
+    this.sendTimer = null;
+  }
+
+  /** nginx's send_timeout: the client took no response byte for sendTimeoutMs. */
+  private readonly onSendTimeout = (): void => {
+    this.sendTimer = null;
+    const s = this.stream;
+    if (s.closed || s.bufferSize === 0) return;
+    if (s.bufferSize < this.sendBuffered) return this.armSendTimer(); // it takes bytes, slowly
+    const wasOpen = this.phase !== Phase.Finished;
+    this.destroy();
+    // The stream closes as "finished" now: the handler must hear that the client is gone,
+    // or it goes on feeding this response from its backend, holding the slot.
+    if (wasOpen) {
+      try {
+        this.events?.onClientClose();
+      } catch (err) {
+        this.owner.handlerFailed(err, this);
+      }
+    }
   };
 
   get headersSent(): boolean { return this.phase !== Phase.New; }
@@ -248,7 +288,7 @@ export class H2Exchange implements ClientExchange {
     const more = this.stream.write(chunk);
     if (!more && !this.waitingDrain) {
       this.waitingDrain = true;
-      this.updateTimer();
+      this.armSendTimer();
     }
     return more;
   }
@@ -275,7 +315,7 @@ export class H2Exchange implements ClientExchange {
   private readonly onDrain = (): void => {
     if (!this.waitingDrain) return;
     this.waitingDrain = false;
-    this.updateTimer();
+    if (this.phase !== Phase.Finished) this.clearSendTimer(); // once ended, it runs until the last byte is taken
     try {
       this.events?.onClientDrain();
     } catch (err) {
@@ -284,6 +324,7 @@ export class H2Exchange implements ClientExchange {
   };
 
   private readonly onClose = (): void => {
+    this.clearSendTimer();
     const wasOpen = this.phase !== Phase.Finished;
     const bodyPending = this.sink !== null && !this.bodyDone;
     this.phase = Phase.Finished;
@@ -309,6 +350,9 @@ export class H2Exchange implements ClientExchange {
       // RFC 9113 8.1: a complete response may be followed by RST_STREAM(NO_ERROR) to stop the upload.
       this.stream.close(NGHTTP2_NO_ERROR);
     }
+    // A response ended but not taken yet (a client whose window stays shut) must not keep
+    // its stream, and so its session, open forever.
+    if (this.stream.bufferSize > 0) this.armSendTimer();
     this.owner.exchangeEnded(this);
   }
 

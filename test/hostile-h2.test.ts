@@ -1,0 +1,129 @@
+// Hostile clients on the HTTP/2 + TLS front: clients that shut their flow-control
+// window and take nothing, while the session goes on moving bytes on other streams.
+// Real TLS sockets, node:http2 clients, the FastCGI Python example behind a whole front.
+import fs from 'node:fs';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClientExchange } from '../src/server/exchange.js';
+import { H2Server } from '../src/server/h2/server.js';
+import { DEFAULT_HTTP1_LIMITS, Http1Server } from '../src/server/http1/server.js';
+import { TlsListener } from '../src/server/tls/tlsListener.js';
+import { makeCertificate } from './edge-helpers.js';
+import { PY_HELLO, getStats, peer, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
+
+const OPENSSL = peer('openssl');
+const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+/** Resolves with the stream's RST_STREAM code when it closes (bounded). */
+function closed(stream: http2.ClientHttp2Stream, what: string, timeoutMs: number): Promise<number> {
+  stream.on('error', () => { /* the reset, seen in 'close' */ });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: the stream was not closed within ${timeoutMs} ms`)), timeoutMs);
+    const done = () => { clearTimeout(timer); resolve(stream.rstCode ?? -1); };
+    if (stream.closed) done();
+    else stream.once('close', done);
+  });
+}
+
+/** A GET every 50 ms on the session, read whole: bytes keep moving on it. */
+function keepBusy(session: http2.ClientHttp2Session, target: string): () => void {
+  const timer = setInterval(() => {
+    if (session.closed || session.destroyed) return;
+    const r = session.request({ ':path': target });
+    r.on('error', () => { /* the session went away */ });
+    r.resume();
+  }, 50);
+  return () => clearInterval(timer);
+}
+
+describe.skipIf(!OPENSSL)('HTTP/2: a client that takes nothing, FastCGI behind', () => {
+  let dir: string;
+  let front: TestFront;
+  let url: string;
+
+  beforeAll(async () => {
+    dir = tmpDir('upfront-hostile-h2-');
+    const certs = makeCertificate(dir);
+    front = await startTestFront({ procs: 2, command: ['python3', PY_HELLO], 'tls-cert': certs.cert, 'tls-key': certs.key, 'send-timeout': 500 });
+    url = `https://127.0.0.1:${front.address.split(':').pop()}`;
+  });
+  afterAll(async () => {
+    await front?.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a stalled stream is reset after --send-timeout while other streams of its session move, and its backend slot is freed (the app is told to abort)', async () => {
+    const s = http2.connect(url, { rejectUnauthorized: false });
+    s.on('error', () => { /* closed at the end */ });
+    try {
+      // Big enough that the app is still writing it long after the send timeout.
+      const stalled = s.request({ ':path': '/bytes/2000000000' });
+      stalled.pause();
+      await new Promise((r) => stalled.once('response', r));
+      // node's own stream timeout is put off by bytes sent on any stream of the session.
+      const stop = keepBusy(s, '/Hello/1');
+      try {
+        expect(await closed(stalled, 'the stalled stream', 15_000)).toBe(NGHTTP2_INTERNAL_ERROR);
+      } finally {
+        stop();
+      }
+      // The cut reaches the app (FCGI_ABORT_REQUEST), not only the client: the slot is free again.
+      await front.log.waitFor((l) => /ABORT_REQUEST/.test(l.msg), 'the backend is sent FCGI_ABORT_REQUEST for the stalled stream', 10_000);
+      await waitUntil(async () => (await getStats(front)).pools[0].backends.every((b: { inflight: number }) => b.inflight === 0),
+        'no request is in flight at a backend any more', 10_000);
+    } finally {
+      s.destroy();
+    }
+  });
+});
+
+describe.skipIf(!OPENSSL)('HTTP/2: a finished response the client never takes', () => {
+  let dir: string;
+  let http1: Http1Server;
+  let h2: H2Server;
+  let listener: TlsListener;
+  let url: string;
+
+  /** /small: 10 bytes with a length (writeHead, write, end); the response is ended at once. */
+  const handle = (ex: ClientExchange) => {
+    ex.writeHead(200, null, ['Content-Type', 'application/octet-stream'], 10);
+    ex.write(Buffer.alloc(10, 120));
+    ex.end();
+  };
+
+  beforeAll(async () => {
+    dir = tmpDir('upfront-hostile-h2-');
+    const certs = makeCertificate(dir);
+    const limits = { ...DEFAULT_HTTP1_LIMITS, sendTimeoutMs: 300, keepAliveTimeoutMs: 300 };
+    http1 = new Http1Server(limits, { onRequest: handle });
+    h2 = new H2Server(limits, { onRequest: handle, onHandlerError: () => {} });
+    listener = new TlsListener({ certFile: certs.cert, keyFile: certs.key, handshakeTimeoutMs: 5000 }, http1, h2, pino({ level: 'silent' }));
+    await new Promise<void>((r) => listener.server.listen(0, '127.0.0.1', r));
+    url = `https://127.0.0.1:${(listener.server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => {
+    listener?.server.close();
+    h2?.destroyAll();
+    http1?.destroyAll();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a window of 0 that never opens: the stream is reset after the send timeout and the idle session closes, instead of both staying open for ever', async () => {
+    const s = http2.connect(url, { rejectUnauthorized: false, settings: { initialWindowSize: 0 } });
+    s.on('error', () => { /* closed by the server */ });
+    try {
+      const r = s.request({ ':path': '/small' });
+      r.on('data', () => { /* nothing arrives: the window is shut */ });
+      expect(await closed(r, 'the unread stream', 5000)).toBe(NGHTTP2_INTERNAL_ERROR);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the session was not closed within 5000 ms')), 5000);
+        s.once('close', () => { clearTimeout(timer); resolve(); });
+      });
+      await waitUntil(() => h2.sessionCount === 0, 'the server has forgotten the session', 5000);
+    } finally {
+      s.destroy();
+    }
+  });
+});
