@@ -3,7 +3,7 @@
 // Real TLS sockets, node:http2 clients, the FastCGI Python example behind a whole front.
 import fs from 'node:fs';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientExchange } from '../src/server/exchange.js';
@@ -124,6 +124,51 @@ describe.skipIf(!OPENSSL)('HTTP/2: a finished response the client never takes', 
       await waitUntil(() => h2.sessionCount === 0, 'the server has forgotten the session', 5000);
     } finally {
       s.destroy();
+    }
+  });
+});
+
+describe.skipIf(!OPENSSL)('TLS: handshakes that never end', () => {
+  let dir: string;
+  let http1: Http1Server;
+  let h2: H2Server;
+  let listener: TlsListener;
+  let port: number;
+
+  beforeAll(async () => {
+    dir = tmpDir('upfront-hostile-h2-');
+    const certs = makeCertificate(dir);
+    const handle = (ex: ClientExchange) => ex.respond(200, null, ['Content-Type', 'text/plain'], 'ok\n');
+    http1 = new Http1Server(DEFAULT_HTTP1_LIMITS, { onRequest: handle });
+    h2 = new H2Server(DEFAULT_HTTP1_LIMITS, { onRequest: handle, onHandlerError: () => {} });
+    listener = new TlsListener({ certFile: certs.cert, keyFile: certs.key, handshakeTimeoutMs: 1000 }, http1, h2, pino({ level: 'silent' }));
+    await new Promise<void>((r) => listener.server.listen(0, '127.0.0.1', r));
+    port = (listener.server.address() as AddressInfo).port;
+  });
+  afterAll(() => {
+    listener?.server.close();
+    h2?.destroyAll();
+    http1?.destroyAll();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a client that sends nothing, or half a ClientHello, is closed at the handshake timeout (node reports it and leaves the socket open)', async () => {
+    const opened = (first: Buffer | null) => new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => { if (first) s.write(first); resolve(s); });
+      s.on('error', reject);
+    });
+    // A TLS record header announcing a 512-byte handshake message, and one byte of it.
+    const socks = [await opened(null), await opened(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))];
+    try {
+      const t0 = Date.now();
+      await Promise.all(socks.map((s, i) => new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`connection ${i} still open ${Date.now() - t0} ms after connecting (handshake timeout 1000 ms)`)), 6000);
+        s.on('close', () => { clearTimeout(timer); resolve(); });
+        s.resume();
+      })));
+      expect(listener.handshakeErrors).toBeGreaterThanOrEqual(2);
+    } finally {
+      for (const s of socks) s.destroy();
     }
   });
 });

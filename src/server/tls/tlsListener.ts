@@ -77,6 +77,10 @@ export class TlsListener {
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
       this.handshakeErrors++;
       log.debug({ client: socket.remoteAddress, code: err.code }, `TLS handshake failed: ${err.message}`);
+      // node only reports some of these (ERR_TLS_HANDSHAKE_TIMEOUT: a client that sends
+      // nothing, or half a ClientHello) and leaves the socket open: without this, the
+      // handshake timeout bounds nothing and silent connections pile up until no fd is left.
+      socket.destroy();
     });
     this.logCertificate('TLS certificate');
   }
