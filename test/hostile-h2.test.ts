@@ -110,11 +110,15 @@ describe.skipIf(!OPENSSL)('HTTP/2: a finished response the client never takes', 
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a window of 0 that never opens: the stream is reset after the send timeout and the idle session closes, instead of both staying open for ever', async () => {
+  it.each([
+    ['a GET', false],
+    ['a POST whose upload goes on (the RST_STREAM(NO_ERROR) that stops it waits for the response to go out)', true],
+  ])('a window of 0 that never opens, %s: the stream is reset after the send timeout and the idle session closes, instead of both staying open for ever', async (_what, upload) => {
     const s = http2.connect(url, { rejectUnauthorized: false, settings: { initialWindowSize: 0 } });
     s.on('error', () => { /* closed by the server */ });
     try {
-      const r = s.request({ ':path': '/small' });
+      const r = s.request({ ':path': '/small', ':method': upload ? 'POST' : 'GET' });
+      if (upload) r.write('the first bytes of a body that has no end');
       r.on('data', () => { /* nothing arrives: the window is shut */ });
       expect(await closed(r, 'the unread stream', 5000)).toBe(NGHTTP2_INTERNAL_ERROR);
       await new Promise<void>((resolve, reject) => {

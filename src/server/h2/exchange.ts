@@ -215,7 +215,7 @@ export class H2Exchange implements ClientExchange {
     }
     if (this.phase === Phase.New) {
       this.respond(status, null, ['content-type', 'text/plain; charset=utf-8'], `${status} ${reason}\n`);
-      this.stream.close(NGHTTP2_NO_ERROR); // stop the upload
+      this.stopUploadWhenSent();
     } else this.destroy();
   }
 
@@ -346,14 +346,24 @@ export class H2Exchange implements ClientExchange {
 
   /** The response is done (or abandoned): the request body no one reads is stopped. */
   private ended(): void {
-    if (!this.bodyDone && !this.stream.closed) {
-      // RFC 9113 8.1: a complete response may be followed by RST_STREAM(NO_ERROR) to stop the upload.
-      this.stream.close(NGHTTP2_NO_ERROR);
-    }
+    if (!this.bodyDone) this.stopUploadWhenSent();
     // A response ended but not taken yet (a client whose window stays shut) must not keep
     // its stream, and so its session, open forever.
     if (this.stream.bufferSize > 0) this.armSendTimer();
     this.owner.exchangeEnded(this);
+  }
+
+  /**
+   * RFC 9113 8.1: a complete response may be followed by RST_STREAM(NO_ERROR) to stop the
+   * upload. Once the response is out: node's close() would wait for that too, but a stream
+   * closed so can no longer be reset by the send timeout when its client never takes the rest.
+   */
+  private stopUploadWhenSent(): void {
+    const s = this.stream;
+    if (s.closed) return;
+    const stopUpload = () => { if (!s.closed) s.close(NGHTTP2_NO_ERROR); };
+    if (s.writableFinished) stopUpload();
+    else s.once('finish', stopUpload);
   }
 
   /** A handler error or misuse: 500 if nothing went out, else a reset; reported to the owner. */
