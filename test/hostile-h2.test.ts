@@ -176,3 +176,65 @@ describe.skipIf(!OPENSSL)('TLS: handshakes that never end', () => {
     }
   });
 });
+
+describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
+  let dir: string;
+  let http1: Http1Server;
+  let h2: H2Server;
+  let listener: TlsListener;
+  let url: string;
+
+  /** Answers with the request's Cookie field (joined by the exchange) and its field count. */
+  const handle = (ex: ClientExchange) => {
+    const cookie: string[] = [];
+    for (let i = 0; i + 1 < ex.headers.length; i += 2) if (ex.headers[i] === 'cookie') cookie.push(ex.headers[i + 1]);
+    ex.respond(200, null, ['Content-Type', 'application/json'], JSON.stringify({ cookie, fields: ex.headers.length / 2 }));
+  };
+
+  beforeAll(async () => {
+    dir = tmpDir('upfront-hostile-h2-');
+    const certs = makeCertificate(dir);
+    http1 = new Http1Server(DEFAULT_HTTP1_LIMITS, { onRequest: handle });
+    h2 = new H2Server(DEFAULT_HTTP1_LIMITS, { onRequest: handle, onHandlerError: () => {} });
+    listener = new TlsListener({ certFile: certs.cert, keyFile: certs.key, handshakeTimeoutMs: 5000 }, http1, h2, pino({ level: 'silent' }));
+    await new Promise<void>((r) => listener.server.listen(0, '127.0.0.1', r));
+    url = `https://127.0.0.1:${(listener.server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => {
+    listener?.server.close();
+    h2?.destroyAll();
+    http1?.destroyAll();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const get = (s: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders) => new Promise<{ status: number; body: string; rst: number }>((resolve, reject) => {
+    const r = s.request({ ':path': '/', ...headers });
+    let body = '';
+    let status = 0;
+    const timer = setTimeout(() => reject(new Error('no answer within 5000 ms')), 5000);
+    r.on('response', (h) => { status = Number(h[':status']); });
+    r.on('data', (c: Buffer) => { body += c; });
+    r.on('error', () => { /* seen in 'close' */ });
+    r.on('close', () => { clearTimeout(timer); resolve({ status, body, rst: r.rstCode ?? 0 }); });
+  });
+
+  it('a browser\'s 150 cookie crumbs (one field each in HTTP/2) pass as one Cookie field; 101 other fields are 431, not a reset', async () => {
+    const s = http2.connect(url, { rejectUnauthorized: false });
+    s.on('error', () => { /* closed at the end */ });
+    try {
+      const crumbs = Array.from({ length: 150 }, (_, i) => `c${i}=v${i}`);
+      const ok = await get(s, { cookie: crumbs });
+      expect(ok.status, `rst ${ok.rst}`).toBe(200);
+      expect(JSON.parse(ok.body).cookie).toEqual([crumbs.join('; ')]);
+      const many: http2.OutgoingHttpHeaders = {};
+      for (let i = 0; i < 101; i++) many[`x-f${i}`] = 'v';
+      const refused = await get(s, many);
+      expect(refused.status, `rst ${refused.rst}`).toBe(431);
+      expect(refused.body).toMatch(/more than 100 header fields/);
+      const fine = await get(s, { 'x-a': '1' });
+      expect(fine.status).toBe(200);
+    } finally {
+      s.destroy();
+    }
+  });
+});
