@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientExchange } from '../src/server/exchange.js';
@@ -11,7 +12,7 @@ import { H2Server } from '../src/server/h2/server.js';
 import { DEFAULT_HTTP1_LIMITS, Http1Server } from '../src/server/http1/server.js';
 import { TlsListener } from '../src/server/tls/tlsListener.js';
 import { makeCertificate } from './edge-helpers.js';
-import { PY_HELLO, getStats, peer, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
+import { PY_HELLO, getStats, peer, request, startTestFront, tmpDir, waitUntil, type TestFront } from './helpers.js';
 
 const OPENSSL = peer('openssl');
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
@@ -236,5 +237,29 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
     } finally {
       s.destroy();
     }
+  });
+});
+
+describe('admin API: hostile bodies', () => {
+  let front: TestFront;
+  let admin: string;
+  let token: string;
+
+  beforeAll(async () => {
+    front = await startTestFront({ procs: 1, admin: '127.0.0.1:0', command: ['python3', PY_HELLO] });
+    admin = `http://${front.adminAddress}`;
+    token = fs.readFileSync(path.join(front.socketDir, 'admin.token'), 'utf8').trim();
+  });
+  afterAll(async () => {
+    await front?.stop();
+  });
+
+  it('the 4096-byte body limit counts bytes: 2000 "€" (6000 bytes) in valid JSON are 413, not taken', async () => {
+    const body = Buffer.from(JSON.stringify({ procs: 2, pad: '€'.repeat(2000) }), 'utf8');
+    expect(body.length).toBeGreaterThan(4096);
+    const r = await request(`${admin}/scale`, { method: 'POST', body, headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` }, agent: false });
+    expect(r.status, r.body.toString()).toBe(413);
+    expect(r.body.toString()).toMatch(/at most 4096 bytes/);
+    expect(front.supervisor!.procs).toBe(1);
   });
 });
