@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientExchange } from '../src/server/exchange.js';
@@ -175,6 +176,22 @@ describe.skipIf(!OPENSSL)('TLS: handshakes that never end', () => {
     } finally {
       for (const s of socks) s.destroy();
     }
+  });
+
+  it('a client that offers only ALPN http/1.0 (curl --http1.0) is served, not refused with a no_application_protocol alert', async () => {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.0'] }, () => {
+        s.write('GET / HTTP/1.0\r\nHost: localhost\r\n\r\n');
+      });
+      let data = '';
+      const timer = setTimeout(() => { s.destroy(); reject(new Error(`no answer within 5000 ms: ${JSON.stringify(data)}`)); }, 5000);
+      s.setEncoding('latin1');
+      s.on('data', (c: string) => { data += c; });
+      s.on('error', (err) => { clearTimeout(timer); reject(err); });
+      s.on('close', () => { clearTimeout(timer); resolve(data); });
+    });
+    expect(reply).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(reply).toMatch(/\r\n\r\nok\n$/);
   });
 });
 
