@@ -202,8 +202,18 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
   let listener: TlsListener;
   let url: string;
 
-  /** Answers with the request's Cookie field (joined by the exchange) and its field count. */
+  /** /dup/same, /dup/different (?stream: writeHead + write + end): a head with a field node sends once, twice; else the Cookie field and the field count. */
   const handle = (ex: ClientExchange) => {
+    const dup = /^\/dup\/(same|different)(\?stream)?$/.exec(ex.target);
+    if (dup) {
+      const head = ['Content-Type', 'text/plain', 'X-Content-Type-Options', 'nosniff', 'Date', 'Thu, 03 Dec 2026 10:00:00 GMT',
+        'X-Content-Type-Options', 'nosniff', 'Date', dup[1] === 'same' ? 'Thu, 03 Dec 2026 10:00:00 GMT' : 'Fri, 04 Dec 2026 10:00:00 GMT'];
+      if (!dup[2]) return ex.respond(200, null, head, 'ok\n');
+      ex.writeHead(200, null, head, 3);
+      ex.write(Buffer.from('ok\n'));
+      ex.end();
+      return;
+    }
     const cookie: string[] = [];
     for (let i = 0; i + 1 < ex.headers.length; i += 2) if (ex.headers[i] === 'cookie') cookie.push(ex.headers[i + 1]);
     ex.respond(200, null, ['Content-Type', 'application/json'], JSON.stringify({ cookie, fields: ex.headers.length / 2 }));
@@ -234,6 +244,29 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
     r.on('data', (c: Buffer) => { body += c; });
     r.on('error', () => { /* seen in 'close' */ });
     r.on('close', () => { clearTimeout(timer); resolve({ status, body, rst: r.rstCode ?? 0 }); });
+  });
+
+  it.each(['', '?stream'])('a backend head with a field node:http2 sends once, twice (%s): the same value goes once, different values are 502 naming it; never a bare reset, nothing left in flight', async (mode) => {
+    const s = http2.connect(url, { rejectUnauthorized: false });
+    s.on('error', () => { /* closed at the end */ });
+    try {
+      const same = await new Promise<{ status: number; headers: http2.IncomingHttpHeaders; rst: number }>((resolve) => {
+        const r = s.request({ ':path': `/dup/same${mode}` });
+        let headers: http2.IncomingHttpHeaders = {};
+        r.on('response', (h) => { headers = h; });
+        r.on('error', () => { /* seen in 'close' */ });
+        r.resume();
+        r.on('close', () => resolve({ status: Number(headers[':status'] ?? 0), headers, rst: r.rstCode ?? 0 }));
+      });
+      expect(same.status, `rst ${same.rst}`).toBe(200);
+      expect(same.headers['x-content-type-options']).toBe('nosniff');
+      const different = await get(s, { ':path': `/dup/different${mode}` });
+      expect(different.status, `rst ${different.rst}`).toBe(502);
+      expect(different.body).toMatch(/two different Date fields/);
+      await waitUntil(() => h2.activeExchanges === 0, 'no exchange is left in flight (a graceful stop would wait for it)', 5000);
+    } finally {
+      s.destroy();
+    }
   });
 
   it('a browser\'s 150 cookie crumbs (one field each in HTTP/2) pass as one Cookie field; 101 other fields are 431, not a reset', async () => {

@@ -230,25 +230,30 @@ export class H2Exchange implements ClientExchange {
     if (this.phase !== Phase.New) return this.failed(new Error('H2Exchange: respond() after writeHead()'));
     const data = body === null ? null : typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const bodyless = status === 204 || status === 304 || this.method === 'HEAD';
-    const out = outgoingHeaders(status, headers);
-    if (status !== 204 && status !== 304) out['content-length'] = data === null ? 0 : data.length;
-    this.phase = Phase.Finished;
     try {
+      const out = outgoingHeaders(status, headers);
+      if (status !== 204 && status !== 304) out['content-length'] = data === null ? 0 : data.length;
       if (bodyless || data === null || data.length === 0) this.stream.respond(out, { endStream: true });
       else {
         this.stream.respond(out);
         this.stream.end(data);
       }
     } catch (err) {
-      return this.failed(err);
+      return this.failed(err); // still New: the client gets an answer that says why
     }
+    this.phase = Phase.Finished;
     this.ended();
   }
 
   writeHead(status: number, _reason: string | null, headers: string[], contentLength: number): void {
     if (this.phase === Phase.Finished) return;
     if (this.phase !== Phase.New) return this.failed(new Error('H2Exchange: writeHead() twice'));
-    const out = outgoingHeaders(status, headers);
+    let out: http2.OutgoingHttpHeaders;
+    try {
+      out = outgoingHeaders(status, headers);
+    } catch (err) {
+      return this.failed(err);
+    }
     const bodyless = status === 204 || status === 304 || this.method === 'HEAD';
     if (contentLength >= 0 && status !== 204 && status !== 304) out['content-length'] = contentLength;
     this.left = bodyless ? -1 : contentLength;
@@ -260,13 +265,13 @@ export class H2Exchange implements ClientExchange {
   private flushHead(): boolean {
     const out = this.pendingHeaders!;
     this.pendingHeaders = null;
-    this.phase = Phase.Streaming;
     try {
       this.stream.respond(out, { endStream: this.endStreamOnHead });
     } catch (err) {
-      this.failed(err);
+      this.failed(err); // still HeadPending: the client gets an answer that says why
       return false;
     }
+    this.phase = Phase.Streaming;
     return true;
   }
 
@@ -374,8 +379,9 @@ export class H2Exchange implements ClientExchange {
     if (!this.stream.closed) {
       if (untouched && !this.stream.headersSent) {
         try {
-          this.stream.respond({ ':status': 500, 'content-type': 'text/plain; charset=utf-8' });
-          this.stream.end('500 Internal Server Error: the request handler failed\n');
+          const bad = err instanceof UnsendableHead;
+          this.stream.respond({ ':status': bad ? 502 : 500, 'content-type': 'text/plain; charset=utf-8' });
+          this.stream.end(bad ? `502 Bad Gateway: ${err.message}\n` : '500 Internal Server Error: the request handler failed\n');
         } catch {
           this.stream.close(NGHTTP2_INTERNAL_ERROR);
         }
@@ -386,6 +392,18 @@ export class H2Exchange implements ClientExchange {
   }
 }
 
+/**
+ * Fields node:http2 sends once only (its kSingleValueHeaders; content-length is dropped
+ * above): a repeat throws ERR_HTTP2_HEADER_SINGLE_VALUE, where HTTP/1.1 passes both lines on.
+ */
+const SINGLE_VALUE = new Set(['access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method', 'age', 'authorization',
+  'content-encoding', 'content-language', 'content-location', 'content-md5', 'content-range', 'content-type', 'date', 'dnt', 'etag', 'expires',
+  'from', 'host', 'if-match', 'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards',
+  'proxy-authorization', 'range', 'referer', 'retry-after', 'tk', 'upgrade-insecure-requests', 'user-agent', 'x-content-type-options']);
+
+/** A response head HTTP/2 cannot carry (a field node sends once, twice with different values): 502, naming it. */
+export class UnsendableHead extends Error {}
+
 /** The caller's flat fields as node:http2 takes them: lowercase names, repeats as arrays, connection-specific ones dropped. */
 export function outgoingHeaders(status: number, headers: readonly string[]): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = { ':status': status };
@@ -395,6 +413,10 @@ export function outgoingHeaders(status: number, headers: readonly string[]): htt
     const value = headers[i + 1];
     const prior = out[name];
     if (prior === undefined) out[name] = value;
+    else if (SINGLE_VALUE.has(name)) {
+      // The same value twice (a framework and a middleware both saying nosniff): once says it all.
+      if (String(prior) !== value) throw new UnsendableHead(`the backend sent two different ${headers[i]} fields (${JSON.stringify(String(prior))} and ${JSON.stringify(value)}); HTTP/2 carries one`);
+    }
     else if (Array.isArray(prior)) prior.push(value);
     else out[name] = [String(prior), value];
   }
