@@ -204,7 +204,14 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
 
   /** /dup/same, /dup/different (?stream: writeHead + write + end): a head with a field node sends once, twice; else the Cookie field and the field count. */
   const handle = (ex: ClientExchange) => {
-    const dup = /^\/dup\/(same|different)(\?stream)?$/.exec(ex.target);
+    const dup = /^\/dup\/(same|different|999)(\?stream)?$/.exec(ex.target);
+    if (dup?.[1] === '999') {
+      if (!dup[2]) return ex.respond(999, null, ['Content-Type', 'text/plain'], 'odd\n');
+      ex.writeHead(999, null, ['Content-Type', 'text/plain'], 4);
+      ex.write(Buffer.from('odd\n'));
+      ex.end();
+      return;
+    }
     if (dup) {
       const head = ['Content-Type', 'text/plain', 'X-Content-Type-Options', 'nosniff', 'Date', 'Thu, 03 Dec 2026 10:00:00 GMT',
         'X-Content-Type-Options', 'nosniff', 'Date', dup[1] === 'same' ? 'Thu, 03 Dec 2026 10:00:00 GMT' : 'Fri, 04 Dec 2026 10:00:00 GMT'];
@@ -246,7 +253,7 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
     r.on('close', () => { clearTimeout(timer); resolve({ status, body, rst: r.rstCode ?? 0 }); });
   });
 
-  it.each(['', '?stream'])('a backend head with a field node:http2 sends once, twice (%s): the same value goes once, different values are 502 naming it; never a bare reset, nothing left in flight', async (mode) => {
+  it.each(['', '?stream'])('a backend head with a field node:http2 sends once, twice (%s): the same value goes once, different values are 502 naming it, as is a status over 599; never a bare reset, nothing left in flight', async (mode) => {
     const s = http2.connect(url, { rejectUnauthorized: false });
     s.on('error', () => { /* closed at the end */ });
     try {
@@ -263,6 +270,9 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
       const different = await get(s, { ':path': `/dup/different${mode}` });
       expect(different.status, `rst ${different.rst}`).toBe(502);
       expect(different.body).toMatch(/two different Date fields/);
+      const odd = await get(s, { ':path': `/dup/999${mode}` });
+      expect(odd.status, `rst ${odd.rst}`).toBe(502);
+      expect(odd.body).toMatch(/status 999 is not one HTTP\/2 can carry/);
       await waitUntil(() => h2.activeExchanges === 0, 'no exchange is left in flight (a graceful stop would wait for it)', 5000);
     } finally {
       s.destroy();

@@ -406,6 +406,8 @@ export class UnsendableHead extends Error {}
 
 /** The caller's flat fields as node:http2 takes them: lowercase names, repeats as arrays, connection-specific ones dropped. */
 export function outgoingHeaders(status: number, headers: readonly string[]): http2.OutgoingHttpHeaders {
+  // HTTP/1.1 passes any three digits on; node:http2 throws beyond 599 (ERR_HTTP2_STATUS_INVALID).
+  if (status > 599) throw new UnsendableHead(`the backend's status ${status} is not one HTTP/2 can carry (100 to 599)`);
   const out: http2.OutgoingHttpHeaders = { ':status': status };
   for (let i = 0; i + 1 < headers.length; i += 2) {
     const name = headers[i].toLowerCase();
