@@ -146,13 +146,15 @@ export class AdminServer {
 
   /** A small JSON body, bounded: 413 beyond MAX_ADMIN_BODY bytes. */
   private readBody(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply, then: (body: string) => void): void {
-    let body = '';
+    const chunks: Buffer[] = [];
+    let bytes = 0;
     let tooBig = false;
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => {
+    // Bytes, not characters: 4096 of "€" are 12 KB.
+    req.on('data', (c: Buffer) => {
       if (tooBig) return;
-      body += c;
-      if (body.length > MAX_ADMIN_BODY) {
+      chunks.push(c);
+      bytes += c.length;
+      if (bytes > MAX_ADMIN_BODY) {
         tooBig = true;
         reply(413, 'text/plain', `admin: bodies here are at most ${MAX_ADMIN_BODY} bytes\n`, { Connection: 'close' });
       }
@@ -161,7 +163,7 @@ export class AdminServer {
     req.on('end', () => {
       if (tooBig) return;
       try {
-        then(body);
+        then(Buffer.concat(chunks).toString('utf8'));
       } catch (err) {
         this.failed(req, res, err as Error);
       }

@@ -50,8 +50,16 @@ export class H2Exchange implements ClientExchange {
   private waitingDrain = false;
   /** Body reading stopped by us (backpressure): the client is not late. */
   private paused = false;
-  /** The stream's inactivity timeout now (0: none). */
+  /** The stream's inactivity timeout now (0: none): the request body's. */
   private timerMs = 0;
+  /**
+   * The send timeout, a timer of our own: node's stream timeout is put off by bytes
+   * sent on any stream of the session, so a client that takes nothing on one stream
+   * while it reads another would hold that stream (and its backend slot) forever.
+   */
+  private sendTimer: NodeJS.Timeout | null = null;
+  /** stream.bufferSize when the send timer was armed: less when it fires is progress. */
+  private sendBuffered = 0;
 
   constructor(private readonly stream: http2.ServerHttp2Stream, readonly connection: ClientConnection, method: string, target: string,
     rawHeaders: readonly string[], authority: string | undefined, contentLength: number, private readonly owner: H2ExchangeOwner) {
@@ -96,18 +104,50 @@ export class H2Exchange implements ClientExchange {
     stream.on('timeout', this.onTimeout);
   }
 
-  /** One inactivity timer per stream: the body timeout while the body is wanted, the send timeout while a write waits. */
+  /** The stream's inactivity timer is the body timeout while the body is wanted; the send timeout has its own (sendTimer). */
   private updateTimer(): void {
-    const o = this.owner;
-    const want = this.waitingDrain ? o.sendTimeoutMs : this.sink !== null && !this.bodyDone && !this.paused ? o.bodyTimeoutMs : 0;
+    const want = this.sink !== null && !this.bodyDone && !this.paused ? this.owner.bodyTimeoutMs : 0;
     if (want === this.timerMs || this.stream.closed) return;
     this.timerMs = want;
     this.stream.setTimeout(want);
   }
 
   private readonly onTimeout = (): void => {
-    if (this.waitingDrain) return this.destroy(); // nginx's send_timeout: the client takes nothing
     if (this.sink !== null && !this.bodyDone && !this.paused) this.bodyFailed(408, `no request body bytes for ${this.owner.bodyTimeoutMs} ms`);
+  };
+
+  /** Response bytes wait for the client (a write said wait, or the end is still buffered): the send timeout runs. */
+  private armSendTimer(): void {
+    const ms = this.owner.sendTimeoutMs;
+    if (this.sendTimer !== null || ms <= 0 || this.stream.closed) return;
+    this.sendBuffered = this.stream.bufferSize;
+    this.sendTimer = setTimeout(this.onSendTimeout, ms);
+    this.sendTimer.unref();
+  }
+
+  private clearSendTimer(): void {
+    if (this.sendTimer === null) return;
+    clearTimeout(this.sendTimer);
+    this.sendTimer = null;
+  }
+
+  /** nginx's send_timeout: the client took no response byte for sendTimeoutMs. */
+  private readonly onSendTimeout = (): void => {
+    this.sendTimer = null;
+    const s = this.stream;
+    if (s.closed || s.bufferSize === 0) return;
+    if (s.bufferSize < this.sendBuffered) return this.armSendTimer(); // it takes bytes, slowly
+    const wasOpen = this.phase !== Phase.Finished;
+    this.destroy();
+    // The stream closes as "finished" now: the handler must hear that the client is gone,
+    // or it goes on feeding this response from its backend, holding the slot.
+    if (wasOpen) {
+      try {
+        this.events?.onClientClose();
+      } catch (err) {
+        this.owner.handlerFailed(err, this);
+      }
+    }
   };
 
   get headersSent(): boolean { return this.phase !== Phase.New; }
@@ -175,7 +215,7 @@ export class H2Exchange implements ClientExchange {
     }
     if (this.phase === Phase.New) {
       this.respond(status, null, ['content-type', 'text/plain; charset=utf-8'], `${status} ${reason}\n`);
-      this.stream.close(NGHTTP2_NO_ERROR); // stop the upload
+      this.stopUploadWhenSent();
     } else this.destroy();
   }
 
@@ -190,25 +230,30 @@ export class H2Exchange implements ClientExchange {
     if (this.phase !== Phase.New) return this.failed(new Error('H2Exchange: respond() after writeHead()'));
     const data = body === null ? null : typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const bodyless = status === 204 || status === 304 || this.method === 'HEAD';
-    const out = outgoingHeaders(status, headers);
-    if (status !== 204 && status !== 304) out['content-length'] = data === null ? 0 : data.length;
-    this.phase = Phase.Finished;
     try {
+      const out = outgoingHeaders(status, headers);
+      if (status !== 204 && status !== 304) out['content-length'] = data === null ? 0 : data.length;
       if (bodyless || data === null || data.length === 0) this.stream.respond(out, { endStream: true });
       else {
         this.stream.respond(out);
         this.stream.end(data);
       }
     } catch (err) {
-      return this.failed(err);
+      return this.failed(err); // still New: the client gets an answer that says why
     }
+    this.phase = Phase.Finished;
     this.ended();
   }
 
   writeHead(status: number, _reason: string | null, headers: string[], contentLength: number): void {
     if (this.phase === Phase.Finished) return;
     if (this.phase !== Phase.New) return this.failed(new Error('H2Exchange: writeHead() twice'));
-    const out = outgoingHeaders(status, headers);
+    let out: http2.OutgoingHttpHeaders;
+    try {
+      out = outgoingHeaders(status, headers);
+    } catch (err) {
+      return this.failed(err);
+    }
     const bodyless = status === 204 || status === 304 || this.method === 'HEAD';
     if (contentLength >= 0 && status !== 204 && status !== 304) out['content-length'] = contentLength;
     this.left = bodyless ? -1 : contentLength;
@@ -220,13 +265,13 @@ export class H2Exchange implements ClientExchange {
   private flushHead(): boolean {
     const out = this.pendingHeaders!;
     this.pendingHeaders = null;
-    this.phase = Phase.Streaming;
     try {
       this.stream.respond(out, { endStream: this.endStreamOnHead });
     } catch (err) {
-      this.failed(err);
+      this.failed(err); // still HeadPending: the client gets an answer that says why
       return false;
     }
+    this.phase = Phase.Streaming;
     return true;
   }
 
@@ -248,7 +293,7 @@ export class H2Exchange implements ClientExchange {
     const more = this.stream.write(chunk);
     if (!more && !this.waitingDrain) {
       this.waitingDrain = true;
-      this.updateTimer();
+      this.armSendTimer();
     }
     return more;
   }
@@ -275,7 +320,7 @@ export class H2Exchange implements ClientExchange {
   private readonly onDrain = (): void => {
     if (!this.waitingDrain) return;
     this.waitingDrain = false;
-    this.updateTimer();
+    if (this.phase !== Phase.Finished) this.clearSendTimer(); // once ended, it runs until the last byte is taken
     try {
       this.events?.onClientDrain();
     } catch (err) {
@@ -284,6 +329,7 @@ export class H2Exchange implements ClientExchange {
   };
 
   private readonly onClose = (): void => {
+    this.clearSendTimer();
     const wasOpen = this.phase !== Phase.Finished;
     const bodyPending = this.sink !== null && !this.bodyDone;
     this.phase = Phase.Finished;
@@ -305,11 +351,24 @@ export class H2Exchange implements ClientExchange {
 
   /** The response is done (or abandoned): the request body no one reads is stopped. */
   private ended(): void {
-    if (!this.bodyDone && !this.stream.closed) {
-      // RFC 9113 8.1: a complete response may be followed by RST_STREAM(NO_ERROR) to stop the upload.
-      this.stream.close(NGHTTP2_NO_ERROR);
-    }
+    if (!this.bodyDone) this.stopUploadWhenSent();
+    // A response ended but not taken yet (a client whose window stays shut) must not keep
+    // its stream, and so its session, open forever.
+    if (this.stream.bufferSize > 0) this.armSendTimer();
     this.owner.exchangeEnded(this);
+  }
+
+  /**
+   * RFC 9113 8.1: a complete response may be followed by RST_STREAM(NO_ERROR) to stop the
+   * upload. Once the response is out: node's close() would wait for that too, but a stream
+   * closed so can no longer be reset by the send timeout when its client never takes the rest.
+   */
+  private stopUploadWhenSent(): void {
+    const s = this.stream;
+    if (s.closed) return;
+    const stopUpload = () => { if (!s.closed) s.close(NGHTTP2_NO_ERROR); };
+    if (s.writableFinished) stopUpload();
+    else s.once('finish', stopUpload);
   }
 
   /** A handler error or misuse: 500 if nothing went out, else a reset; reported to the owner. */
@@ -320,8 +379,9 @@ export class H2Exchange implements ClientExchange {
     if (!this.stream.closed) {
       if (untouched && !this.stream.headersSent) {
         try {
-          this.stream.respond({ ':status': 500, 'content-type': 'text/plain; charset=utf-8' });
-          this.stream.end('500 Internal Server Error: the request handler failed\n');
+          const bad = err instanceof UnsendableHead;
+          this.stream.respond({ ':status': bad ? 502 : 500, 'content-type': 'text/plain; charset=utf-8' });
+          this.stream.end(bad ? `502 Bad Gateway: ${err.message}\n` : '500 Internal Server Error: the request handler failed\n');
         } catch {
           this.stream.close(NGHTTP2_INTERNAL_ERROR);
         }
@@ -332,8 +392,22 @@ export class H2Exchange implements ClientExchange {
   }
 }
 
+/**
+ * Fields node:http2 sends once only (its kSingleValueHeaders; content-length is dropped
+ * above): a repeat throws ERR_HTTP2_HEADER_SINGLE_VALUE, where HTTP/1.1 passes both lines on.
+ */
+const SINGLE_VALUE = new Set(['access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method', 'age', 'authorization',
+  'content-encoding', 'content-language', 'content-location', 'content-md5', 'content-range', 'content-type', 'date', 'dnt', 'etag', 'expires',
+  'from', 'host', 'if-match', 'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards',
+  'proxy-authorization', 'range', 'referer', 'retry-after', 'tk', 'upgrade-insecure-requests', 'user-agent', 'x-content-type-options']);
+
+/** A response head HTTP/2 cannot carry (a field node sends once, twice with different values): 502, naming it. */
+export class UnsendableHead extends Error {}
+
 /** The caller's flat fields as node:http2 takes them: lowercase names, repeats as arrays, connection-specific ones dropped. */
 export function outgoingHeaders(status: number, headers: readonly string[]): http2.OutgoingHttpHeaders {
+  // HTTP/1.1 passes any three digits on; node:http2 throws beyond 599 (ERR_HTTP2_STATUS_INVALID).
+  if (status > 599) throw new UnsendableHead(`the backend's status ${status} is not one HTTP/2 can carry (100 to 599)`);
   const out: http2.OutgoingHttpHeaders = { ':status': status };
   for (let i = 0; i + 1 < headers.length; i += 2) {
     const name = headers[i].toLowerCase();
@@ -341,6 +415,10 @@ export function outgoingHeaders(status: number, headers: readonly string[]): htt
     const value = headers[i + 1];
     const prior = out[name];
     if (prior === undefined) out[name] = value;
+    else if (SINGLE_VALUE.has(name)) {
+      // The same value twice (a framework and a middleware both saying nosniff): once says it all.
+      if (String(prior) !== value) throw new UnsendableHead(`the backend sent two different ${headers[i]} fields (${JSON.stringify(String(prior))} and ${JSON.stringify(value)}); HTTP/2 carries one`);
+    }
     else if (Array.isArray(prior)) prior.push(value);
     else out[name] = [String(prior), value];
   }

@@ -1,4 +1,4 @@
-// TLS on the public listener: one tls.Server offering h2 and http/1.1 by ALPN.
+// TLS on the public listener: one tls.Server offering h2, http/1.1 and http/1.0 by ALPN.
 // HTTP/1.1 sockets (and clients that ask for no protocol) go to the HTTP/1.1 layer,
 // which sees them as encrypted (REQUEST_SCHEME=https, HTTPS=on, X-Forwarded-Proto);
 // h2 sockets become HTTP/2 sessions. The certificate and key are read from their
@@ -66,7 +66,9 @@ export class TlsListener {
     this.current = loadCertificate(options);
     this.server = tls.createServer({
       ...this.current.context,
-      ALPNProtocols: ['h2', 'http/1.1'],
+      // http/1.0 too (as nginx): a client that offers only it (curl --http1.0) would get a
+      // no_application_protocol alert instead of the HTTP/1.1 layer, which speaks 1.0.
+      ALPNProtocols: ['h2', 'http/1.1', 'http/1.0'],
       minVersion: 'TLSv1.2',
       handshakeTimeout: Math.max(1000, options.handshakeTimeoutMs),
       noDelay: true,
@@ -77,6 +79,10 @@ export class TlsListener {
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
       this.handshakeErrors++;
       log.debug({ client: socket.remoteAddress, code: err.code }, `TLS handshake failed: ${err.message}`);
+      // node only reports some of these (ERR_TLS_HANDSHAKE_TIMEOUT: a client that sends
+      // nothing, or half a ClientHello) and leaves the socket open: without this, the
+      // handshake timeout bounds nothing and silent connections pile up until no fd is left.
+      socket.destroy();
     });
     this.logCertificate('TLS certificate');
   }
