@@ -18,6 +18,28 @@ import { PY_HELLO, getStats, peer, request, startTestFront, tmpDir, waitUntil, t
 const OPENSSL = peer('openssl');
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
+/** A TLS listener over our HTTP/1.1 and HTTP/2 layers on a loopback port, with a throwaway certificate. */
+interface TlsPair { dir: string; http1: Http1Server; h2: H2Server; listener: TlsListener; port: number; url: string }
+
+async function startTlsPair(limits: typeof DEFAULT_HTTP1_LIMITS, handle: (ex: ClientExchange) => void, handshakeTimeoutMs: number): Promise<TlsPair> {
+  const dir = tmpDir('upfront-hostile-h2-');
+  const certs = makeCertificate(dir);
+  const http1 = new Http1Server(limits, { onRequest: handle });
+  const h2 = new H2Server(limits, { onRequest: handle, onHandlerError: () => {} });
+  const listener = new TlsListener({ certFile: certs.cert, keyFile: certs.key, handshakeTimeoutMs }, http1, h2, pino({ level: 'silent' }));
+  await new Promise<void>((r) => listener.server.listen(0, '127.0.0.1', r));
+  const port = (listener.server.address() as AddressInfo).port;
+  return { dir, http1, h2, listener, port, url: `https://127.0.0.1:${port}` };
+}
+
+function stopTlsPair(t: TlsPair | undefined): void {
+  if (!t) return;
+  t.listener.server.close();
+  t.h2.destroyAll();
+  t.http1.destroyAll();
+  fs.rmSync(t.dir, { recursive: true, force: true });
+}
+
 /** Resolves with the stream's RST_STREAM code when it closes (bounded). */
 function closed(stream: http2.ClientHttp2Stream, what: string, timeoutMs: number): Promise<number> {
   stream.on('error', () => { /* the reset, seen in 'close' */ });
@@ -82,11 +104,9 @@ describe.skipIf(!OPENSSL)('HTTP/2: a client that takes nothing, FastCGI behind',
 });
 
 describe.skipIf(!OPENSSL)('HTTP/2: a finished response the client never takes', () => {
-  let dir: string;
-  let http1: Http1Server;
-  let h2: H2Server;
-  let listener: TlsListener;
+  let pair: TlsPair | undefined;
   let url: string;
+  let h2: H2Server;
 
   /** /small: 10 bytes with a length (writeHead, write, end); the response is ended at once. */
   const handle = (ex: ClientExchange) => {
@@ -96,21 +116,11 @@ describe.skipIf(!OPENSSL)('HTTP/2: a finished response the client never takes', 
   };
 
   beforeAll(async () => {
-    dir = tmpDir('upfront-hostile-h2-');
-    const certs = makeCertificate(dir);
     const limits = { ...DEFAULT_HTTP1_LIMITS, sendTimeoutMs: 300, keepAliveTimeoutMs: 300 };
-    http1 = new Http1Server(limits, { onRequest: handle });
-    h2 = new H2Server(limits, { onRequest: handle, onHandlerError: () => {} });
-    listener = new TlsListener({ certFile: certs.cert, keyFile: certs.key, handshakeTimeoutMs: 5000 }, http1, h2, pino({ level: 'silent' }));
-    await new Promise<void>((r) => listener.server.listen(0, '127.0.0.1', r));
-    url = `https://127.0.0.1:${(listener.server.address() as AddressInfo).port}`;
+    pair = await startTlsPair(limits, handle, 5000);
+    ({ url, h2 } = pair);
   });
-  afterAll(() => {
-    listener?.server.close();
-    h2?.destroyAll();
-    http1?.destroyAll();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stopTlsPair(pair));
 
   it.each([
     ['a GET', false],
@@ -135,28 +145,17 @@ describe.skipIf(!OPENSSL)('HTTP/2: a finished response the client never takes', 
 });
 
 describe.skipIf(!OPENSSL)('TLS: handshakes that never end', () => {
-  let dir: string;
-  let http1: Http1Server;
-  let h2: H2Server;
-  let listener: TlsListener;
+  let pair: TlsPair | undefined;
   let port: number;
+  let listener: TlsListener;
+  let http1: Http1Server;
 
   beforeAll(async () => {
-    dir = tmpDir('upfront-hostile-h2-');
-    const certs = makeCertificate(dir);
     const handle = (ex: ClientExchange) => ex.respond(200, null, ['Content-Type', 'text/plain'], 'ok\n');
-    http1 = new Http1Server(DEFAULT_HTTP1_LIMITS, { onRequest: handle });
-    h2 = new H2Server(DEFAULT_HTTP1_LIMITS, { onRequest: handle, onHandlerError: () => {} });
-    listener = new TlsListener({ certFile: certs.cert, keyFile: certs.key, handshakeTimeoutMs: 1000 }, http1, h2, pino({ level: 'silent' }));
-    await new Promise<void>((r) => listener.server.listen(0, '127.0.0.1', r));
-    port = (listener.server.address() as AddressInfo).port;
+    pair = await startTlsPair(DEFAULT_HTTP1_LIMITS, handle, 1000);
+    ({ port, listener, http1 } = pair);
   });
-  afterAll(() => {
-    listener?.server.close();
-    h2?.destroyAll();
-    http1?.destroyAll();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stopTlsPair(pair));
 
   it('a client that sends nothing, or half a ClientHello, is closed at the handshake timeout (node reports it and leaves the socket open)', async () => {
     const opened = (first: Buffer | null) => new Promise<net.Socket>((resolve, reject) => {
@@ -196,11 +195,9 @@ describe.skipIf(!OPENSSL)('TLS: handshakes that never end', () => {
 });
 
 describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
-  let dir: string;
-  let http1: Http1Server;
-  let h2: H2Server;
-  let listener: TlsListener;
+  let pair: TlsPair | undefined;
   let url: string;
+  let h2: H2Server;
 
   /** /dup/same, /dup/different (?stream: writeHead + write + end): a head with a field node sends once, twice; else the Cookie field and the field count. */
   const handle = (ex: ClientExchange) => {
@@ -227,20 +224,10 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
   };
 
   beforeAll(async () => {
-    dir = tmpDir('upfront-hostile-h2-');
-    const certs = makeCertificate(dir);
-    http1 = new Http1Server(DEFAULT_HTTP1_LIMITS, { onRequest: handle });
-    h2 = new H2Server(DEFAULT_HTTP1_LIMITS, { onRequest: handle, onHandlerError: () => {} });
-    listener = new TlsListener({ certFile: certs.cert, keyFile: certs.key, handshakeTimeoutMs: 5000 }, http1, h2, pino({ level: 'silent' }));
-    await new Promise<void>((r) => listener.server.listen(0, '127.0.0.1', r));
-    url = `https://127.0.0.1:${(listener.server.address() as AddressInfo).port}`;
+    pair = await startTlsPair(DEFAULT_HTTP1_LIMITS, handle, 5000);
+    ({ url, h2 } = pair);
   });
-  afterAll(() => {
-    listener?.server.close();
-    h2?.destroyAll();
-    http1?.destroyAll();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stopTlsPair(pair));
 
   const get = (s: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders) => new Promise<{ status: number; body: string; rst: number }>((resolve, reject) => {
     const r = s.request({ ':path': '/', ...headers });
