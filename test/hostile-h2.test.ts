@@ -266,6 +266,20 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
     }
   });
 
+  it('a Host naming another entity than :authority is malformed (RFC 9113 8.3.1): 400, not passed on; the same name in another case passes', async () => {
+    const s = http2.connect(url, { rejectUnauthorized: false });
+    s.on('error', () => { /* closed at the end */ });
+    try {
+      const refused = await get(s, { ':authority': 'shop.example', host: 'admin.example' });
+      expect(refused.status, `rst ${refused.rst}`).toBe(400);
+      expect(refused.body).toMatch(/Host "admin.example" differs from :authority "shop.example"/);
+      const same = await get(s, { ':authority': 'shop.example', host: 'Shop.Example' });
+      expect(same.status, `rst ${same.rst}`).toBe(200);
+    } finally {
+      s.destroy();
+    }
+  });
+
   it('a browser\'s 150 cookie crumbs (one field each in HTTP/2) pass as one Cookie field; 101 other fields are 431, not a reset', async () => {
     const s = http2.connect(url, { rejectUnauthorized: false });
     s.on('error', () => { /* closed at the end */ });

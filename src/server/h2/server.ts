@@ -105,6 +105,12 @@ export class H2Server implements H2ExchangeOwner {
     }
     if (this.maxBodyBytes > 0 && contentLength > this.maxBodyBytes) return answer(stream, 413, `request body larger than ${this.maxBodyBytes} bytes`);
     const authority = headers[':authority'];
+    // RFC 9113 8.3.1: a Host naming another entity than :authority makes the request malformed;
+    // passed on, the app would route by one name while the front and its logs saw the other.
+    const host = headers.host;
+    if (typeof authority === 'string' && typeof host === 'string' && host.toLowerCase() !== authority.toLowerCase()) {
+      return answer(stream, 400, `Host ${JSON.stringify(host.slice(0, 64))} differs from :authority ${JSON.stringify(authority.slice(0, 64))}`);
+    }
     const ex = new H2Exchange(stream, conn, method, target, rawHeaders, typeof authority === 'string' ? authority : undefined, contentLength, this);
     this.activeExchanges++;
     try {
