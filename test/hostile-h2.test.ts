@@ -177,6 +177,33 @@ describe.skipIf(!OPENSSL)('TLS: handshakes that never end', () => {
     }
   });
 
+  it('a plain HTTP request on the TLS port is answered 400 saying so (as nginx), not closed in silence; TLS still served after', async () => {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'));
+      let data = '';
+      const timer = setTimeout(() => { s.destroy(); reject(new Error(`no answer within 5000 ms: ${JSON.stringify(data)}`)); }, 5000);
+      s.setEncoding('latin1');
+      s.on('data', (c: string) => { data += c; });
+      s.on('error', (err) => { clearTimeout(timer); reject(err); });
+      s.on('close', () => { clearTimeout(timer); resolve(data); });
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(reply).toMatch(/\r\n\r\n400 Bad Request: a plain HTTP request was sent to this port; use https:\/\/\n$/);
+    const s = http2.connect(`https://127.0.0.1:${port}`, { rejectUnauthorized: false });
+    s.on('error', () => { /* closed at the end */ });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const r = s.request({ ':path': '/' });
+        r.on('response', (h) => resolve(Number(h[':status'])));
+        r.on('error', reject);
+        r.resume();
+      });
+      expect(status).toBe(200);
+    } finally {
+      s.destroy();
+    }
+  });
+
   it('a client that offers only ALPN http/1.0 (curl --http1.0) is served, not refused with a no_application_protocol alert', async () => {
     const reply = await new Promise<string>((resolve, reject) => {
       const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.0'] }, () => {

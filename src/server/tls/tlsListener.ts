@@ -6,6 +6,7 @@
 // already open keep theirs, new handshakes get the new one.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Http1Server } from '../http1/server.js';
@@ -84,7 +85,42 @@ export class TlsListener {
       // handshake timeout bounds nothing and silent connections pile up until no fd is left.
       socket.destroy();
     });
+    // tls.Server wraps every connection at once; ours looks at the first byte first (below).
+    const wrap = this.server.listeners('connection')[0] as (raw: net.Socket) => void;
+    this.server.removeAllListeners('connection');
+    this.server.on('connection', (raw: net.Socket) => this.firstByte(raw, wrap));
     this.logCertificate('TLS certificate');
+  }
+
+  /**
+   * A TLS client speaks first with a handshake record (0x16). A plain HTTP request on this
+   * port gets nginx's answer (400, "sent to the HTTPS port") instead of a silent close
+   * that leaves its user guessing; anything else is closed. The bytes read go back to the
+   * socket (node's TLS layer takes what a socket has buffered). Until the first byte the
+   * handshake timeout is ours, since node's starts only once the socket is wrapped.
+   */
+  private firstByte(raw: net.Socket, wrap: (raw: net.Socket) => void): void {
+    const timer = setTimeout(() => {
+      this.handshakeErrors++;
+      raw.destroy();
+    }, Math.max(1000, this.options.handshakeTimeoutMs));
+    raw.on('error', () => { /* reset by the client: 'close' follows */ });
+    raw.once('close', () => clearTimeout(timer));
+    raw.once('data', (chunk: Buffer) => {
+      clearTimeout(timer);
+      raw.pause();
+      if (chunk[0] === 0x16) {
+        raw.unshift(chunk);
+        wrap.call(this.server, raw);
+        return;
+      }
+      this.handshakeErrors++;
+      if (chunk[0] >= 0x41 && chunk[0] <= 0x5a) { // an HTTP method's first letter
+        this.log.debug({ client: raw.remoteAddress }, 'plain HTTP on the TLS port: answered 400');
+        raw.end('HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 74\r\nConnection: close\r\n\r\n'
+          + '400 Bad Request: a plain HTTP request was sent to this port; use https://\n');
+      } else raw.destroy();
+    });
   }
 
   get certificate(): LoadedCertificate {
