@@ -170,7 +170,10 @@ export class AdminServer {
     });
   }
 
-  /** POST /scale {"procs": N} → 202 {"from", "to"}; the change goes on in the background. */
+  /**
+   * POST /scale {"procs": N} → 202 {"from", "to"} once the change is done (new processes ready,
+   * retired ones drained; changes asked at once run one after another); 409 with why it failed.
+   */
   private onScale(body: string, reply: Reply): void {
     const json = (status: number, value: unknown) => reply(status, 'application/json', JSON.stringify(value) + '\n');
     let procs: unknown;
