@@ -59,7 +59,7 @@ export function makeSocketDir(dir: string, forSockets: boolean): void {
  * mkdir -p. Not fs.mkdirSync's recursive mode: where mkdir fails ENOENT under a parent that
  * exists (/proc), node's retries the parent and the dir forever, a busy loop at 100% CPU.
  */
-function mkdirs(dir: string): void {
+export function mkdirs(dir: string): void {
   try {
     fs.mkdirSync(dir, { mode: 0o700 });
   } catch (err) {

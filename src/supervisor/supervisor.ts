@@ -18,7 +18,7 @@ import type { ChildSpec } from './child.js';
 import { ManagedChild, type ChildLifecycle, type ChildState, type SpawnSocket } from './managedChild.js';
 import { OwnSocket } from './ownSocket.js';
 import { SharedSocket } from './sharedSocket.js';
-import { ListeningSocket } from './sockets.js';
+import { ListeningSocket, mkdirs } from './sockets.js';
 
 export interface SupervisorOptions {
   command: string;
@@ -123,7 +123,7 @@ export class Supervisor implements BackendSource {
     const o = this.options;
     if (!o.command.includes('{socket}')) resolveCommand(o.command, o.cwd);
     if (o.user) this.identity = resolveIdentity(o.user, o.group);
-    fs.mkdirSync(o.socketDir, { recursive: true, mode: 0o700 });
+    mkdirs(o.socketDir); // the front made and checked it (makeSocketDir); here for a supervisor used alone
     // A child that binds {socket} itself, as another user, must be able to create it there.
     if (this.identity) fs.chownSync(o.socketDir, this.identity.uid, this.identity.gid);
     if (o.socketMode === 'shared') {
