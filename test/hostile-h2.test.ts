@@ -228,6 +228,7 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
 
   /** /dup/same, /dup/different (?stream: writeHead + write + end): a head with a field node sends once, twice; else the Cookie field and the field count. */
   const handle = (ex: ClientExchange) => {
+    if (ex.target === '/big') return ex.respond(200, null, ['Content-Type', 'text/plain', 'X-Big', 'x'.repeat(70_000)], 'big\n');
     const dup = /^\/dup\/(same|different|999)(\?stream)?$/.exec(ex.target);
     if (dup?.[1] === '999') {
       if (!dup[2]) return ex.respond(999, null, ['Content-Type', 'text/plain'], 'odd\n');
@@ -293,6 +294,19 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
     }
   });
 
+  it('a head over what the client takes, from any handler (not only the proxy), is 502 on that stream, the session goes on', async () => {
+    const s = http2.connect(url, { rejectUnauthorized: false });
+    s.on('error', () => { /* closed at the end */ });
+    try {
+      const big = await get(s, { ':path': '/big' });
+      expect(big.status, `rst ${big.rst}`).toBe(502);
+      expect(big.body).toMatch(/over the 65535 bytes this HTTP\/2 client takes/);
+      expect((await get(s, { ':path': '/' })).status).toBe(200);
+    } finally {
+      s.destroy();
+    }
+  });
+
   it('a Host naming another entity than :authority is malformed (RFC 9113 8.3.1): 400, not passed on; the same name in another case passes', async () => {
     const s = http2.connect(url, { rejectUnauthorized: false });
     s.on('error', () => { /* closed at the end */ });
@@ -349,5 +363,57 @@ describe('admin API: hostile bodies', () => {
     expect(r.status, r.body.toString()).toBe(413);
     expect(r.body.toString()).toMatch(/at most 4096 bytes/);
     expect(front.supervisor!.procs).toBe(1);
+  });
+});
+
+describe.skipIf(!OPENSSL)('HTTP/2: what a FastCGI app sends and is sent', () => {
+  let dir: string;
+  let front: TestFront;
+  let url: string;
+
+  beforeAll(async () => {
+    dir = tmpDir('upfront-hostile-h2-');
+    const certs = makeCertificate(dir);
+    front = await startTestFront({ procs: 2, command: ['python3', PY_HELLO], 'tls-cert': certs.cert, 'tls-key': certs.key });
+    url = `https://127.0.0.1:${front.address.split(':').pop()}`;
+  });
+  afterAll(async () => {
+    await front?.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** One stream, read whole (bounded): its status, body and RST_STREAM code. */
+  const fetch2 = (s: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders) => new Promise<{ status: number; body: string; rst: number }>((resolve, reject) => {
+    const r = s.request({ ':path': '/', ...headers });
+    let body = '';
+    let status = 0;
+    const timer = setTimeout(() => reject(new Error(`${String(headers[':path'])}: no answer within 10000 ms`)), 10_000);
+    r.setEncoding('utf8');
+    r.on('response', (h) => { status = Number(h[':status']); });
+    r.on('data', (c: string) => { body += c; });
+    r.on('error', () => { /* seen in 'close' */ });
+    r.on('close', () => { clearTimeout(timer); resolve({ status, body, rst: r.rstCode ?? 0 }); });
+  });
+
+  it('a response head over what the client takes (~100 KB of fields, node\'s client takes 64 KB) is 502 on its stream alone, logged with the backend and the size; the other stream and the session go on', async () => {
+    const s = http2.connect(url, { rejectUnauthorized: false });
+    let sessionError: Error | null = null;
+    s.on('error', (err) => { sessionError = err; });
+    try {
+      const [big, ok] = await Promise.all([fetch2(s, { ':path': '/big-headers' }), fetch2(s, { ':path': '/Hello/1' })]);
+      expect(big.status, `rst ${big.rst}, session error ${sessionError}`).toBe(502);
+      expect(big.body).toMatch(/response head/);
+      expect(ok.status, `rst ${ok.rst}`).toBe(200);
+      const after = await fetch2(s, { ':path': '/Hello/1' });
+      expect(after.status, `rst ${after.rst}`).toBe(200);
+      expect(sessionError).toBeNull();
+      const line = await front.log.waitFor((l) => /too big header/.test(l.msg), 'the 502 is logged', 5000);
+      expect(line.msg).toMatch(/\(10\d{4} bytes, this client takes 65535\)/);
+      expect(line.backend).toBeDefined();
+      await waitUntil(async () => (await getStats(front)).pools[0].backends.every((b: { inflight: number }) => b.inflight === 0),
+        'no request is in flight at a backend any more', 5000);
+    } finally {
+      s.destroy();
+    }
   });
 });

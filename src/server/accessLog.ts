@@ -281,6 +281,7 @@ export class LoggedExchange implements ClientExchange, ClientEvents, OwnerAware 
 
   get headersSent(): boolean { return this.inner.headersSent; }
   get finished(): boolean { return this.inner.finished; }
+  get maxResponseHeadBytes(): number | undefined { return this.inner.maxResponseHeadBytes; }
 
   readBody(sink: BodySink): void { this.inner.readBody(sink); }
   pauseBody(): void { this.inner.pauseBody(); }

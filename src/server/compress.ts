@@ -93,6 +93,7 @@ export class CompressingExchange implements ClientExchange, ClientEvents {
 
   get headersSent(): boolean { return this.started || this.inner.headersSent; }
   get finished(): boolean { return this.done || this.inner.finished; }
+  get maxResponseHeadBytes(): number | undefined { return this.inner.maxResponseHeadBytes; }
 
   readBody(sink: BodySink): void { this.inner.readBody(sink); }
   pauseBody(): void { this.inner.pauseBody(); }

@@ -33,6 +33,12 @@ export interface ClientExchange extends RequestHead, BodySource {
   readonly chunked: boolean;
   readonly headersSent: boolean;
   readonly finished: boolean;
+  /**
+   * The largest response head the client takes, counted as headerListBytes() does;
+   * undefined: none known (an HTTP/1.1 client reads what comes). HTTP/2 peers say it in
+   * SETTINGS_MAX_HEADER_LIST_SIZE, and one sent a bigger head may drop the whole session.
+   */
+  readonly maxResponseHeadBytes?: number;
   setClientEvents(events: ClientEvents): void;
   /** A whole response in one write, framed with Content-Length (HEAD: the head only). */
   respond(status: number, reason: string | null, headers: string[], body: Buffer | string | null): void;
@@ -48,4 +54,15 @@ export interface ClientExchange extends RequestHead, BodySource {
   end(): void;
   /** Cuts the connection: the client must not take the response for complete. */
   destroy(): void;
+}
+
+/**
+ * A response head's size as HTTP/2 counts a header list (RFC 7541 4.1): each field its
+ * name and value plus 32 octets, :status included. Field strings are latin1 views of
+ * the bytes, so length is the byte count.
+ */
+export function headerListBytes(headers: readonly string[]): number {
+  let n = 42; // ":status", three digits, 32
+  for (let i = 0; i + 1 < headers.length; i += 2) n += headers[i].length + headers[i + 1].length + 32;
+  return n;
 }

@@ -15,7 +15,7 @@ import type {
   RequestControl, RequestHead, ResponseHandler, ResponseHead, TransportError, TransportRequest,
 } from '../transport.js';
 import { sendError } from './errorResponse.js';
-import type { BodySink, BodySource, ClientEvents, ClientExchange } from './exchange.js';
+import { headerListBytes, type BodySink, type BodySource, type ClientEvents, type ClientExchange } from './exchange.js';
 import type { FileHandoff, InternalLocations } from './static/internalLocations.js';
 import { ResponseBuffer, type BufferCounters } from './responseBuffer.js';
 
@@ -146,6 +146,8 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
 
   onHead(head: ResponseHead): void {
     const backend = this.backend!;
+    const maxHead = this.exchange.maxResponseHeadBytes;
+    if (maxHead !== undefined && headerListBytes(head.headers) > maxHead) return this.headTooBig(backend, head, maxHead);
     const status = head.status;
     const counters = backend.counters.responses;
     if (status < 300) counters[status < 200 ? '1xx' : '2xx']++;
@@ -227,6 +229,24 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
     this.held = null;
     this.exchange.writeHead(head.status, head.reason, head.headers, -1);
     for (const c of held) this.toClient(c);
+  }
+
+  /**
+   * A head bigger than the client takes (an HTTP/2 client's SETTINGS_MAX_HEADER_LIST_SIZE):
+   * sent, it would cost the client its whole session. 502, as nginx answers a head over
+   * its buffer ("upstream sent too big header"); the backend's request is aborted.
+   */
+  private headTooBig(backend: Backend, head: ResponseHead, maxHead: number): void {
+    const size = headerListBytes(head.headers);
+    backend.counters.failures.head = (backend.counters.failures.head ?? 0) + 1;
+    const h = this.head;
+    this.ctx.log.error({ backend: backend.id, pid: backend.pid, size, max: maxHead },
+      `upstream sent too big header (${size} bytes, this client takes ${maxHead}) while reading response header from upstream, request: "${h.method} ${h.target}", backend ${backend.id}; `
+      + 'the app should send less in its header fields (large cookies, debug headers)');
+    this.control?.abort();
+    this.finished = true;
+    this.ctx.frontResponses?.backendFailed();
+    sendError(this.exchange, 502, 'the backend sent a response head too big for this client');
   }
 
   /** The backend sends more than its Content-Length: the client gets exactly the declared bytes (or a 502 when nothing went out yet). */

@@ -15,6 +15,11 @@ const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 /** Fields that mean something only on one HTTP/1.1 connection: HTTP/2 refuses them (RFC 9113 8.2.2). */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'content-length', 'http2-settings']);
 
+/** A session's connection, with what its client said it takes (SETTINGS_MAX_HEADER_LIST_SIZE, or the server's cap). */
+export interface H2Connection extends ClientConnection {
+  readonly maxResponseHeadBytes: number;
+}
+
 /** What the exchange tells its server. */
 export interface H2ExchangeOwner {
   readonly bodyTimeoutMs: number;
@@ -61,7 +66,7 @@ export class H2Exchange implements ClientExchange {
   /** stream.bufferSize when the send timer was armed: less when it fires is progress. */
   private sendBuffered = 0;
 
-  constructor(private readonly stream: http2.ServerHttp2Stream, readonly connection: ClientConnection, method: string, target: string,
+  constructor(private readonly stream: http2.ServerHttp2Stream, readonly connection: H2Connection, method: string, target: string,
     rawHeaders: readonly string[], authority: string | undefined, contentLength: number, private readonly owner: H2ExchangeOwner) {
     this.method = method;
     this.target = target;
@@ -152,6 +157,7 @@ export class H2Exchange implements ClientExchange {
 
   get headersSent(): boolean { return this.phase !== Phase.New; }
   get finished(): boolean { return this.phase === Phase.Finished; }
+  get maxResponseHeadBytes(): number { return this.connection.maxResponseHeadBytes; }
 
   // ---- request body
 
@@ -231,7 +237,7 @@ export class H2Exchange implements ClientExchange {
     const data = body === null ? null : typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     const bodyless = status === 204 || status === 304 || this.method === 'HEAD';
     try {
-      const out = outgoingHeaders(status, headers);
+      const out = outgoingHeaders(status, headers, this.connection.maxResponseHeadBytes);
       if (status !== 204 && status !== 304) out['content-length'] = data === null ? 0 : data.length;
       if (bodyless || data === null || data.length === 0) this.stream.respond(out, { endStream: true });
       else {
@@ -250,7 +256,7 @@ export class H2Exchange implements ClientExchange {
     if (this.phase !== Phase.New) return this.failed(new Error('H2Exchange: writeHead() twice'));
     let out: http2.OutgoingHttpHeaders;
     try {
-      out = outgoingHeaders(status, headers);
+      out = outgoingHeaders(status, headers, this.connection.maxResponseHeadBytes);
     } catch (err) {
       return this.failed(err);
     }
@@ -404,15 +410,22 @@ const SINGLE_VALUE = new Set(['access-control-allow-credentials', 'access-contro
 /** A response head HTTP/2 cannot carry (a field node sends once, twice with different values): 502, naming it. */
 export class UnsendableHead extends Error {}
 
-/** The caller's flat fields as node:http2 takes them: lowercase names, repeats as arrays, connection-specific ones dropped. */
-export function outgoingHeaders(status: number, headers: readonly string[]): http2.OutgoingHttpHeaders {
+/**
+ * The caller's flat fields as node:http2 takes them: lowercase names, repeats as arrays,
+ * connection-specific ones dropped. A head over `maxBytes` (as headerListBytes counts)
+ * is refused here: node would send it, and a client that takes less may drop the session.
+ */
+export function outgoingHeaders(status: number, headers: readonly string[], maxBytes: number): http2.OutgoingHttpHeaders {
   // HTTP/1.1 passes any three digits on; node:http2 throws beyond 599 (ERR_HTTP2_STATUS_INVALID).
   if (status > 599) throw new UnsendableHead(`the backend's status ${status} is not one HTTP/2 can carry (100 to 599)`);
   const out: http2.OutgoingHttpHeaders = { ':status': status };
+  let size = 42; // as headerListBytes counts
   for (let i = 0; i + 1 < headers.length; i += 2) {
     const name = headers[i].toLowerCase();
     if (CONNECTION_SPECIFIC.has(name) || name.charCodeAt(0) === 58) continue;
     const value = headers[i + 1];
+    size += name.length + value.length + 32;
+    if (size > maxBytes) throw new UnsendableHead(`the response head is over the ${maxBytes} bytes this HTTP/2 client takes (its SETTINGS_MAX_HEADER_LIST_SIZE, or our cap)`);
     const prior = out[name];
     if (prior === undefined) out[name] = value;
     else if (SINGLE_VALUE.has(name)) {

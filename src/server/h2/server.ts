@@ -6,10 +6,9 @@
 // GOAWAY and lets the streams in progress finish.
 import http2 from 'node:http2';
 import type tls from 'node:tls';
-import type { ClientConnection } from '../../transport.js';
 import { KNOWN_METHODS } from '../http1/head.js';
 import type { Http1Limits } from '../http1/server.js';
-import { H2Exchange, type H2ExchangeOwner } from './exchange.js';
+import { H2Exchange, type H2Connection, type H2ExchangeOwner } from './exchange.js';
 
 export interface H2Handler {
   onRequest(ex: H2Exchange): void;
@@ -19,12 +18,24 @@ export interface H2Handler {
 /** nginx's http2_max_concurrent_streams. */
 const MAX_CONCURRENT_STREAMS = 128;
 
+/**
+ * The response head a client that advertised no SETTINGS_MAX_HEADER_LIST_SIZE is sent at
+ * most: node's clients take 64 KB without saying so, and one sent more loses its session.
+ * (nginx answers 502 "upstream sent too big header" over its 4-8 KB buffer already.)
+ */
+const DEFAULT_RESPONSE_HEAD_MAX = 65535;
+/** Node's block limit below: no client is sent more, whatever it advertises. */
+const RESPONSE_HEAD_HARD_MAX = 1024 * 1024;
+/** What node reports when the peer set no SETTINGS_MAX_HEADER_LIST_SIZE. */
+const UNSET = 0xffffffff;
+
 const PLAIN = 'text/plain; charset=utf-8';
 
 /** One session's client connection (the CGI params' cache key) and its open streams. */
-class SessionConnection implements ClientConnection {
+class SessionConnection implements H2Connection {
   readonly encrypted = true;
   openStreams = 0;
+  maxResponseHeadBytes = DEFAULT_RESPONSE_HEAD_MAX;
   constructor(readonly remoteAddress: string, readonly remotePort: number, readonly localAddress: string, readonly localPort: number) {}
 }
 
@@ -52,7 +63,7 @@ export class H2Server implements H2ExchangeOwner {
       // (one field each in HTTP/2) count as the one Cookie field HTTP/1.1 would have had.
       maxHeaderListPairs: Math.max(limits.maxHeaderCount + 5, Math.ceil(limits.maxHeaderBytes / 32)),
       // Backends may send large heads (the FastCGI side allows max-head-bytes).
-      maxSendHeaderBlockLength: 1024 * 1024,
+      maxSendHeaderBlockLength: RESPONSE_HEAD_HARD_MAX,
     });
     this.server.on('session', this.onSession);
     this.server.on('stream', this.onStream);
@@ -76,6 +87,11 @@ export class H2Server implements H2ExchangeOwner {
     this.sessions.set(session, conn);
     session.on('error', () => { /* a broken connection; 'close' follows */ });
     session.on('close', () => this.sessions.delete(session));
+    // The client's SETTINGS come first in its preface: read once per change, not per response.
+    session.on('remoteSettings', (settings: http2.Settings) => {
+      const max = settings.maxHeaderListSize;
+      conn.maxResponseHeadBytes = max === undefined || max >= UNSET ? DEFAULT_RESPONSE_HEAD_MAX : Math.min(max, RESPONSE_HEAD_HARD_MAX);
+    });
     // Idle sessions close after the keep-alive timeout; one with streams open is left to their timers.
     session.setTimeout(this.limits.keepAliveTimeoutMs, () => {
       if (conn.openStreams === 0) session.close();
