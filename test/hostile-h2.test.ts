@@ -3,6 +3,7 @@
 // Real TLS sockets, node:http2 clients, the FastCGI Python example behind a whole front.
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -415,5 +416,31 @@ describe.skipIf(!OPENSSL)('HTTP/2: what a FastCGI app sends and is sent', () => 
     } finally {
       s.destroy();
     }
+  });
+
+  it('TE (hop-by-hop, RFC 9110 7.6.1) does not reach the app as HTTP_TE, from HTTP/2 nor from HTTP/1.1; other fields do', async () => {
+    const s = http2.connect(url, { rejectUnauthorized: false });
+    s.on('error', () => { /* closed at the end */ });
+    try {
+      const r = await fetch2(s, { ':path': '/env', te: 'trailers', 'x-kept': 'yes' });
+      expect(r.status, `rst ${r.rst}`).toBe(200);
+      const env = JSON.parse(r.body) as Record<string, string>;
+      expect(env.HTTP_X_KEPT).toBe('yes');
+      expect(env.HTTP_TE).toBeUndefined();
+    } finally {
+      s.destroy();
+    }
+    const h1 = await new Promise<Record<string, string>>((resolve, reject) => {
+      const q = https.get(`${url}/env`, { rejectUnauthorized: false, agent: false, headers: { TE: 'trailers', Connection: 'TE', 'X-Kept': 'yes' }, timeout: 10_000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => { body += c; });
+        res.on('end', () => resolve(JSON.parse(body) as Record<string, string>));
+      });
+      q.on('timeout', () => q.destroy(new Error('no answer within 10000 ms')));
+      q.on('error', reject);
+    });
+    expect(h1.HTTP_X_KEPT).toBe('yes');
+    expect(h1.HTTP_TE).toBeUndefined();
   });
 });

@@ -137,6 +137,9 @@ export class CgiParamsEncoder {
     let name: string;
     if (lower === 'content-type' || lower === 'content-length') name = NO_HEADER; // sent as CONTENT_TYPE / CONTENT_LENGTH
     else if (lower === 'proxy' && !this.opts.passProxyHeader) name = NO_HEADER;
+    // Hop-by-hop (RFC 9110 7.6.1): what the client takes on its connection to the front
+    // (trailers, codings), not a promise the app may act on; the HTTP transport drops it too.
+    else if (lower === 'te') name = NO_HEADER;
     else if (raw.includes('_') && !this.opts.passUnderscoreHeaders) name = NO_HEADER;
     else name = 'HTTP_' + raw.toUpperCase().replace(/-/g, '_');
     if (this.envNames.size < MAX_CACHED_NAMES) this.envNames.set(raw, name);
