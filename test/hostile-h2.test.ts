@@ -308,6 +308,26 @@ describe.skipIf(!OPENSSL)('HTTP/2: header field counts as on HTTP/1.1', () => {
     }
   });
 
+  it('a request head over the HTTP/1.1 limit (16384 bytes) is 431 as on HTTP/1.1, not a reset; over the hard cap (4x) node resets the stream; the session goes on', async () => {
+    const s = http2.connect(url, { rejectUnauthorized: false });
+    s.on('error', () => { /* closed at the end */ });
+    try {
+      const within = await get(s, { 'x-a': 'v'.repeat(16_000) });
+      expect(within.status, `rst ${within.rst}`).toBe(200);
+      const over = await get(s, { 'x-a': 'v'.repeat(10_000), 'x-b': 'v'.repeat(10_000) });
+      expect(over.status, `rst ${over.rst}`).toBe(431);
+      expect(over.body).toMatch(/request head larger than 16384 bytes/);
+      const flood = await get(s, { 'x-a': 'v'.repeat(70_000) });
+      expect(flood.status).toBe(0);
+      expect(flood.rst).not.toBe(0);
+      const fine = await get(s, { 'x-a': '1' });
+      expect(fine.status, `rst ${fine.rst}`).toBe(200);
+      expect(h2.sessionCount).toBe(1);
+    } finally {
+      s.destroy();
+    }
+  });
+
   it('a Host naming another entity than :authority is malformed (RFC 9113 8.3.1): 400, not passed on; the same name in another case passes', async () => {
     const s = http2.connect(url, { rejectUnauthorized: false });
     s.on('error', () => { /* closed at the end */ });

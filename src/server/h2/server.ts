@@ -56,11 +56,15 @@ export class H2Server implements H2ExchangeOwner {
     this.sendTimeoutMs = limits.sendTimeoutMs;
     this.maxBodyBytes = limits.maxBodyBytes;
     this.server = http2.createServer({
-      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: limits.maxHeaderBytes, enablePush: false },
-      // node resets a stream over this (ENHANCE_YOUR_CALM), before we see it: it is set so the
-      // byte limit binds first (every field costs 32 octets beyond its name and value, RFC 7541
-      // 4.1), and the field count is checked in onStream, where a browser's cookie crumbs
-      // (one field each in HTTP/2) count as the one Cookie field HTTP/1.1 would have had.
+      // node resets a stream whose header list is over maxHeaderListSize (ENHANCE_YOUR_CALM),
+      // before we see it. It is the hard cap against floods, 4x our limit (64 KB by default,
+      // node's own default): a head between the two reaches onStream and gets the 431 HTTP/1.1
+      // gives, counted as HTTP/1.1 counts it (headBytes).
+      settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS, maxHeaderListSize: 4 * limits.maxHeaderBytes, enablePush: false },
+      // Node resets over this too: set so the byte limit binds first for fields of any size
+      // (every field costs 32 octets beyond its name and value, RFC 7541 4.1); the field
+      // count is checked in onStream, where a browser's cookie crumbs (one field each in
+      // HTTP/2) count as the one Cookie field HTTP/1.1 would have had.
       maxHeaderListPairs: Math.max(limits.maxHeaderCount + 5, Math.ceil(limits.maxHeaderBytes / 32)),
       // Backends may send large heads (the FastCGI side allows max-head-bytes).
       maxSendHeaderBlockLength: RESPONSE_HEAD_HARD_MAX,
@@ -113,6 +117,7 @@ export class H2Server implements H2ExchangeOwner {
     if (!KNOWN_METHODS.has(method)) return answer(stream, 501, `unknown method ${JSON.stringify(method.slice(0, 32))}`);
     if (target.length > this.limits.maxUriBytes) return answer(stream, 414, `request target longer than ${this.limits.maxUriBytes} bytes`);
     if (fieldCount(rawHeaders) > this.limits.maxHeaderCount) return answer(stream, 431, `more than ${this.limits.maxHeaderCount} header fields`);
+    if (headBytes(method, target, rawHeaders) > this.limits.maxHeaderBytes) return answer(stream, 431, `request head larger than ${this.limits.maxHeaderBytes} bytes`);
     let contentLength = stream.endAfterHeaders ? 0 : -1;
     const cl = headers['content-length'];
     if (cl !== undefined) {
@@ -177,6 +182,25 @@ function fieldCount(rawHeaders: readonly string[]): number {
       cookie = true;
     }
     n++;
+  }
+  return n;
+}
+
+/** The request head's size as HTTP/1.1 would carry it (request line, "name: value" lines, cookie crumbs joined), for the same limit. */
+function headBytes(method: string, target: string, rawHeaders: readonly string[]): number {
+  let n = method.length + target.length + 14; // "M T HTTP/1.1\r\n" and the blank line
+  let cookie = false;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') n += rawHeaders[i + 1].length + 8; // the Host line it becomes (a Host field too: counted twice, a few bytes)
+      continue;
+    }
+    if (name === 'cookie') {
+      if (cookie) { n += rawHeaders[i + 1].length + 2; continue; } // "; " and the crumb
+      cookie = true;
+    }
+    n += name.length + rawHeaders[i + 1].length + 4; // ": " and CRLF
   }
   return n;
 }
