@@ -6,7 +6,10 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TIMEOUTS, AdminServer } from '../src/admin/adminServer.js';
+import type { StatsSources } from '../src/stats/snapshot.js';
 import { PY_HELLO, ROOT, request, spawnCli, startTestFront, tmpDir, waitUntil, type RunningCli, type TestFront } from './helpers.js';
 
 const CLI = path.join(ROOT, 'dist/cli.js');
@@ -221,3 +224,65 @@ describe('an admin listener not on loopback', () => {
   });
 });
 
+
+describe('admin listener: slow clients are bounded (not by node\'s 60 s / 300 s defaults)', () => {
+  let dir: string;
+  let admin: AdminServer;
+  let socketPath: string;
+  const timeouts = { headersMs: 300, requestMs: 600, keepAliveMs: 300 };
+
+  beforeAll(async () => {
+    dir = tmpDir('upfront-admin-slow-');
+    socketPath = path.join(dir, 'admin.sock');
+    // A unix socket needs no token; nothing here reaches the stats or the actions.
+    const sources = { pools: [], startedAt: Date.now(), acceptedConn: () => 0, children: () => [], sampler: null } as StatsSources;
+    const refuse = () => Promise.reject(new Error('not in this test'));
+    // A scale that takes longer than the request bound, as one waiting for new processes does.
+    const scale = (procs: number) => new Promise<{ from: number; to: number }>((r) => setTimeout(() => r({ from: 1, to: procs }), timeouts.requestMs + 400));
+    admin = new AdminServer({ listen: { kind: 'unix', path: socketPath }, tokenDir: dir, timeouts }, sources, { scale, reload: refuse }, pino({ level: 'silent' }));
+    await admin.listen();
+  });
+  afterAll(() => {
+    admin?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Connects, writes `first`, and resolves with what came back and when the server closed (bounded). */
+  const closedAfter = (first: string, boundMs: number) => new Promise<{ reply: string; ms: number }>((resolve, reject) => {
+    const t0 = Date.now();
+    const s = net.connect(socketPath, () => s.write(first));
+    let reply = '';
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`still open ${Date.now() - t0} ms after ${JSON.stringify(first)}; got ${JSON.stringify(reply)}`)); }, boundMs);
+    s.setEncoding('latin1');
+    s.on('data', (c: string) => { reply += c; });
+    s.on('error', () => { /* a reset is a close too */ });
+    s.on('close', () => { clearTimeout(timer); resolve({ reply, ms: Date.now() - t0 }); });
+  });
+
+  it('the defaults fit a local API: head 10 s, whole request 30 s, idle keep-alive 5 s', () => {
+    expect(ADMIN_TIMEOUTS).toEqual({ headersMs: 10_000, requestMs: 30_000, keepAliveMs: 5000 });
+  });
+
+  it('half a request line is closed at the head bound', async () => {
+    const r = await closedAfter('GET /sta', 3000);
+    expect(r.ms).toBeGreaterThanOrEqual(timeouts.headersMs - 50);
+    expect(r.reply).toMatch(/^(HTTP\/1\.1 408 |$)/);
+  });
+
+  it('a POST whose body never comes whole is closed at the request bound', async () => {
+    const r = await closedAfter('POST /scale HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"procs":', 3000);
+    expect(r.ms).toBeGreaterThanOrEqual(timeouts.requestMs - 50);
+  });
+
+  it('the answer to a whole request is not bounded by them: a /scale that takes longer than the request bound is answered', async () => {
+    const r = await closedAfter('POST /scale HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{"procs":2}', 5000);
+    expect(r.reply).toMatch(/^HTTP\/1\.1 202 /);
+    expect(r.reply).toContain('{"from":1,"to":2}');
+  });
+
+  it('an idle kept connection is closed after the keep-alive bound', async () => {
+    const r = await closedAfter('GET /nothing HTTP/1.1\r\nHost: localhost\r\n\r\n', 3000);
+    expect(r.reply).toMatch(/^HTTP\/1\.1 404 /);
+    expect(r.ms).toBeGreaterThanOrEqual(timeouts.keepAliveMs - 50);
+  });
+});

@@ -33,7 +33,24 @@ export interface AdminOptions {
   tokenFile?: string;
   /** GET /healthz and /readyz (for balancers and orchestrators). */
   health?: { answer(path: string): HealthAnswer | null };
+  /** Tests shorten them; ADMIN_TIMEOUTS otherwise. */
+  timeouts?: AdminTimeouts;
 }
+
+export interface AdminTimeouts {
+  /** From connect (or a kept connection's next request) to the end of the head: 408 and close. */
+  headersMs: number;
+  /** The whole request, body included: 408 and close. The answer to /scale or /reload is not bounded by it. */
+  requestMs: number;
+  /** An idle kept connection is closed after this. */
+  keepAliveMs: number;
+}
+
+/**
+ * A local API's requests are a few hundred bytes sent at once: node's defaults (60 s for
+ * the head, 300 s for the request) would let a few slow clients hold sockets for minutes.
+ */
+export const ADMIN_TIMEOUTS: Readonly<AdminTimeouts> = Object.freeze({ headersMs: 10_000, requestMs: 30_000, keepAliveMs: 5000 });
 
 const MAX_ADMIN_BODY = 4096;
 export const MAX_ADMIN_PROCS = 1024;
@@ -51,7 +68,14 @@ export class AdminServer {
     private readonly actions: AdminActions, private readonly log: Logger) {
     this.tcp = options.listen.kind === 'tcp';
     this.loopback = options.listen.kind === 'unix' || isLoopbackName(options.listen.host);
-    this.http = http.createServer((req, res) => {
+    const t = options.timeouts ?? ADMIN_TIMEOUTS;
+    this.http = http.createServer({
+      headersTimeout: t.headersMs,
+      requestTimeout: t.requestMs,
+      keepAliveTimeout: t.keepAliveMs,
+      // node checks the two bounds above only this often (30 s by default, longer than they are).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, t.headersMs / 4)),
+    }, (req, res) => {
       try {
         this.route(req, res);
       } catch (err) {
