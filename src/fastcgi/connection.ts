@@ -2,6 +2,7 @@
 // STDIN with backpressure, the response head, the read timeout's clock. It knows
 // nothing of pools or processes; its owner (FcgiTransport) decides what goes on it.
 import net from 'node:net';
+import { beginBackendTurn, endBackendTurn } from '../backendTurn.js';
 import { coarseNow } from '../clock.js';
 import { TransportError, connectErrorMessage, describeAddress, firstByteDeadline, type BackendAddress, type RequestControl, type ResponseHandler, type TransportRequest } from '../transport.js';
 import { CgiHeadError, CgiHeadParser, parseCgiHead, type ParsedHead } from './cgiResponse.js';
@@ -398,7 +399,14 @@ export class FcgiConnection implements RecordSink {
   };
 
   private readonly onData = (chunk: Buffer): void => {
-    this.decoder.push(chunk);
+    if (!beginBackendTurn()) return this.decoder.push(chunk);
+    try {
+      this.decoder.push(chunk);
+    } finally {
+      // The requests this chunk's ends let in go to the backends before the responses to clients.
+      flushHeldConnections();
+      endBackendTurn();
+    }
   };
 
   private readonly onDrain = (): void => {

@@ -4,6 +4,7 @@
 // (ResponseDecoder) and handed on with backpressure, keep-alive or close, the read
 // timeout's clock. It knows nothing of pools or slots; HttpTransport decides what goes on it.
 import net from 'node:net';
+import { beginBackendTurn, endBackendTurn } from '../backendTurn.js';
 import { coarseNow } from '../clock.js';
 import { peerInode } from '../native/sock.js';
 import {
@@ -405,7 +406,15 @@ export class HttpConnection implements ResponseSink {
 
   private readonly onData = (chunk: Buffer): void => {
     const ex = this.exchange;
-    this.feed(chunk, 0);
+    // The next request this response's end lets in is written at once; its client's bytes after it.
+    if (!beginBackendTurn()) this.feed(chunk, 0);
+    else {
+      try {
+        this.feed(chunk, 0);
+      } finally {
+        endBackendTurn();
+      }
+    }
     // Progress for the read timeout is bytes of the final response only: a backend
     // trickling `102 Processing` would otherwise hold a client forever with nothing.
     if (ex !== null && this.exchange === ex && this.decoder.finalStarted) ex.lastTick = coarseNow;

@@ -3,6 +3,7 @@
 // keeps or closes the connection after each response, and answers protocol errors
 // itself. Every per-connection listener is made once here; nothing per request.
 import type net from 'node:net';
+import { holdClientWrite } from '../../backendTurn.js';
 import { ChunkedDecoder } from './chunked.js';
 import { BodyError, Http1Exchange, Phase } from './exchange.js';
 import { HeadParser, NEED_MORE, REFUSED } from './head.js';
@@ -404,6 +405,7 @@ export class Http1Connection {
   send(head: string | null, body: Buffer | null, tail: string | null): boolean {
     const socket = this.socket;
     if (this.destroyed || !socket.writable) return true;
+    holdClientWrite(socket);
     let ok: boolean;
     const bodyLength = body === null ? 0 : body.length;
     if (bodyLength === 0) {
