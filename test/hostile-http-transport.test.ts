@@ -1,0 +1,50 @@
+// A hostile pass on the HTTP transport (--protocol http) with backends as adversaries:
+// the response decoder fed what a malicious app can send, and the spawned front
+// against test/fixtures/hostile-http-responses.mjs, read by raw-socket clients.
+// Whatever the backend does, the front answers in bounded time and CPU, names the
+// problem in one log line with the backend, and serves the next request.
+import { describe, expect, it } from 'vitest';
+import { ResponseDecoder } from '../src/http/responseDecoder.js';
+
+describe('a response head trickled in small pieces (the decoder)', () => {
+  it('a 512 KB head in 16-byte reads is decoded in linear time (it was parsed again from its start on every read: minutes of a blocked front)', () => {
+    let heads = 0;
+    const d = new ResponseDecoder({ onResponseHead: () => { heads++; return true; }, onResponseBody: () => true }, 1024 * 1024);
+    d.begin(false);
+    const line = 'X-Pad: 0123456789abcdef0123456789abcdef0123456789abcdef\r\n';
+    const head = Buffer.from(`HTTP/1.1 200 OK\r\n${line.repeat(Math.floor(512 * 1024 / line.length))}Content-Length: 2\r\n\r\nok`, 'latin1');
+    const started = process.hrtime.bigint();
+    for (let p = 0; p < head.length; p += 16) {
+      // Each read a buffer of its own, as from a socket.
+      const piece = Buffer.from(head.subarray(p, Math.min(head.length, p + 16)));
+      expect(d.push(piece, 0)).toBe(piece.length);
+      if (d.complete || d.failed) break;
+      // A deadline inside the loop: the old quadratic decoder fails here in seconds, not minutes.
+      expect(Number(process.hrtime.bigint() - started) / 1e6, `after ${p} bytes`).toBeLessThan(2000);
+    }
+    expect(d.failed ? d.error : null).toBeNull();
+    expect(d.complete).toBe(true);
+    expect(heads).toBe(1);
+  });
+
+  it('a head over the limit, trickled, is still refused once the bytes pass the limit', () => {
+    const d = new ResponseDecoder({ onResponseHead: () => true, onResponseBody: () => true }, 4096);
+    d.begin(false);
+    const piece = Buffer.from('X-Pad: abcdefgh\r\n', 'latin1');
+    d.push(Buffer.from('HTTP/1.1 200 OK\r\n', 'latin1'), 0);
+    let sent = 17;
+    while (!d.failed && sent < 10_000) { d.push(Buffer.from(piece), 0); sent += piece.length; }
+    expect(d.error).toMatch(/response head larger than 4096 bytes/);
+    expect(sent).toBeLessThan(4096 + 2 * piece.length);
+  });
+
+  it('a bad byte early in a trickled head is refused before the head ends (not only at its end)', () => {
+    const d = new ResponseDecoder({ onResponseHead: () => true, onResponseBody: () => true }, 1024 * 1024);
+    d.begin(false);
+    const bytes = Buffer.from(`HTTP/1.1 200 OK\r\nX-Bad: a\0b\r\n${'X-Pad: abcdefgh\r\n'.repeat(1000)}`, 'latin1');
+    let p = 0;
+    for (; p < bytes.length && !d.failed; p += 7) d.push(Buffer.from(bytes.subarray(p, p + 7)), 0);
+    expect(d.error).toMatch(/invalid byte 0x00 in the value of header X-Bad/);
+    expect(p).toBeLessThan(200);
+  });
+});
