@@ -17,10 +17,10 @@ describe('a response head trickled in small pieces (the decoder)', () => {
     for (let p = 0; p < head.length; p += 16) {
       // Each read a buffer of its own, as from a socket.
       const piece = Buffer.from(head.subarray(p, Math.min(head.length, p + 16)));
-      expect(d.push(piece, 0)).toBe(piece.length);
+      if (d.push(piece, 0) !== piece.length) throw new Error(`push took less than the whole read at ${p}`);
       if (d.complete || d.failed) break;
       // A deadline inside the loop: the old quadratic decoder fails here in seconds, not minutes.
-      expect(Number(process.hrtime.bigint() - started) / 1e6, `after ${p} bytes`).toBeLessThan(2000);
+      if (p % 4096 === 0) expect(Number(process.hrtime.bigint() - started) / 1e6, `after ${p} bytes`).toBeLessThan(2000);
     }
     expect(d.failed ? d.error : null).toBeNull();
     expect(d.complete).toBe(true);
@@ -46,5 +46,16 @@ describe('a response head trickled in small pieces (the decoder)', () => {
     for (; p < bytes.length && !d.failed; p += 7) d.push(Buffer.from(bytes.subarray(p, p + 7)), 0);
     expect(d.error).toMatch(/invalid byte 0x00 in the value of header X-Bad/);
     expect(p).toBeLessThan(200);
+  });
+});
+
+describe('Transfer-Encoding in an HTTP/1.0 response (the decoder)', () => {
+  it('is decoded, but the connection is not kept even with Connection: keep-alive (RFC 9112 §6.1: its framing is faulty)', () => {
+    const d = new ResponseDecoder({ onResponseHead: () => true, onResponseBody: () => true }, 64 * 1024);
+    d.begin(false);
+    const text = 'HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n';
+    expect(d.push(Buffer.from(text, 'latin1'), 0)).toBe(text.length);
+    expect(d.complete).toBe(true);
+    expect(d.keepAlive).toBe(false);
   });
 });
