@@ -3,8 +3,38 @@
 // against test/fixtures/hostile-http-responses.mjs, read by raw-socket clients.
 // Whatever the backend does, the front answers in bounded time and CPU, names the
 // problem in one log line with the backend, and serves the next request.
-import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ResponseDecoder } from '../src/http/responseDecoder.js';
+import { alive, cliBusy, cliLines, waitForCliLine } from './cliLog.js';
+import { FIXTURES, spawnCli, waitUntil, type RunningCli } from './helpers.js';
+import { finals, get, rawExchange } from './rawHttp.js';
+
+const RESPONSES = path.join(FIXTURES, 'hostile-http-responses.mjs');
+
+let cli: RunningCli | null = null;
+afterEach(async () => {
+  await cli?.stop();
+  cli = null;
+});
+
+/** The front with one HTTP backend running hostile-http-responses.mjs, one slot: every request goes over the same connection. */
+function front(args: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<RunningCli> {
+  return spawnCli(['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '-n', '1', '--shutdown-grace', '4000', '--protocol', 'http',
+    '--max-requests-per-backend', '1', ...args, '--', process.execPath, RESPONSES], { env });
+}
+
+function hostPort(c: RunningCli): string {
+  return c.base.replace('http://', '');
+}
+
+/** The next request on the backend is answered (the slot was freed, nothing left on the connection). */
+async function expectServedAfter(c: RunningCli): Promise<void> {
+  const ok = await rawExchange(hostPort(c), get('/m/ok', 'Connection: close\r\n'), { timeoutMs: 5000 });
+  expect(finals(ok.parsed).map((r) => `${r.status} ${r.body.toString('latin1')}`)).toEqual(['200 ok']);
+  expect(alive(c)).toBe(true);
+  await waitUntil(async () => (await cliBusy(c)) === 0, 'no request is left in flight or queued', 5000);
+}
 
 describe('a response head trickled in small pieces (the decoder)', () => {
   it('a 512 KB head in 16-byte reads is decoded in linear time (it was parsed again from its start on every read: minutes of a blocked front)', () => {
@@ -58,4 +88,20 @@ describe('Transfer-Encoding in an HTTP/1.0 response (the decoder)', () => {
     expect(d.complete).toBe(true);
     expect(d.keepAlive).toBe(false);
   });
+});
+
+describe('a response head trickled over the read timeout (the front)', () => {
+  it('a header line every 300 ms, never the end of the head, with --read-timeout 1000 → 504 in about a second (head bytes are not progress the client sees: it held the slot until the app stopped)', async () => {
+    cli = await front(['--read-timeout', '1000']);
+    const ex = await rawExchange(hostPort(cli), get('/m/head-slow'), { finalResponses: 1, timeoutMs: 8000 });
+    const f = finals(ex.parsed);
+    expect(f.map((r) => r.status), `${ex.ms} ms: ${ex.data.toString('latin1').slice(0, 300)}`).toEqual([504]);
+    expect(ex.ms).toBeLessThan(3000);
+    const line = await waitForCliLine(cli, (l) => l.level >= 50 && l.msg.includes('/m/head-slow'), 'an error line about the request', 3000);
+    expect(line.msg).toMatch(/did not finish its response head in 1000 ms/);
+    expect(line.backend).toBe('b0');
+    expect(typeof line.pid).toBe('number');
+    expect(cliLines(cli).filter((l) => l.level >= 50 && l.msg.includes('/m/head-slow'))).toHaveLength(1);
+    await expectServedAfter(cli);
+  }, 30_000);
 });

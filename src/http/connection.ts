@@ -52,6 +52,8 @@ export class HttpExchange implements RequestControl {
   bodySent = 0;
   /** The request head, until it goes out with the first body bytes (or the body's end). */
   pendingHead: string | null = null;
+  /** The first byte of the final response head came (its clock started). */
+  headStarted = false;
 
   constructor(readonly connection: HttpConnection, readonly handler: ResponseHandler,
     /** -1: chunked. */
@@ -302,10 +304,13 @@ export class HttpConnection implements ResponseSink {
   timeout(limitMs: number): void {
     const ex = this.exchange;
     if (ex === null) return;
+    const decoder = this.decoder;
     this.fail(new TransportError('timeout', !ex.bodyEnded
       ? `backend took no request body bytes for ${limitMs} ms (send timeout)`
-      : `backend sent nothing for ${limitMs} ms (read timeout)`,
-    { code: 'ETIMEDOUT', notStarted: !this.decoder.anyByte && ex.bodySent === 0 }));
+      : decoder.finalStarted && !decoder.headSeen
+        ? `backend did not finish its response head in ${limitMs} ms (read timeout: a head is progress only once whole, the client gets nothing of it before)`
+        : `backend sent nothing for ${limitMs} ms (read timeout)`,
+    { code: 'ETIMEDOUT', notStarted: !decoder.anyByte && ex.bodySent === 0 }));
   }
 
   // --- the response ---
@@ -408,7 +413,16 @@ export class HttpConnection implements ResponseSink {
     this.feed(chunk, 0);
     // Progress for the read timeout is bytes of the final response only: a backend
     // trickling `102 Processing` would otherwise hold a client forever with nothing.
-    if (ex !== null && this.exchange === ex && this.decoder.finalStarted) ex.lastTick = coarseNow;
+    // Nor is its head progress until it ends (the client gets nothing of it before):
+    // it must be whole within the read timeout of its first byte, else a head trickled
+    // a line per read timeout holds the client and the slot for max-head-bytes times that.
+    if (ex === null || this.exchange !== ex) return;
+    const decoder = this.decoder;
+    if (decoder.headSeen) ex.lastTick = coarseNow;
+    else if (!ex.headStarted && decoder.finalStarted) {
+      ex.headStarted = true;
+      ex.lastTick = coarseNow;
+    }
   };
 
   private readonly onDrain = (): void => {
