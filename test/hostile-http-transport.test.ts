@@ -105,3 +105,21 @@ describe('a response head trickled over the read timeout (the front)', () => {
     await expectServedAfter(cli);
   }, 30_000);
 });
+
+describe('chunk framing trickled over the read timeout (the front)', () => {
+  for (const [mode, what] of [['ext-slow', 'a chunk extension'], ['trailer-slow', 'a trailer field']]) {
+    it(`${mode}: ${what} growing a byte every 300 ms after "ok", with --read-timeout 1000 → the client's response cut in about a second (framing is no progress: it held the slot for hours)`, async () => {
+      cli = await front(['--read-timeout', '1000']);
+      const ex = await rawExchange(hostPort(cli!), get(`/m/${mode}`), { timeoutMs: 8000 });
+      const what = `${ex.ms} ms, ${ex.closed ? 'closed' : 'open'}: ${JSON.stringify(ex.data.toString('latin1').slice(0, 300))}`;
+      expect(ex.closed, what).toBe(true);
+      expect(ex.ms, what).toBeLessThan(3000);
+      const f = finals(ex.parsed);
+      expect(f.map((r) => `${r.status} ${r.body.toString('latin1')} ${r.complete}`), what).toEqual(['200 ok false']);
+      const line = await waitForCliLine(cli!, (l) => l.level >= 50 && l.msg.includes(`/m/${mode}`), 'an error line about the request', 3000);
+      expect(line.msg).toMatch(/sent no body bytes for 1000 ms \(read timeout/);
+      expect(line.backend).toBe('b0');
+      await expectServedAfter(cli!);
+    }, 30_000);
+  }
+});

@@ -309,7 +309,9 @@ export class HttpConnection implements ResponseSink {
       ? `backend took no request body bytes for ${limitMs} ms (send timeout)`
       : decoder.finalStarted && !decoder.headSeen
         ? `backend did not finish its response head in ${limitMs} ms (read timeout: a head is progress only once whole, the client gets nothing of it before)`
-        : `backend sent nothing for ${limitMs} ms (read timeout)`,
+        : decoder.headSeen
+          ? `backend sent no body bytes for ${limitMs} ms (read timeout; chunk framing, extensions and trailers are not progress)`
+          : `backend sent nothing for ${limitMs} ms (read timeout)`,
     { code: 'ETIMEDOUT', notStarted: !decoder.anyByte && ex.bodySent === 0 }));
   }
 
@@ -410,16 +412,20 @@ export class HttpConnection implements ResponseSink {
 
   private readonly onData = (chunk: Buffer): void => {
     const ex = this.exchange;
-    this.feed(chunk, 0);
-    // Progress for the read timeout is bytes of the final response only: a backend
-    // trickling `102 Processing` would otherwise hold a client forever with nothing.
-    // Nor is its head progress until it ends (the client gets nothing of it before):
-    // it must be whole within the read timeout of its first byte, else a head trickled
-    // a line per read timeout holds the client and the slot for max-head-bytes times that.
-    if (ex === null || this.exchange !== ex) return;
     const decoder = this.decoder;
-    if (decoder.headSeen) ex.lastTick = coarseNow;
-    else if (!ex.headStarted && decoder.finalStarted) {
+    const headBefore = decoder.headSeen;
+    const bodyBefore = decoder.bodyBytes;
+    this.feed(chunk, 0);
+    // Progress for the read timeout is what the client gets: a backend trickling
+    // `102 Processing` would otherwise hold a client forever with nothing. Nor is a head
+    // progress until it ends: it must be whole within the read timeout of its first
+    // byte, else a head trickled a line per read timeout holds the client and the slot
+    // for max-head-bytes times that. After the head, body bytes only: chunk extensions
+    // and trailers (dropped here) trickled a byte at a time held them for hours.
+    if (ex === null || this.exchange !== ex) return;
+    if (decoder.headSeen) {
+      if (!headBefore || decoder.bodyBytes !== bodyBefore) ex.lastTick = coarseNow;
+    } else if (!ex.headStarted && decoder.finalStarted) {
       ex.headStarted = true;
       ex.lastTick = coarseNow;
     }

@@ -49,6 +49,8 @@ export class ResponseDecoder {
   anyByte = false;
   /** The final head was read (body bytes may follow). */
   headSeen = false;
+  /** Body bytes handed to the sink (chunk framing, extensions and trailers not counted). */
+  bodyBytes = 0;
 
   constructor(private readonly sink: ResponseSink, maxHeadBytes: number) {
     this.head = new ResponseHeadParser(maxHeadBytes);
@@ -62,6 +64,7 @@ export class ResponseDecoder {
     this.headBuf = null;
     this.anyByte = false;
     this.headSeen = false;
+    this.bodyBytes = 0;
     this.error = '';
   }
 
@@ -184,6 +187,7 @@ export class ResponseDecoder {
           }
           const chunk = pos === 0 && n === end ? buf : buf.subarray(pos, pos + n);
           pos += n;
+          this.bodyBytes += n;
           if (!sink.onResponseBody(chunk)) return pos;
           if (this.state === State.Done) return pos;
           continue;
