@@ -123,3 +123,37 @@ describe('chunk framing trickled over the read timeout (the front)', () => {
     }, 30_000);
   }
 });
+
+describe('backends the transport already answers well (one front each, --read-timeout 1000)', () => {
+  const upload = (mode: string) => Buffer.concat([
+    Buffer.from(`POST /m/${mode} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: ${4 << 20}\r\n\r\n`, 'latin1'),
+    Buffer.alloc(4 << 20, 0x61),
+  ]);
+  const cases: Array<[string, () => Buffer | string, number, RegExp | null]> = [
+    // Answered before the 4 MB upload was read, the app reading no more of it: the answer goes through, the connection is not reused.
+    ['early-413', () => upload('early-413'), 413, null],
+    // Never reading the upload: the send timeout frees the slot.
+    ['noread', () => upload('noread'), 504, /took no request body bytes for 1000 ms \(send timeout\)/],
+    ['silent', () => get('/m/silent'), 504, /sent nothing for 1000 ms \(read timeout\)/],
+    // Closing on every request: a GET is tried again a bounded number of times, then 502.
+    ['fin', () => get('/m/fin'), 502, /closed the connection before answering/],
+    // 1000 × 103 Early Hints: skipped, the final response is the answer.
+    ['hints', () => get('/m/hints'), 200, null],
+  ];
+  for (const [mode, bytes, status, logged] of cases) {
+    it(`${mode} → ${status}${logged ? ', one error line naming the backend and its pid' : ''}; the next request is served`, async () => {
+      cli = await front(['--read-timeout', '1000']);
+      const ex = await rawExchange(hostPort(cli!), bytes(), { finalResponses: 1, timeoutMs: 8000 });
+      const f = finals(ex.parsed);
+      expect(f.map((r) => r.status), `${ex.ms} ms: ${ex.data.toString('latin1').slice(0, 300)}`).toEqual([status]);
+      expect(ex.ms).toBeLessThan(4000);
+      if (logged) {
+        const line = await waitForCliLine(cli!, (l) => l.level >= 50 && l.msg.includes(`/m/${mode}`), 'an error line about the request', 3000);
+        expect(line.msg).toMatch(logged);
+        expect(line.backend).toBe('b0');
+        expect(typeof line.pid).toBe('number');
+      }
+      await expectServedAfter(cli!);
+    }, 30_000);
+  }
+});
