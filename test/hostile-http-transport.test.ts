@@ -3,11 +3,16 @@
 // against test/fixtures/hostile-http-responses.mjs, read by raw-socket clients.
 // Whatever the backend does, the front answers in bounded time and CPU, names the
 // problem in one log line with the backend, and serves the next request.
+import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { coarseNow } from '../src/clock.js';
+import { HttpTransport } from '../src/http/transport.js';
 import { ResponseDecoder } from '../src/http/responseDecoder.js';
+import { Capabilities, type RequestControl, type ResponseHandler, type TransportError } from '../src/transport.js';
 import { alive, cliBusy, cliLines, waitForCliLine } from './cliLog.js';
-import { FIXTURES, spawnCli, waitUntil, type RunningCli } from './helpers.js';
+import { FIXTURES, spawnCli, tmpDir, waitUntil, type RunningCli } from './helpers.js';
 import { finals, get, rawExchange } from './rawHttp.js';
 
 const RESPONSES = path.join(FIXTURES, 'hostile-http-responses.mjs');
@@ -156,4 +161,73 @@ describe('backends the transport already answers well (one front each, --read-ti
       await expectServedAfter(cli!);
     }, 30_000);
   }
+});
+
+describe('a backend that closes right after its response, read while the client was slow (the transport)', () => {
+  const cases: Array<[string, string, string, RegExp | null]> = [
+    ['whole', '2\r\nok\r\n2\r\nOK\r\n2\r\n!!\r\n0\r\n\r\n', 'okOK!!', null],
+    ['cut', '2\r\nok\r\n2\r\nOK\r\n2\r\n!', 'okOK!', /closed the connection in the middle of the response/],
+  ];
+  for (const [what, body, expected, failure] of cases) it(`${what}: chunks read before the close and held for the slow client are delivered on resume; ${failure ? 'then the cut is reported' : 'the response is whole, not cut as "closed in the middle"'}`, async () => {
+    const dir = tmpDir('upfront-hhttp-');
+    const sockPath = path.join(dir, 'app.sock');
+    let appSide: net.Socket | null = null;
+    const appClosed = new Promise<void>((resolve) => {
+      const server = net.createServer((sock) => {
+        appSide = sock;
+        sock.on('error', () => {});
+        sock.once('close', () => { server.close(); resolve(); });
+        // Three chunks and the last one in one write, then the close: all of it in one read at the front.
+        sock.once('data', () => sock.end(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${body}`));
+      });
+      server.listen(sockPath);
+    });
+    await new Promise<void>((r) => setTimeout(r, 0));
+    const t = new HttpTransport({ address: { path: sockPath }, readTimeoutMs: 5000, connectTimeoutMs: 1000, forwarded: false, maxHeadBytes: 64 * 1024 },
+      new Capabilities({ multithreaded: false, multiplexed: false, slots: 1, answersGetValues: false, keepConn: true, pipelineDepth: 1, source: 'test' }),
+      { onDrain: () => {}, onConnectError: () => {}, onProtocolError: () => {} });
+    try {
+      const chunks: string[] = [];
+      let control: RequestControl | null = null;
+      let error: TransportError | null = null;
+      let ended = false;
+      let accept = false;
+      let release!: () => void;
+      const released = new Promise<void>((r) => { release = r; });
+      const handler: ResponseHandler = {
+        onStart: (c) => { control = c; },
+        onBodyDrain: () => {},
+        onHead: () => {},
+        // The client is slow: it takes the first chunk and says stop.
+        onBody: (c) => { chunks.push(c.toString('latin1')); return accept; },
+        onEnd: () => { ended = true; },
+        onError: (e) => { error = e; },
+        onStderr: () => {},
+        onRelease: () => release(),
+      };
+      t.dispatch({
+        head: { method: 'GET', target: '/', versionMinor: 1, headers: ['Host', 'x'], host: 'x', contentType: undefined,
+          connection: { remoteAddress: '192.0.2.7', remotePort: 5555, localAddress: '127.0.0.1', localPort: 80, encrypted: false } },
+        bodyLength: 0, pipelinable: true, receivedAt: coarseNow,
+      }, handler);
+      // The app's socket closes once the front's side closed too: the front read the close while paused.
+      await appClosed;
+      expect(appSide).not.toBeNull();
+      expect(error, 'the response was failed while the client was slow').toBeNull();
+      accept = true;
+      control!.resume();
+      await released;
+      expect(chunks.join('')).toBe(expected);
+      if (failure) {
+        expect((error as TransportError | null)?.message).toMatch(failure);
+        expect(ended).toBe(false);
+      } else {
+        expect(error).toBeNull();
+        expect(ended).toBe(true);
+      }
+    } finally {
+      t.close(true);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 10_000);
 });

@@ -118,6 +118,8 @@ export class HttpConnection implements ResponseSink {
   paused = false;
   private stash: Buffer | null = null;
   private stashPos = 0;
+  /** The socket closed while `stash` waited for the handler: the close is judged once the stash is decoded. */
+  private closedWhilePaused = false;
   private drainWaiting = false;
   private connectTimer: NodeJS.Timeout | null;
   private fd = -1;
@@ -247,6 +249,14 @@ export class HttpConnection implements ResponseSink {
     if (stash !== null) {
       this.stash = null;
       this.feed(stash, this.stashPos);
+    }
+    if (this.closedWhilePaused && !this.paused && this.exchange === ex) {
+      // The backend closed while these bytes waited, and they did not end the response: cut.
+      this.closedWhilePaused = false;
+      this.exchange = null;
+      ex.handler.onError(this.closeError());
+      ex.handler.onRelease();
+      return;
     }
     if (!this.paused && !this.gone) this.socket.resume();
   }
@@ -471,13 +481,29 @@ export class HttpConnection implements ResponseSink {
   private readonly onSocketClose = (): void => {
     if (this.connectTimer) { clearTimeout(this.connectTimer); this.connectTimer = null; }
     const ex = this.exchange;
-    this.exchange = null;
     const wasGone = this.gone;
     this.gone = true;
+    if (ex !== null && this.paused && this.stash !== null && this.lastError === null) {
+      // The backend closed after bytes read but held for a slow client (the socket reports
+      // its end even while paused): the response may be whole in them, as when an app closes
+      // right after it. They are decoded on resume and the close judged then; the backend's
+      // place is free now.
+      this.closedWhilePaused = true;
+      if (!wasGone) this.owner.onGone(this);
+      return;
+    }
+    this.exchange = null;
     if (ex === null) {
       if (!wasGone) this.owner.onGone(this);
       return;
     }
+    ex.handler.onError(this.closeError());
+    ex.handler.onRelease();
+    if (!wasGone) this.owner.onGone(this);
+  };
+
+  /** Why the request in flight ends with the connection's close. */
+  private closeError(): TransportError {
     const cause = this.lastError;
     const decoder = this.decoder;
     let err: TransportError;
@@ -499,8 +525,6 @@ export class HttpConnection implements ResponseSink {
         { code: cause?.code, notStarted: true });
       err.freshConnection = this.completed === 0;
     }
-    ex.handler.onError(err);
-    ex.handler.onRelease();
-    if (!wasGone) this.owner.onGone(this);
-  };
+    return err;
+  }
 }
