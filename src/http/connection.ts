@@ -53,6 +53,8 @@ export class HttpExchange implements RequestControl {
   bodySent = 0;
   /** The request head, until it goes out with the first body bytes (or the body's end). */
   pendingHead: string | null = null;
+  /** The first byte of the final response head came (its clock started). */
+  headStarted = false;
 
   constructor(readonly connection: HttpConnection, readonly handler: ResponseHandler,
     /** -1: chunked. */
@@ -117,6 +119,8 @@ export class HttpConnection implements ResponseSink {
   paused = false;
   private stash: Buffer | null = null;
   private stashPos = 0;
+  /** The socket closed while `stash` waited for the handler: the close is judged once the stash is decoded. */
+  private closedWhilePaused = false;
   private drainWaiting = false;
   private connectTimer: NodeJS.Timeout | null;
   private fd = -1;
@@ -247,6 +251,14 @@ export class HttpConnection implements ResponseSink {
       this.stash = null;
       this.feed(stash, this.stashPos);
     }
+    if (this.closedWhilePaused && !this.paused && this.exchange === ex) {
+      // The backend closed while these bytes waited, and they did not end the response: cut.
+      this.closedWhilePaused = false;
+      this.exchange = null;
+      ex.handler.onError(this.closeError());
+      ex.handler.onRelease();
+      return;
+    }
     if (!this.paused && !this.gone) this.socket.resume();
   }
 
@@ -303,10 +315,15 @@ export class HttpConnection implements ResponseSink {
   timeout(limitMs: number): void {
     const ex = this.exchange;
     if (ex === null) return;
+    const decoder = this.decoder;
     this.fail(new TransportError('timeout', !ex.bodyEnded
       ? `backend took no request body bytes for ${limitMs} ms (send timeout)`
-      : `backend sent nothing for ${limitMs} ms (read timeout)`,
-    { code: 'ETIMEDOUT', notStarted: !this.decoder.anyByte && ex.bodySent === 0 }));
+      : decoder.finalStarted && !decoder.headSeen
+        ? `backend did not finish its response head in ${limitMs} ms (read timeout: a head is progress only once whole, the client gets nothing of it before)`
+        : decoder.headSeen
+          ? `backend sent no body bytes for ${limitMs} ms (read timeout; chunk framing, extensions and trailers are not progress)`
+          : `backend sent nothing for ${limitMs} ms (read timeout)`,
+    { code: 'ETIMEDOUT', notStarted: !decoder.anyByte && ex.bodySent === 0 }));
   }
 
   // --- the response ---
@@ -406,6 +423,9 @@ export class HttpConnection implements ResponseSink {
 
   private readonly onData = (chunk: Buffer): void => {
     const ex = this.exchange;
+    const decoder = this.decoder;
+    const headBefore = decoder.headSeen;
+    const bodyBefore = decoder.bodyBytes;
     // The next request this response's end lets in is written at once; its client's bytes after it.
     if (!beginBackendTurn()) this.feed(chunk, 0);
     else {
@@ -415,9 +435,19 @@ export class HttpConnection implements ResponseSink {
         endBackendTurn();
       }
     }
-    // Progress for the read timeout is bytes of the final response only: a backend
-    // trickling `102 Processing` would otherwise hold a client forever with nothing.
-    if (ex !== null && this.exchange === ex && this.decoder.finalStarted) ex.lastTick = coarseNow;
+    // Progress for the read timeout is what the client gets: a backend trickling
+    // `102 Processing` would otherwise hold a client forever with nothing. Nor is a head
+    // progress until it ends: it must be whole within the read timeout of its first
+    // byte, else a head trickled a line per read timeout holds the client and the slot
+    // for max-head-bytes times that. After the head, body bytes only: chunk extensions
+    // and trailers (dropped here) trickled a byte at a time held them for hours.
+    if (ex === null || this.exchange !== ex) return;
+    if (decoder.headSeen) {
+      if (!headBefore || decoder.bodyBytes !== bodyBefore) ex.lastTick = coarseNow;
+    } else if (!ex.headStarted && decoder.finalStarted) {
+      ex.headStarted = true;
+      ex.lastTick = coarseNow;
+    }
   };
 
   private readonly onDrain = (): void => {
@@ -460,13 +490,29 @@ export class HttpConnection implements ResponseSink {
   private readonly onSocketClose = (): void => {
     if (this.connectTimer) { clearTimeout(this.connectTimer); this.connectTimer = null; }
     const ex = this.exchange;
-    this.exchange = null;
     const wasGone = this.gone;
     this.gone = true;
+    if (ex !== null && this.paused && this.stash !== null && this.lastError === null) {
+      // The backend closed after bytes read but held for a slow client (the socket reports
+      // its end even while paused): the response may be whole in them, as when an app closes
+      // right after it. They are decoded on resume and the close judged then; the backend's
+      // place is free now.
+      this.closedWhilePaused = true;
+      if (!wasGone) this.owner.onGone(this);
+      return;
+    }
+    this.exchange = null;
     if (ex === null) {
       if (!wasGone) this.owner.onGone(this);
       return;
     }
+    ex.handler.onError(this.closeError());
+    ex.handler.onRelease();
+    if (!wasGone) this.owner.onGone(this);
+  };
+
+  /** Why the request in flight ends with the connection's close. */
+  private closeError(): TransportError {
     const cause = this.lastError;
     const decoder = this.decoder;
     let err: TransportError;
@@ -488,8 +534,6 @@ export class HttpConnection implements ResponseSink {
         { code: cause?.code, notStarted: true });
       err.freshConnection = this.completed === 0;
     }
-    ex.handler.onError(err);
-    ex.handler.onRelease();
-    if (!wasGone) this.owner.onGone(this);
-  };
+    return err;
+  }
 }

@@ -18,6 +18,7 @@ export interface ResponseSink {
 const enum Framing { None, Length, Chunked, Close }
 const enum State { Head, Body, Done, Failed }
 
+const HEAD_END = '\r\n\r\n';
 const MAX_TRAILER_BYTES = 16 * 1024;
 const MAX_TRAILER_COUNT = 100;
 
@@ -29,8 +30,18 @@ export class ResponseDecoder {
   private isHeadRequest = false;
   /** Body bytes still due (Content-Length framing). */
   private remaining = 0;
-  /** The head so far, when it came in pieces. */
+  /**
+   * The head so far, when it came in pieces: headBuf[0, headLen), grown by doubling so
+   * each byte is copied a bounded number of times. The parser runs on it again only when
+   * the pieces may hold the head's end (a blank line came) or their bytes doubled since
+   * it last ran: rerunning it on every read was quadratic, and a backend trickling a head
+   * of max-head-bytes (1 MB) a few bytes a write held the front's CPU for minutes.
+   */
   private headBuf: Buffer | null = null;
+  private headLen = 0;
+  /** headLen when the parser last ran on the pieces. */
+  private parsedLen = 0;
+  private readonly maxHeadBytes: number;
   /** After a failure: 'head' (the response head is invalid) or 'protocol' (the framing is). */
   errorKind: 'head' | 'protocol' = 'head';
   error = '';
@@ -38,9 +49,12 @@ export class ResponseDecoder {
   anyByte = false;
   /** The final head was read (body bytes may follow). */
   headSeen = false;
+  /** Body bytes handed to the sink (chunk framing, extensions and trailers not counted). */
+  bodyBytes = 0;
 
   constructor(private readonly sink: ResponseSink, maxHeadBytes: number) {
     this.head = new ResponseHeadParser(maxHeadBytes);
+    this.maxHeadBytes = maxHeadBytes;
   }
 
   /** A new response is due, to a request with method HEAD or not. */
@@ -50,6 +64,7 @@ export class ResponseDecoder {
     this.headBuf = null;
     this.anyByte = false;
     this.headSeen = false;
+    this.bodyBytes = 0;
     this.error = '';
   }
 
@@ -73,7 +88,7 @@ export class ResponseDecoder {
   get finalStarted(): boolean {
     if (this.headSeen) return true;
     const b = this.headBuf;
-    return b !== null && b.length > 9 && b[9] !== 0x31;
+    return b !== null && this.headLen > 9 && b[9] !== 0x31;
   }
 
   /**
@@ -101,16 +116,21 @@ export class ResponseDecoder {
         case State.Head: {
           if (pos >= end) return end;
           if (this.headBuf !== null) {
-            this.shift = this.headBuf.length - pos;
-            buf = Buffer.concat([this.headBuf, pos === 0 ? buf : buf.subarray(pos)]);
+            const before = this.headLen;
+            const joined = this.append(buf, pos, end);
+            // CR LF CR LF ends every valid head: look for it in the new bytes (and the 3 before them).
+            const ended = joined.indexOf(HEAD_END, Math.max(0, before - 3), 'latin1') >= 0;
+            if (!ended && this.headLen < 2 * this.parsedLen && this.headLen <= this.maxHeadBytes) return end;
+            this.shift = before - pos;
             this.headBuf = null;
+            buf = joined;
             pos = 0;
             end = buf.length;
           }
           const parser = this.head;
           const r = parser.parse(buf, pos, end);
           if (r === NEED_MORE) {
-            this.headBuf = pos === 0 ? buf : buf.subarray(pos);
+            this.keep(buf, pos, end);
             return end;
           }
           if (r === REFUSED) return this.fail('head', `backend sent an invalid response head: ${parser.error}`, pos);
@@ -167,6 +187,7 @@ export class ResponseDecoder {
           }
           const chunk = pos === 0 && n === end ? buf : buf.subarray(pos, pos + n);
           pos += n;
+          this.bodyBytes += n;
           if (!sink.onResponseBody(chunk)) return pos;
           if (this.state === State.Done) return pos;
           continue;
@@ -175,6 +196,30 @@ export class ResponseDecoder {
           return pos;
       }
     }
+  }
+
+  /** Starts the pieces of a head with buf[pos, end) (copied: a read buffer is not held on to for a few bytes of it). */
+  private keep(buf: Buffer, pos: number, end: number): void {
+    const n = end - pos;
+    const b = Buffer.allocUnsafe(Math.max(1024, 2 * n));
+    buf.copy(b, 0, pos, end);
+    this.headBuf = b;
+    this.headLen = n;
+    this.parsedLen = n;
+  }
+
+  /** Adds buf[pos, end) to the head's pieces; returns the bytes so far. */
+  private append(buf: Buffer, pos: number, end: number): Buffer {
+    let b = this.headBuf!;
+    const len = this.headLen + end - pos;
+    if (len > b.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * b.length, len));
+      b.copy(grown, 0, 0, this.headLen);
+      this.headBuf = b = grown;
+    }
+    buf.copy(b, this.headLen, pos, end);
+    this.headLen = len;
+    return b.subarray(0, len);
   }
 
   /** The connection ended: a close-delimited body is complete; anything else is cut. Returns whether the response is complete. */

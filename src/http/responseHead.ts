@@ -203,7 +203,8 @@ export class ResponseHeadParser {
     this.headers = named === null ? headers : dropNamed(headers, named);
     this.contentLength = contentLength;
     this.chunked = teSeen;
-    this.keepAlive = !connClose && (minor === 1 || connKeepAlive);
+    // Transfer-Encoding in an HTTP/1.0 message means its framing is faulty (RFC 9112 §6.1): decoded, then the connection is closed.
+    this.keepAlive = !connClose && (minor === 1 || connKeepAlive) && !(teSeen && minor === 0);
     this.keepAliveTimeout = keepAliveTimeout;
     return p;
   }
