@@ -119,6 +119,27 @@ describe('the read timeout counts only bytes the client gets (C)', () => {
     await expectSettled(cli);
   }, 30_000);
 
+  it('FastCGI: an app sending its head a header line every 100 ms, never ended → 504 after about --read-timeout (a head is progress once whole)', async () => {
+    cli = await front(['--read-timeout', '1000'], [process.execPath, TIMING]);
+    const ex = await rawExchange(hostPort(cli), get('/head-trickle', 'Connection: close\r\n'), { finalResponses: 1, timeoutMs: 8000 });
+    expect(finals(ex.parsed).map((r) => r.status), show(ex)).toEqual([504]);
+    expect(ex.ms, show(ex)).toBeGreaterThanOrEqual(900);
+    expect(ex.ms, show(ex)).toBeLessThan(7500); // the trickle goes on for 30 s
+    await expectSettled(cli);
+  }, 30_000);
+
+  it('FastCGI: an app sending empty FCGI_STDOUT records every 100 ms after a head and one byte, never ending → cut after about --read-timeout', async () => {
+    cli = await front(['--read-timeout', '1000'], [process.execPath, TIMING]);
+    const ex = await rawExchange(hostPort(cli), get('/empty-trickle', 'Connection: close\r\n'), { timeoutMs: 8000 });
+    // Whatever the client got (a 504, or the head and "a" then a cut), the exchange ended while the app still trickled.
+    expect(ex.closed, show(ex)).toBe(true);
+    expect(ex.ms, show(ex)).toBeGreaterThanOrEqual(900);
+    expect(ex.ms, show(ex)).toBeLessThan(7500); // the trickle goes on for 30 s
+    const f = finals(ex.parsed);
+    expect(f.length === 1 && (f[0].status === 504 || !f[0].complete), show(ex)).toBe(true);
+    await expectSettled(cli);
+  }, 30_000);
+
   it('HTTP: a backend sending "102 Processing" every 100 ms and no final response → 504 after about --read-timeout', async () => {
     cli = await front(['--protocol', 'http', '--read-timeout', '1000'], [process.execPath, INTERIM_HTTP]);
     const ex = await rawExchange(hostPort(cli), get('/', 'Connection: close\r\n'), { finalResponses: 1, timeoutMs: 8000 });

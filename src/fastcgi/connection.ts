@@ -520,9 +520,13 @@ export class FcgiConnection implements RecordSink {
     switch (type) {
       case RecordType.Stdout:
         // Only what the client gets is progress for the read timeout: STDERR (a log line)
-        // is not, and what an aborted request still sends is discarded (the sweep's abort
-        // grace counts from the abort, however chatty the app is).
-        request.lastTick = coarseNow;
+        // is not, nor an empty record (a trickle of them held a slot for ever), nor a head's
+        // pieces: it must be whole within the read timeout of its first byte (onStdout),
+        // else one header line a read timeout held it for max-head-bytes times that. What an
+        // aborted request still sends is discarded, any record of it showing the app still
+        // writes for it (the sweep's abort grace, counted from the abort).
+        if (request.abandoned) request.lastTick = coarseNow;
+        else if (content.length > 0 && (request.headSeen || !request.anyResponseByte)) request.lastTick = coarseNow;
         if (content.length > 0) this.onStdout(request, content);
         return;
       case RecordType.Stderr:
@@ -577,6 +581,7 @@ export class FcgiConnection implements RecordSink {
       if (parsed === null) return;
       request.headParser = null;
       request.headSeen = true;
+      request.lastTick = coarseNow;
       request.handler.onHead(parsed.head);
       if (request.abandoned || request.state !== State.Active || parsed.bodyOffset >= content.length) return;
       content = parsed.bodyOffset === 0 ? content : content.subarray(parsed.bodyOffset);

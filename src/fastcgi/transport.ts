@@ -393,6 +393,7 @@ export class FcgiTransport implements Transport, ConnectionOwner {
       const timedOut = (r: FcgiRequest, behind: boolean) => new TransportError('timeout', !r.stdinEnded
         ? `backend took no request body bytes for ${limit} ms (send timeout)`
         : behind ? `backend did not answer the request ahead of this one for ${limit} ms (read timeout)`
+        : r.anyResponseByte && !r.headSeen ? `backend did not finish its response head within ${limit} ms of its first byte (read timeout)`
         : `backend sent nothing for ${limit} ms (read timeout)`,
       { code: 'ETIMEDOUT', notStarted: !r.anyResponseByte && r.bodyBytesSent === 0 });
       if (multiplexed) {
