@@ -62,7 +62,12 @@ export interface ClientExchange extends RequestHead, BodySource {
  * the bytes, so length is the byte count.
  */
 export function headerListBytes(headers: readonly string[]): number {
-  let n = 42; // ":status", three digits, 32
-  for (let i = 0; i + 1 < headers.length; i += 2) n += headers[i].length + headers[i + 1].length + 32;
+  let n = STATUS_FIELD_BYTES;
+  for (let i = 0; i + 1 < headers.length; i += 2) n += headers[i].length + headers[i + 1].length + FIELD_OVERHEAD_BYTES;
   return n;
 }
+
+/** What each field costs in a header list beyond its name and value (RFC 7541 4.1). */
+export const FIELD_OVERHEAD_BYTES = 32;
+/** The :status field's cost: ":status", three digits, 32. */
+export const STATUS_FIELD_BYTES = 7 + 3 + FIELD_OVERHEAD_BYTES;

@@ -147,7 +147,10 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
   onHead(head: ResponseHead): void {
     const backend = this.backend!;
     const maxHead = this.exchange.maxResponseHeadBytes;
-    if (maxHead !== undefined && headerListBytes(head.headers) > maxHead) return this.headTooBig(backend, head, maxHead);
+    if (maxHead !== undefined) {
+      const size = headerListBytes(head.headers);
+      if (size > maxHead) return this.headTooBig(backend, size, maxHead);
+    }
     const status = head.status;
     const counters = backend.counters.responses;
     if (status < 300) counters[status < 200 ? '1xx' : '2xx']++;
@@ -236,8 +239,7 @@ export class ProxyRequest implements Acquirer, TransportRequest, ResponseHandler
    * sent, it would cost the client its whole session. 502, as nginx answers a head over
    * its buffer ("upstream sent too big header"); the backend's request is aborted.
    */
-  private headTooBig(backend: Backend, head: ResponseHead, maxHead: number): void {
-    const size = headerListBytes(head.headers);
+  private headTooBig(backend: Backend, size: number, maxHead: number): void {
     backend.counters.failures.head = (backend.counters.failures.head ?? 0) + 1;
     const h = this.head;
     this.ctx.log.error({ backend: backend.id, pid: backend.pid, size, max: maxHead },

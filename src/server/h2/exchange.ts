@@ -7,7 +7,7 @@
 // reset stream, never a short answer taken for whole), HEAD/204/304 send no body.
 import http2 from 'node:http2';
 import type { ClientConnection } from '../../transport.js';
-import type { BodySink, ClientEvents, ClientExchange } from '../exchange.js';
+import { FIELD_OVERHEAD_BYTES, STATUS_FIELD_BYTES, type BodySink, type ClientEvents, type ClientExchange } from '../exchange.js';
 import { BodyError } from '../http1/exchange.js';
 
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
@@ -419,12 +419,12 @@ export function outgoingHeaders(status: number, headers: readonly string[], maxB
   // HTTP/1.1 passes any three digits on; node:http2 throws beyond 599 (ERR_HTTP2_STATUS_INVALID).
   if (status > 599) throw new UnsendableHead(`the backend's status ${status} is not one HTTP/2 can carry (100 to 599)`);
   const out: http2.OutgoingHttpHeaders = { ':status': status };
-  let size = 42; // as headerListBytes counts
+  let size = STATUS_FIELD_BYTES; // as headerListBytes counts, the fields dropped here left out
   for (let i = 0; i + 1 < headers.length; i += 2) {
     const name = headers[i].toLowerCase();
     if (CONNECTION_SPECIFIC.has(name) || name.charCodeAt(0) === 58) continue;
     const value = headers[i + 1];
-    size += name.length + value.length + 32;
+    size += name.length + value.length + FIELD_OVERHEAD_BYTES;
     if (size > maxBytes) throw new UnsendableHead(`the response head is over the ${maxBytes} bytes this HTTP/2 client takes (its SETTINGS_MAX_HEADER_LIST_SIZE, or our cap)`);
     const prior = out[name];
     if (prior === undefined) out[name] = value;

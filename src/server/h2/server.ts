@@ -116,8 +116,9 @@ export class H2Server implements H2ExchangeOwner {
     // As on HTTP/1.1: a method outside node's list is not passed to the app.
     if (!KNOWN_METHODS.has(method)) return answer(stream, 501, `unknown method ${JSON.stringify(method.slice(0, 32))}`);
     if (target.length > this.limits.maxUriBytes) return answer(stream, 414, `request target longer than ${this.limits.maxUriBytes} bytes`);
-    if (fieldCount(rawHeaders) > this.limits.maxHeaderCount) return answer(stream, 431, `more than ${this.limits.maxHeaderCount} header fields`);
-    if (headBytes(method, target, rawHeaders) > this.limits.maxHeaderBytes) return answer(stream, 431, `request head larger than ${this.limits.maxHeaderBytes} bytes`);
+    measureAsHttp1(method, target, rawHeaders);
+    if (asHttp1.fields > this.limits.maxHeaderCount) return answer(stream, 431, `more than ${this.limits.maxHeaderCount} header fields`);
+    if (asHttp1.bytes > this.limits.maxHeaderBytes) return answer(stream, 431, `request head larger than ${this.limits.maxHeaderBytes} bytes`);
     let contentLength = stream.endAfterHeaders ? 0 : -1;
     const cl = headers['content-length'];
     if (cl !== undefined) {
@@ -170,39 +171,33 @@ export class H2Server implements H2ExchangeOwner {
   }
 }
 
-/** Header fields as HTTP/1.1 would count them: no pseudo-headers, cookie crumbs as one Cookie field. */
-function fieldCount(rawHeaders: readonly string[]): number {
-  let n = 0;
-  let cookie = false;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i];
-    if (name.charCodeAt(0) === 58 /* : */) continue;
-    if (name === 'cookie') {
-      if (cookie) continue;
-      cookie = true;
-    }
-    n++;
-  }
-  return n;
-}
+/** What measureAsHttp1 found (one object, read at once after each call). */
+const asHttp1 = { fields: 0, bytes: 0 };
 
-/** The request head's size as HTTP/1.1 would carry it (request line, "name: value" lines, cookie crumbs joined), for the same limit. */
-function headBytes(method: string, target: string, rawHeaders: readonly string[]): number {
-  let n = method.length + target.length + 14; // "M T HTTP/1.1\r\n" and the blank line
+/**
+ * The request head as HTTP/1.1 would carry it, for HTTP/1.1's limits: its fields (no
+ * pseudo-headers; cookie crumbs as the one Cookie field) and its bytes (request line,
+ * "name: value" lines, the crumbs joined, :authority as the Host line it becomes).
+ */
+function measureAsHttp1(method: string, target: string, rawHeaders: readonly string[]): void {
+  let fields = 0;
+  let bytes = method.length + target.length + 14; // "M T HTTP/1.1\r\n" and the blank line
   let cookie = false;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i];
     if (name.charCodeAt(0) === 58 /* : */) {
-      if (name === ':authority') n += rawHeaders[i + 1].length + 8; // the Host line it becomes (a Host field too: counted twice, a few bytes)
+      if (name === ':authority') bytes += rawHeaders[i + 1].length + 8; // the Host line it becomes (a Host field too: counted twice, a few bytes)
       continue;
     }
     if (name === 'cookie') {
-      if (cookie) { n += rawHeaders[i + 1].length + 2; continue; } // "; " and the crumb
+      if (cookie) { bytes += rawHeaders[i + 1].length + 2; continue; } // "; " and the crumb
       cookie = true;
     }
-    n += name.length + rawHeaders[i + 1].length + 4; // ": " and CRLF
+    fields++;
+    bytes += name.length + rawHeaders[i + 1].length + 4; // ": " and CRLF
   }
-  return n;
+  asHttp1.fields = fields;
+  asHttp1.bytes = bytes;
 }
 
 function answer(stream: http2.ServerHttp2Stream, status: number, reason: string): void {
